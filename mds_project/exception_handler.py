@@ -1,0 +1,60 @@
+"""One error format for the whole API: ``{"message": str, "code": str, "extra": dict}``."""
+
+import logging
+
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from registry_mirror.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_CODE = {
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    "untrusted_artifact": status.HTTP_409_CONFLICT,
+    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        body = {"message": exc.message, "code": exc.code, "extra": exc.extra}
+        return Response(body, status=STATUS_BY_CODE.get(exc.code, status.HTTP_400_BAD_REQUEST))
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, Http404 | ObjectDoesNotExist):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled API error", exc_info=exc)
+        body = {"message": "Internal server error.", "code": "internal_error", "extra": {}}
+        return Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {
+            "message": _first_message(response.data),
+            "code": "invalid_input",
+            "extra": {"fields": response.data},
+        }
+    else:
+        detail = response.data.get("detail", str(exc)) if isinstance(response.data, dict) else str(exc)
+        response.data = {"message": str(detail), "code": getattr(exc, "default_code", "error"), "extra": {}}
+    return response
+
+
+def _first_message(errors, path: str = "") -> str:
+    """``"field: message"`` for the first error of a DRF error tree, so the message names what is wrong."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            label = key if key != "non_field_errors" else ""
+            return _first_message(value, f"{path}.{label}" if path and label else (label or path))
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0], path)
+    return f"{path}: {errors}" if path else str(errors)

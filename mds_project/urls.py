@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from inference.apis import PredictionViewSet
+from training.apis import TrainingJobViewSet
+
+
+def health(request):
+    """Liveness: the process answers; deliberately touches neither the database nor MLflow."""
+    return JsonResponse({"status": "ok"})
+
+
+router = SimpleRouter(trailing_slash=False)
+router.register("train", TrainingJobViewSet, basename="training-job")
+router.register("predict", PredictionViewSet, basename="prediction")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("health", health, name="health"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    *router.urls,
+]

@@ -1,0 +1,294 @@
+"""The one module that talks to MLflow: log a trained model, register it, resolve and download versions.
+
+MLflow is imported inside functions: it costs seconds and ~180 MB, which web start-up should not pay. Every
+call goes to the tracking/registry URI from settings, never to MLflow's process-global state, so one process
+can serve several stores (tests do). Connection faults surface as ``RegistryUnavailable`` (transient, worth a
+retry); a missing model or version as ``NotFound``.
+"""
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from .errors import NotFound, RegistryUnavailable
+
+JOB_TAG = "mds.job_id"
+SKLEARN_SHA256_TAG = "mds.sklearn_sha256"
+ONNX_SHA256_TAG = "mds.onnx_sha256"
+ONNX_FILE = "model.onnx"
+SKLEARN_FILE = "model.pkl"
+# Written into the MLmodel so `mlflow models serve` and pyfunc users get a working environment.
+PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "onnx==1.23.2", "onnxruntime==1.32.0", "cloudpickle", "numpy", "pandas"]
+
+
+@dataclass
+class TrainedModel:
+    """What a finished training hands to the registry."""
+
+    estimator: Any
+    onnx_model: Any
+    input_example: Any  # a few rows of features (pandas DataFrame, float64)
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # artifact file name -> matplotlib Figure
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: int
+    run_id: str
+    model_id: str
+    formats: tuple[str, ...] = ("sklearn", "onnx")
+
+
+@dataclass(frozen=True)
+class DownloadedVersion:
+    """A registered version's files on local disk; the caller deletes ``path`` when done."""
+
+    name: str
+    version: int
+    path: Path
+    feature_names: list[str]
+    tags: dict[str, str]
+    aliases: list[str]
+
+
+def client():
+    _quiet_mlflow()
+    from mlflow import MlflowClient
+
+    uri = settings.MLFLOW_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        # The embedded store: SQLite creates the file, not the directory.
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _quiet_mlflow() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Map MLflow's and the network's exceptions onto our domain errors."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        yield
+    except RestException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
+        if exc.get_http_status_code() >= 500:
+            raise RegistryUnavailable(f"MLflow failed: {exc.message}") from exc
+        raise
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
+        if "Max retries exceeded" in exc.message or "Connection" in exc.message:
+            raise RegistryUnavailable(f"MLflow is unreachable: {exc.message}") from exc
+        raise
+    except requests.exceptions.RequestException as exc:
+        raise RegistryUnavailable(f"MLflow is unreachable: {exc}") from exc
+
+
+def experiment_id() -> str:
+    """Id of the experiment that holds every training run, created on first use."""
+    mlflow_client = client()
+    name = settings.MLFLOW_EXPERIMENT_NAME
+    with translated_errors():
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # A local store needs an explicit artifact root; an MLflow server picks its own.
+        is_local = settings.MLFLOW_TRACKING_URI.startswith(("sqlite:", "file:", "/", "postgresql", "mysql"))
+        location = settings.MLFLOW_ARTIFACT_ROOT if is_local else None
+        try:
+            return mlflow_client.create_experiment(name, artifact_location=location)
+        except Exception:
+            # Another process created it between our read and our write.
+            experiment = mlflow_client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+
+def model_version_register(*, job_key: str, model_name: str, model: TrainedModel) -> RegisteredVersion:
+    """Log ``model`` as one run with one logged model carrying both flavors, and register one new version.
+
+    Idempotent per ``job_key``: if a run tagged with it already produced a version, that version is returned
+    and nothing new is logged; a run left RUNNING by a killed attempt is marked FAILED before a fresh one
+    starts. Whatever fails here ends the run as FAILED, never leaves it RUNNING.
+    """
+    mlflow_client = client()
+    exp_id = experiment_id()
+    with translated_errors():
+        existing = _version_for_job(mlflow_client, exp_id, job_key, model_name)
+        if existing is not None:
+            return existing
+        run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
+        run_id = run.info.run_id
+        try:
+            registered = _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                mlflow_client.set_terminated(run_id, "FAILED")
+            raise
+        mlflow_client.set_terminated(run_id, "FINISHED")
+        return registered
+
+
+def _version_for_job(mlflow_client, exp_id: str, job_key: str, model_name: str) -> RegisteredVersion | None:
+    runs = mlflow_client.search_runs([exp_id], filter_string=f"tags.`{JOB_TAG}` = '{job_key}'")
+    for run in runs:
+        versions = mlflow_client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+        if versions:
+            version = min(versions, key=lambda v: int(v.version))
+            if run.info.status == "RUNNING":
+                mlflow_client.set_terminated(run.info.run_id, "FINISHED")
+            return RegisteredVersion(model_name, int(version.version), run.info.run_id, version.model_id or "")
+        if run.info.status == "RUNNING":
+            mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    return None
+
+
+def _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel) -> RegisteredVersion:
+    from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
+    from mlflow.utils.time import get_current_time_millis
+
+    now = get_current_time_millis()
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in model.metrics.items()],
+        params=[Param(key, str(value)) for key, value in model.params.items()],
+        tags=[RunTag(key, str(value)) for key, value in model.tags.items()],
+    )
+    for file_name, figure in model.figures.items():
+        mlflow_client.log_figure(run_id, figure, f"plots/{file_name}")
+    with tempfile.TemporaryDirectory(prefix="mds-model-") as tmp:
+        model_dir = Path(tmp) / "model"
+        checksums = _save_model_dir(model, model_dir)
+        logged = mlflow_client.create_logged_model(
+            exp_id, name="model", source_run_id=run_id, tags={JOB_TAG: job_key, **checksums}
+        )
+        try:
+            mlflow_client.log_model_artifacts(logged.model_id, str(model_dir))
+        except BaseException:
+            mlflow_client.finalize_logged_model(logged.model_id, "FAILED")
+            raise
+    mlflow_client.finalize_logged_model(logged.model_id, "READY")
+    mlflow_client.log_inputs(run_id, models=[LoggedModelInput(logged.model_id)])
+    _ensure_registered_model(mlflow_client, model_name)
+    version = mlflow_client.create_model_version(
+        model_name,
+        # The artifact location, not `models:/<id>`: the registry resolves the latter through MLflow's
+        # process-global tracking URI, which this module never sets.
+        source=logged.artifact_location,
+        run_id=run_id,
+        model_id=logged.model_id,
+        tags={JOB_TAG: job_key, **checksums},
+    )
+    return RegisteredVersion(model_name, int(version.version), run_id, logged.model_id)
+
+
+def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
+    """Write one MLmodel directory with the sklearn and the onnx flavor; return the files' sha256 tags."""
+    import mlflow.sklearn
+    import onnx
+    from mlflow.models import Model, infer_signature
+
+    signature = infer_signature(model.input_example, model.estimator.predict(model.input_example.to_numpy()))
+    mlflow.sklearn.save_model(
+        model.estimator,
+        str(model_dir),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        signature=signature,
+        input_example=model.input_example,
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    (model_dir / ONNX_FILE).write_bytes(model.onnx_model.SerializeToString())
+    mlmodel = Model.load(str(model_dir / "MLmodel"))
+    mlmodel.add_flavor(
+        "onnx",
+        onnx_version=onnx.__version__,
+        data=ONNX_FILE,
+        providers=["CPUExecutionProvider"],
+        code=None,
+    )
+    mlmodel.save(str(model_dir / "MLmodel"))
+    return {
+        SKLEARN_SHA256_TAG: file_sha256(model_dir / SKLEARN_FILE),
+        ONNX_SHA256_TAG: file_sha256(model_dir / ONNX_FILE),
+    }
+
+
+def _ensure_registered_model(mlflow_client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.create_registered_model(name, description="Registered by the Model Distribution Server.")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_version_resolve(*, name: str, version: str):
+    """The MLflow ``ModelVersion`` for ``version``: a number, ``latest``, or an alias (``@champion``)."""
+    mlflow_client = client()
+    with translated_errors():
+        if version.isdigit():
+            return mlflow_client.get_model_version(name, version)
+        if version == "latest":
+            versions = mlflow_client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
+            if not versions:
+                raise NotFound(f"Model {name!r} has no versions.", extra={"model_name": name})
+            return max(versions, key=lambda v: int(v.version))
+        return mlflow_client.get_model_version_by_alias(name, version.removeprefix("@"))
+
+
+def model_version_download(*, name: str, version: int) -> DownloadedVersion:
+    """Download a version's model directory (both formats) to a new temporary directory."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    mlflow_client = client()
+    with translated_errors():
+        model_version = mlflow_client.get_model_version(name, str(version))
+        target = Path(tempfile.mkdtemp(prefix=f"mds-{name}-{version}-"))
+        try:
+            source = mlflow_client.get_model_version_download_uri(name, str(version))
+            path = download_artifacts(
+                artifact_uri=source, dst_path=str(target), tracking_uri=settings.MLFLOW_TRACKING_URI
+            )
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    signature = Model.load(str(Path(path) / "MLmodel")).signature
+    return DownloadedVersion(
+        name=name,
+        version=int(version),
+        path=Path(path),
+        feature_names=list(signature.inputs.input_names()) if signature else [],
+        tags=dict(model_version.tags),
+        aliases=list(model_version.aliases),
+    )

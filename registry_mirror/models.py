@@ -1,0 +1,11 @@
+"""Shared model base; the mirror of MLflow's registry lives here too."""
+
+from django.db import models
+
+
+class BaseModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True

@@ -1,0 +1,96 @@
+"""Reading tabular input (CSV) and checking it against a model's feature columns. Pure: no Django.
+
+Training and inference share these checks so a dataset that trains is a request that predicts. Row numbers in
+errors count data rows from 1 (the header is not a row), as a spreadsheet user reads them.
+"""
+
+import io
+from collections.abc import Sequence
+from typing import IO
+
+import numpy as np
+import pandas as pd
+
+from .errors import ApplicationError
+
+
+class TableError(ApplicationError):
+    """The input table is malformed; ``extra`` names the column and row when there is one."""
+
+
+def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
+    """Parse CSV bytes into a frame of strings and numbers, or raise ``TableError`` saying why not."""
+    raw = source if isinstance(source, bytes) else source.read()
+    if not raw.strip():
+        raise TableError("The file is empty.", code="empty_file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TableError(
+            f"The file is not UTF-8 text (undecodable byte at offset {exc.start}).", code="not_csv"
+        ) from exc
+    if "\x00" in text:
+        raise TableError("The file is binary, not CSV text.", code="not_csv")
+    try:
+        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
+    frame.columns = [str(column).strip() for column in frame.columns]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated or any(c.startswith("Unnamed:") for c in frame.columns):
+        raise TableError(
+            "Every column needs a unique, non-empty name in the header row.",
+            code="bad_header",
+            extra={"duplicated_columns": duplicated},
+        )
+    return frame
+
+
+def row_number(frame: pd.DataFrame, position: int) -> int:
+    """The 1-based data row of the file that ``frame``'s row at ``position`` came from.
+
+    Frames from ``read_csv`` carry the file's row order in their index, and filtering keeps it.
+    """
+    return int(frame.index[position]) + 1
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise ``TableError`` listing every column of ``columns`` that ``frame`` lacks."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise TableError(
+            f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
+            code="missing_columns",
+            extra={"missing_columns": missing},
+        )
+
+
+def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The ``columns`` of ``frame`` as a C-ordered float32 matrix, or ``TableError`` naming a bad cell.
+
+    Empty and non-numeric cells are refused rather than imputed, so the sklearn and ONNX formats never see
+    input that they might treat differently.
+    """
+    require_columns(frame, columns)
+    blocks = []
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
+        if bad.any():
+            position = int(np.flatnonzero(bad.to_numpy())[0])
+            cell = frame[column].iloc[position]
+            if bad.all() and not frame[column].isna().all():
+                raise TableError(
+                    f"Column {column!r} is not numeric (row {row_number(frame, position)} holds {cell!r}).",
+                    code="non_numeric_column",
+                    extra={"column": column},
+                )
+            row = row_number(frame, position)
+            problem = "is empty" if pd.isna(cell) or str(cell).strip() == "" else f"{cell!r} is not a finite number"
+            raise TableError(
+                f"Column {column!r}, row {row}: {problem}.",
+                code="bad_cell",
+                extra={"column": column, "row": row, "bad_rows": int(bad.sum())},
+            )
+        blocks.append(values.to_numpy(dtype="float32"))
+    return np.ascontiguousarray(np.column_stack(blocks)) if blocks else np.empty((len(frame), 0), np.float32)

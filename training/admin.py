@@ -1,0 +1,126 @@
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+
+from registry_mirror.errors import ApplicationError
+
+from . import ml
+from .models import Dataset, TrainingJob
+from .services import dataset_inspect, training_job_start
+
+
+class DatasetUploadForm(forms.ModelForm):
+    """Uploading a CSV in the admin starts a training job on it, with the API's defaults."""
+
+    model_name = forms.CharField(initial="", required=False, help_text="Registered model name (default rf_regressor).")
+    target = forms.CharField(initial="target")
+    timestamp = forms.CharField(initial="timestamp")
+
+    class Meta:
+        model = Dataset
+        fields = ["file"]
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload and cleaned.get("target") and cleaned.get("timestamp"):
+            try:
+                dataset_inspect(
+                    raw=upload.read(), target=cleaned["target"], timestamp=cleaned["timestamp"], test_size=0.2
+                )
+            except ApplicationError as exc:
+                raise ValidationError(exc.message) from exc
+            finally:
+                upload.seek(0)
+        return cleaned
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "original_name",
+        "n_rows",
+        "n_columns",
+        "size_bytes",
+        "short_sha256",
+        "uploaded_by",
+        "created_at",
+    ]
+    search_fields = ["original_name", "sha256"]
+    list_filter = ["created_at"]
+    readonly_fields = [
+        "file",
+        "original_name",
+        "sha256",
+        "size_bytes",
+        "n_rows",
+        "n_columns",
+        "columns",
+        "uploaded_by",
+        "created_at",
+    ]
+    show_full_result_count = False
+
+    @admin.display(description="sha256")
+    def short_sha256(self, obj: Dataset) -> str:
+        return obj.sha256[:12]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = DatasetUploadForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields if obj else ["file", "model_name", "target", "timestamp"]
+
+    def has_change_permission(self, request, obj=None):
+        # Datasets are immutable once stored; the detail page is for reading.
+        return request.method == "GET" and super().has_view_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        upload = form.cleaned_data["file"]
+        job = training_job_start(
+            file=upload,
+            file_name=upload.name,
+            user=request.user,
+            model_name=form.cleaned_data.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
+            target=form.cleaned_data["target"],
+            timestamp=form.cleaned_data["timestamp"],
+            params=ml.TrainingParams(),
+        )
+        # The admin redirects to and logs against the object it saved: point it at the stored dataset.
+        obj.pk = job.dataset.pk
+        obj.refresh_from_db()
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "model_name",
+        "status",
+        "stage",
+        "registered_version",
+        "dataset",
+        "attempts",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "model_name", "created_at"]
+    search_fields = ["mlflow_run_id", "dataset__sha256", "model_name", "key"]
+    list_select_related = ["dataset"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in TrainingJob._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

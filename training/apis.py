@@ -1,0 +1,50 @@
+"""``/train``: start a training job from a CSV upload, and follow it."""
+
+from django.conf import settings
+from rest_framework import mixins, status, viewsets
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from registry_mirror.http import request_params
+
+from . import ml
+from .selectors import training_job_get, training_job_list
+from .serializers import TrainingJobSerializer, TrainingRequestSerializer
+from .services import training_job_start, training_job_wait
+
+
+class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = TrainingJobSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self):
+        return training_job_list()
+
+    def create(self, request):
+        params = TrainingRequestSerializer(data=request_params(request))
+        params.is_valid(raise_exception=True)
+        options = params.validated_data
+        upload = options["file"]
+        job = training_job_start(
+            file=upload,
+            file_name=upload.name or "dataset.csv",
+            user=request.user,
+            model_name=options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
+            target=options["target"],
+            timestamp=options["timestamp"],
+            params=ml.TrainingParams(
+                n_estimators=options["n_estimators"],
+                max_depth=options["max_depth"],
+                random_state=options["random_state"],
+                test_size=options["test_size"],
+            ),
+        )
+        if options["wait"]:
+            job = training_job_wait(job_id=job.pk, timeout=options["wait"])
+        body = self.get_serializer(job).data
+        answer = status.HTTP_200_OK if job.is_finished and options["wait"] else status.HTTP_202_ACCEPTED
+        return Response(body, status=answer, headers={"Location": body["url"]})
+
+    def retrieve(self, request, pk=None):
+        return Response(self.get_serializer(training_job_get(job_id=int(pk))).data)

@@ -1,0 +1,192 @@
+"""The ML core: prepare a time-series table, fit a random forest, convert it to ONNX, measure both. No Django.
+
+Rows are ordered by timestamp and the holdout is the most recent ``test_size`` share, so the reported metrics
+say how the model does on the future rather than on shuffled neighbours of its training rows.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_mirror.tabular import TableError, feature_matrix, require_columns, row_number
+
+# Fewer rows than this cannot give both a training set and a holdout worth a metric.
+MIN_ROWS = 10
+MIN_HOLDOUT_ROWS = 2
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    n_estimators: int = 100
+    max_depth: int | None = None
+    random_state: int = 42
+    test_size: float = 0.2
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_estimators": self.n_estimators,
+            "max_depth": self.max_depth,
+            "random_state": self.random_state,
+            "test_size": self.test_size,
+        }
+
+
+@dataclass
+class PreparedData:
+    """Features, target and timestamps of the usable rows, in time order."""
+
+    X: np.ndarray
+    y: np.ndarray
+    timestamps: pd.Series
+    feature_names: list[str]
+    dropped_missing_target: int = 0
+
+
+@dataclass
+class TrainingResult:
+    estimator: Any
+    onnx_model: Any
+    feature_names: list[str]
+    metrics: dict[str, float]
+    X_test: np.ndarray
+    y_test: np.ndarray
+    y_pred_test: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_data(frame: pd.DataFrame, *, target: str, timestamp: str) -> PreparedData:
+    """Check a raw table and turn it into time-ordered float32 features and a float64 target.
+
+    Raises:
+        TableError: naming the missing column, the bad cell, or why there are too few rows.
+    """
+    require_columns(frame, [timestamp, target])
+    feature_names = [column for column in frame.columns if column not in (timestamp, target)]
+    if not feature_names:
+        raise TableError(f"No feature column: the file has only {timestamp!r} and {target!r}.", code="no_features")
+    target_values = pd.to_numeric(frame[target], errors="coerce")
+    not_numeric = target_values.isna() & frame[target].notna() & (frame[target].astype(str).str.strip() != "")
+    if not_numeric.any():
+        position = int(np.flatnonzero(not_numeric.to_numpy())[0])
+        raise TableError(
+            f"Column {target!r}, row {row_number(frame, position)}: {frame[target].iloc[position]!r} is not a number.",
+            code="bad_cell",
+            extra={"column": target, "row": row_number(frame, position)},
+        )
+    has_target = target_values.notna().to_numpy()
+    dropped = int((~has_target).sum())
+    frame = frame.loc[has_target]
+    target_values = target_values[has_target]
+
+    timestamps = pd.to_datetime(frame[timestamp], errors="coerce", format="mixed", utc=True)
+    if timestamps.isna().any():
+        position = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
+        row = row_number(frame, position)
+        raise TableError(
+            f"Column {timestamp!r}, row {row}: {frame[timestamp].iloc[position]!r} is not a date or time.",
+            code="bad_timestamp",
+            extra={"column": timestamp, "row": row},
+        )
+    X = feature_matrix(frame, feature_names)
+    if len(frame) < MIN_ROWS:
+        raise TableError(
+            f"Too few rows with a {target!r} value: {len(frame)}; at least {MIN_ROWS} are needed.",
+            code="too_few_rows",
+            extra={"rows": len(frame), "min_rows": MIN_ROWS, "dropped_missing_target": dropped},
+        )
+    order = np.argsort(timestamps.to_numpy(), kind="stable")
+    return PreparedData(
+        X=X[order],
+        y=target_values.to_numpy(dtype="float64")[order],
+        timestamps=timestamps.iloc[order].reset_index(drop=True),
+        feature_names=feature_names,
+        dropped_missing_target=dropped,
+    )
+
+
+def chronological_split(n_samples: int, test_size: float) -> int:
+    """Index of the first holdout row: the last ``test_size`` share of time-ordered rows is held out."""
+    n_test = max(MIN_HOLDOUT_ROWS, int(round(n_samples * test_size)))
+    if n_samples - n_test < MIN_HOLDOUT_ROWS:
+        raise TableError(
+            f"test_size={test_size} leaves too few training rows out of {n_samples}.", code="too_few_rows"
+        )
+    return n_samples - n_test
+
+
+def fit_random_forest(X: np.ndarray, y: np.ndarray, params: TrainingParams):
+    from sklearn.ensemble import RandomForestRegressor
+
+    estimator = RandomForestRegressor(
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth,
+        random_state=params.random_state,
+        n_jobs=-1,
+    )
+    return estimator.fit(X, y)
+
+
+def to_onnx(estimator, n_features: int):
+    """Convert a fitted forest to ONNX with a float32 input named ``input`` (rows × ``n_features``)."""
+    from skl2onnx import to_onnx as skl_to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    return skl_to_onnx(
+        estimator,
+        initial_types=[("input", FloatTensorType([None, n_features]))],
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+
+
+def onnx_predict(onnx_model, X: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": X.astype(np.float32, copy=False)})[0].ravel()
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "r2": float(r2_score(y_true, y_pred)),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+    }
+
+
+def parity_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """How far ONNX (float32) predictions stray from sklearn's: max absolute and max relative difference."""
+    diff = np.abs(candidate.astype(np.float64) - reference)
+    scale = np.maximum(np.abs(reference), np.finfo(np.float32).tiny)
+    return {
+        "onnx_max_abs_diff": float(diff.max(initial=0.0)),
+        "onnx_max_rel_diff": float((diff / scale).max(initial=0.0)),
+    }
+
+
+def train(data: PreparedData, params: TrainingParams) -> TrainingResult:
+    """Fit on the older rows, evaluate on the newest, convert to ONNX and measure the conversion on the holdout."""
+    split = chronological_split(len(data.y), params.test_size)
+    X_train, X_test, y_train, y_test = data.X[:split], data.X[split:], data.y[:split], data.y[split:]
+    estimator = fit_random_forest(X_train, y_train, params)
+    y_pred = estimator.predict(X_test)
+    onnx_model = to_onnx(estimator, len(data.feature_names))
+    metrics = regression_metrics(y_test, y_pred) | parity_metrics(y_pred, onnx_predict(onnx_model, X_test))
+    return TrainingResult(
+        estimator=estimator,
+        onnx_model=onnx_model,
+        feature_names=data.feature_names,
+        metrics=metrics,
+        X_test=X_test,
+        y_test=y_test,
+        y_pred_test=y_pred,
+        counts={
+            "n_train": int(split),
+            "n_test": int(len(y_test)),
+            "n_features": len(data.feature_names),
+            "dropped_missing_target": data.dropped_missing_target,
+        },
+    )

@@ -1,0 +1,100 @@
+"""Uploaded datasets and the training jobs that turn them into registered model versions."""
+
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from registry_mirror.models import BaseModel
+
+
+def dataset_upload_to(instance: "Dataset", filename: str) -> str:
+    # A fresh UUID per upload: object keys never collide, whatever the client called the file.
+    return f"datasets/{uuid.uuid4().hex}/{PurePosixPath(filename).name or 'dataset.csv'}"
+
+
+class Dataset(BaseModel):
+    file = models.FileField(upload_to=dataset_upload_to, max_length=300)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveBigIntegerField()
+    n_rows = models.PositiveIntegerField()
+    n_columns = models.PositiveIntegerField()
+    columns = models.JSONField(default=list)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="datasets"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.sha256[:12]})"
+
+
+class TrainingJob(BaseModel):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        # "success" is the word clients of the original service already parse.
+        SUCCEEDED = "success", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Stage(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        LOADING = "loading", "Loading dataset"
+        TRAINING = "training", "Training and converting"
+        REGISTERING = "registering", "Logging and registering in MLflow"
+        DONE = "done", "Done"
+
+    # Names the job in MLflow (a run tag), so a retried or redelivered job finds the version it already made.
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="training_jobs")
+    model_name = models.CharField(max_length=200)
+    target_column = models.CharField(max_length=200)
+    timestamp_column = models.CharField(max_length=200)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    mlflow_run_id = models.CharField(max_length=64, blank=True)
+    mlflow_model_id = models.CharField(max_length=64, blank=True)
+    registered_version = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="success") | Q(registered_version__isnull=False),
+                name="training_job_success_has_version",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(error_code=""),
+                name="training_job_failure_has_error",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} {self.model_name} [{self.status}]"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -1,0 +1,77 @@
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import TrainingJob
+from .services import trained_models
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+
+
+class TrainingRequestSerializer(serializers.Serializer):
+    """A training request: the CSV plus options, from the query string or the multipart form."""
+
+    file = serializers.FileField(allow_empty_file=True)
+    model_name = serializers.RegexField(MODEL_NAME_PATTERN, required=False, max_length=200)
+    target = serializers.CharField(default="target", max_length=200)
+    timestamp = serializers.CharField(default="timestamp", max_length=200)
+    n_estimators = serializers.IntegerField(default=100, min_value=1, max_value=2000)
+    max_depth = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=200)
+    random_state = serializers.IntegerField(default=42, min_value=0, max_value=2**32 - 1)
+    test_size = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.9)
+    wait = serializers.FloatField(default=0, min_value=0)
+
+    def validate_model_name(self, value: str) -> str:
+        return value or settings.MDS_DEFAULT_MODEL_NAME
+
+    def validate_wait(self, value: float) -> float:
+        if value > settings.MDS_TRAIN_MAX_WAIT:
+            raise serializers.ValidationError(
+                f"Ensure this value is less than or equal to {settings.MDS_TRAIN_MAX_WAIT}."
+            )
+        return value
+
+
+class DatasetSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="original_name")
+    sha256 = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    n_rows = serializers.IntegerField()
+    n_columns = serializers.IntegerField()
+
+
+class TrainingJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    stage = serializers.CharField()
+    model_name = serializers.CharField()
+    trained_models = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    dataset = DatasetSummarySerializer()
+    target = serializers.CharField(source="target_column")
+    timestamp = serializers.CharField(source="timestamp_column")
+    params = serializers.JSONField()
+    metrics = serializers.JSONField()
+    counts = serializers.JSONField()
+    mlflow_run_id = serializers.CharField()
+    registered_version = serializers.IntegerField(allow_null=True)
+    attempts = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+
+    def get_url(self, job: TrainingJob) -> str:
+        path = reverse("training-job-detail", args=[job.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_trained_models(self, job: TrainingJob) -> list[dict]:
+        return trained_models(job)
+
+    def get_error(self, job: TrainingJob) -> dict | None:
+        if job.status != TrainingJob.Status.FAILED:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
