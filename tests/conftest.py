@@ -1,0 +1,59 @@
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from inference.loaders import model_cache
+
+from .factories import UserFactory, weather_csv
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def api_client(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def model_name():
+    """A registered-model name of its own per test: the MLflow store is shared by the whole session."""
+    return f"test_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def csv_upload():
+    def make(content: bytes | None = None, name: str = "weather.csv") -> SimpleUploadedFile:
+        return SimpleUploadedFile(name, weather_csv() if content is None else content, content_type="text/csv")
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    model_cache().clear()
+    yield
+    model_cache().clear()
+
+
+@pytest.fixture
+def train(api_client, csv_upload, django_capture_on_commit_callbacks, model_name):
+    """POST /train with a small, fast forest; returns the finished job's JSON."""
+
+    def run(content: bytes | None = None, **params):
+        query = {"model_name": model_name, "n_estimators": 10, **params}
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api_client.post(f"/train?{urlencode(query)}", {"file": csv_upload(content)})
+        assert response.status_code == 202, response.json()
+        return api_client.get(f"/train/{response.json()['id']}").json()
+
+    return run
+
