@@ -4,7 +4,9 @@ Training and inference share these checks so a dataset that trains is a request 
 errors count data rows from 1 (the header is not a row), as a spreadsheet user reads them.
 """
 
+import csv
 import io
+import warnings
 from collections.abc import Sequence
 from typing import IO
 
@@ -32,17 +34,22 @@ def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
     if "\x00" in text:
         raise TableError("The file is binary, not CSV text.", code="not_csv")
     try:
-        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # A data row longer than the header would silently lose cells: make it an error.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, ValueError) as exc:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
-    frame.columns = [str(column).strip() for column in frame.columns]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if duplicated or any(c.startswith("Unnamed:") for c in frame.columns):
+    # pandas renames a repeated header ("a", "a.1"): check the header as written.
+    header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated or "" in header:
         raise TableError(
             "Every column needs a unique, non-empty name in the header row.",
             code="bad_header",
             extra={"duplicated_columns": duplicated},
         )
+    frame.columns = header
     return frame
 
 
