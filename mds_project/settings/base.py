@@ -91,6 +91,8 @@ STATIC_ROOT = MDS_DATA_DIR / "static"
 MEDIA_ROOT = MDS_DATA_DIR / "media"
 MDS_S3_BUCKET = env.str("MDS_S3_BUCKET", default="")
 if MDS_S3_BUCKET:
+    from botocore.config import Config as _BotoConfig
+
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -99,9 +101,17 @@ if MDS_S3_BUCKET:
             "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
             "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
             "region_name": env.str("AWS_DEFAULT_REGION", default="us-east-1"),
-            # MinIO and SeaweedFS serve buckets by path, not by virtual host.
-            "addressing_style": "path",
-            "signature_version": "s3v4",
+            # A client config replaces django-storages' own, so path addressing and s3v4 are set here.
+            "client_config": _BotoConfig(
+                # MinIO and SeaweedFS serve buckets by path, not by virtual host.
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+                # boto3 >= 1.36 adds CRC checksums to every request by default, which some non-AWS S3
+                # servers reject: only send and check them where the S3 API requires it.
+                request_checksum_calculation=env.str("AWS_REQUEST_CHECKSUM_CALCULATION", default="when_required"),
+                response_checksum_validation=env.str("AWS_RESPONSE_CHECKSUM_VALIDATION", default="when_required"),
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
             # Datasets are private; the bucket policy decides, never a per-object public ACL.
             "default_acl": None,
             "querystring_auth": True,
@@ -161,6 +171,11 @@ MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{MDS_DA
 # an MLflow server decides this itself (its --artifacts-destination).
 MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=(MDS_DATA_DIR / "mlflow" / "artifacts").as_uri())
 MLFLOW_EXPERIMENT_NAME = env.str("MLFLOW_EXPERIMENT_NAME", default="mds")
+# Bounded retries against an MLflow server: a down server surfaces as RegistryUnavailable within seconds (the
+# Celery task then retries with backoff) instead of after MLflow's default of 7 retries with long backoff.
+MLFLOW_HTTP_REQUEST_MAX_RETRIES = env.int("MLFLOW_HTTP_REQUEST_MAX_RETRIES", default=2)
+MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR = env.int("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", default=1)
+MLFLOW_HTTP_REQUEST_TIMEOUT = env.int("MLFLOW_HTTP_REQUEST_TIMEOUT", default=30)
 # Links from the admin to the MLflow UI.
 MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="http://127.0.0.1:5001")
 
