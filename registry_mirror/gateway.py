@@ -1,8 +1,8 @@
 """The one module that talks to MLflow: log a trained model, register it, resolve and download versions.
 
 MLflow is imported inside functions: it costs seconds and ~180 MB, which web start-up should not pay. Every
-call goes to the tracking/registry URI from settings, never to MLflow's process-global state, so one process
-can serve several stores (tests do). Connection faults surface as ``RegistryUnavailable`` (transient, worth a
+call goes to the tracking/registry URI from settings; MLflow's process-global URI is set to the same store
+because MLflow's own registry resolves ``models:/<id>`` sources through it. Connection faults surface as ``RegistryUnavailable`` (transient, worth a
 retry); a missing model or version as ``NotFound``.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .errors import NotFound, RegistryUnavailable
+from .errors import ApplicationError, NotFound, RegistryUnavailable
 
 JOB_TAG = "mds.job_id"
 SKLEARN_SHA256_TAG = "mds.sklearn_sha256"
@@ -65,9 +65,13 @@ class DownloadedVersion:
 
 def client():
     _quiet_mlflow()
+    import mlflow
     from mlflow import MlflowClient
 
     uri = settings.MLFLOW_TRACKING_URI
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
     if uri.startswith("sqlite:///"):
         # The embedded store: SQLite creates the file, not the directory.
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -200,9 +204,7 @@ def _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model:
     _ensure_registered_model(mlflow_client, model_name)
     version = mlflow_client.create_model_version(
         model_name,
-        # The artifact location, not `models:/<id>`: the registry resolves the latter through MLflow's
-        # process-global tracking URI, which this module never sets.
-        source=logged.artifact_location,
+        source=f"models:/{logged.model_id}",
         run_id=run_id,
         model_id=logged.model_id,
         tags={JOB_TAG: job_key, **checksums},
@@ -299,3 +301,155 @@ def model_version_download(*, name: str, version: int) -> DownloadedVersion:
         tags=dict(model_version.tags),
         aliases=list(model_version.aliases),
     )
+
+
+# --- Registry mirror: paged reads of the whole registry, run data, aliases, plots -----------------------------
+
+
+@dataclass(frozen=True)
+class RegistryModel:
+    name: str
+    description: str
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    created_ms: int | None
+    updated_ms: int | None
+
+
+@dataclass(frozen=True)
+class RegistryVersion:
+    name: str
+    version: int
+    status: str
+    description: str
+    run_id: str
+    model_id: str
+    source: str
+    tags: dict[str, str]
+    created_ms: int | None
+    updated_ms: int | None
+
+
+@dataclass(frozen=True)
+class RunData:
+    experiment_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    next_page_token: str | None
+
+
+def _name_filter(name: str | None) -> str | None:
+    return None if name is None else "name = '{}'".format(name.replace("'", "\\'"))
+
+
+def registered_models_page(*, page_size: int, page_token: str | None = None, name: str | None = None) -> Page:
+    """One page of registered models (all of them, or the one called ``name``), in MLflow's order."""
+    mlflow_client = client()
+    with translated_errors():
+        page = mlflow_client.search_registered_models(
+            filter_string=_name_filter(name), max_results=page_size, page_token=page_token
+        )
+    items = [
+        RegistryModel(
+            name=model.name,
+            description=model.description or "",
+            tags=dict(model.tags or {}),
+            aliases={alias: int(version) for alias, version in (model.aliases or {}).items()},
+            created_ms=model.creation_timestamp,
+            updated_ms=model.last_updated_timestamp,
+        )
+        for model in page
+    ]
+    return Page(items, page.token or None)
+
+
+def model_versions_page(*, page_size: int, page_token: str | None = None, name: str | None = None) -> Page:
+    """One page of model versions (of every model, or of ``name``), ordered by name then version."""
+    mlflow_client = client()
+    with translated_errors():
+        page = mlflow_client.search_model_versions(
+            filter_string=_name_filter(name),
+            max_results=page_size,
+            order_by=["name ASC", "version_number ASC"],
+            page_token=page_token,
+        )
+    items = [
+        RegistryVersion(
+            name=version.name,
+            version=int(version.version),
+            status=version.status or "READY",
+            description=version.description or "",
+            run_id=version.run_id or "",
+            model_id=getattr(version, "model_id", None) or "",
+            source=version.source or "",
+            tags=dict(version.tags or {}),
+            created_ms=version.creation_timestamp,
+            updated_ms=version.last_updated_timestamp,
+        )
+        for version in page
+    ]
+    return Page(items, page.token or None)
+
+
+def run_data_get(*, run_id: str) -> RunData:
+    """A run's latest metrics, params and tags; ``NotFound`` if the run is gone."""
+    mlflow_client = client()
+    with translated_errors():
+        run = mlflow_client.get_run(run_id)
+    return RunData(
+        experiment_id=run.info.experiment_id,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags={key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")},
+    )
+
+
+def model_version_flavors(*, source: str) -> list[str]:
+    """The flavors in a version's MLmodel file (``sklearn``, ``onnx``...); empty if it has none to read."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    _quiet_mlflow()
+    with tempfile.TemporaryDirectory(prefix="mds-mlmodel-") as tmp:
+        try:
+            with translated_errors():
+                path = download_artifacts(
+                    artifact_uri=f"{source.rstrip('/')}/MLmodel",
+                    dst_path=tmp,
+                    tracking_uri=settings.MLFLOW_TRACKING_URI,
+                )
+            flavors = Model.load(path).flavors
+        except RegistryUnavailable:
+            raise
+        except (NotFound, MlflowException, OSError):
+            return []
+    return sorted(flavor for flavor in flavors if flavor != "python_function")
+
+
+def model_alias_set(*, name: str, alias: str, version: int) -> None:
+    """Point ``alias`` of model ``name`` at ``version`` in MLflow (moving it if it pointed elsewhere)."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    with translated_errors():
+        mlflow_client.get_model_version(name, str(version))
+        try:
+            mlflow_client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as exc:
+            if exc.error_code == "INVALID_PARAMETER_VALUE":
+                raise ApplicationError(exc.message, code="invalid_alias", extra={"alias": alias}) from exc
+            raise
+
+
+def run_artifact_read(*, run_id: str, path: str) -> bytes:
+    """The bytes of one (small) run artifact, such as a training plot; ``NotFound`` if it does not exist."""
+    mlflow_client = client()
+    with tempfile.TemporaryDirectory(prefix="mds-artifact-") as tmp, translated_errors():
+        return Path(mlflow_client.download_artifacts(run_id, path, dst_path=tmp)).read_bytes()

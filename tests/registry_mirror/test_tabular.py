@@ -18,7 +18,10 @@ from registry_mirror.tabular import TableError, feature_matrix, read_csv
         (b"a,a\n1,2\n", "bad_header"),
         (b"a,,c\n1,2,3\n", "bad_header"),
     ],
-    ids=["empty", "blank", "utf16", "nul-byte", "unclosed-quote", "long-first-row", "long-row", "duplicate-column", "unnamed-column"],
+    ids=[
+        *("empty", "blank", "utf16", "nul-byte", "unclosed-quote"),
+        *("long-first-row", "long-row", "duplicate-column", "unnamed-column"),
+    ],
 )
 def test_read_csv_refuses_what_is_not_a_csv_table(raw, code):
     # when
