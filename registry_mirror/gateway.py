@@ -2,8 +2,8 @@
 
 MLflow is imported inside functions: it costs seconds and ~180 MB, which web start-up should not pay. Every
 call goes to the tracking/registry URI from settings; MLflow's process-global URI is set to the same store
-because MLflow's own registry resolves ``models:/<id>`` sources through it. Connection faults surface as ``RegistryUnavailable`` (transient, worth a
-retry); a missing model or version as ``NotFound``.
+because MLflow's own registry resolves ``models:/<id>`` sources through it. Connection faults surface as
+``RegistryUnavailable`` (transient, worth a retry); a missing model or version as ``NotFound``.
 """
 
 import contextlib
