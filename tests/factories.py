@@ -35,3 +35,72 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 def weather_csv(days: int = 120, seed: int = 7) -> bytes:
     return csv_bytes(weather_frame(days, seed))
+
+
+# --- Registry mirror ------------------------------------------------------------------------------------------
+
+
+class RegisteredModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "registry_mirror.RegisteredModel"
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"mirrored_model_{n}")
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A mirrored version as a sync of an MDS training would write it (no MLflow behind it)."""
+
+    class Meta:
+        model = "registry_mirror.ModelVersion"
+
+    registered_model = factory.SubFactory(RegisteredModelFactory)
+    name = factory.SelfAttribute("registered_model.name")
+    version = factory.Sequence(lambda n: n + 1)
+    status = "READY"
+    run_id = factory.Faker("hexify", text="^" * 32)
+    experiment_id = "1"
+    formats = ["onnx", "sklearn"]
+    dataset_sha256 = factory.Faker("sha256")
+    r2 = 0.91
+    mae = 1.2
+    rmse = 1.6
+    onnx_max_abs_diff = 1e-5
+    onnx_max_rel_diff = 1e-7
+    metrics = factory.LazyAttribute(lambda o: {"r2": o.r2, "mae": o.mae, "rmse": o.rmse})
+    params = factory.LazyFunction(lambda: {"n_estimators": "10", "max_depth": "12"})
+
+
+def mlflow_version(
+    name: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    run_tags: dict[str, str] | None = None,
+    version_tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+):
+    """Register a version in the MLflow store of the current settings directly, without training a model.
+
+    Returns the MLflow ``ModelVersion``; its run carries ``metrics`` and ``run_tags``.
+    """
+    from mlflow.entities import Metric, RunTag
+    from mlflow.exceptions import MlflowException
+
+    from registry_mirror import gateway
+
+    client = gateway.client()
+    if run_id is None:
+        run_id = client.create_run(gateway.experiment_id()).info.run_id
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, 0, 0) for key, value in (metrics or {}).items()],
+            tags=[RunTag(key, value) for key, value in (run_tags or {}).items()],
+        )
+        client.set_terminated(run_id)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    return client.create_model_version(name, source, run_id=run_id, tags=version_tags or {})

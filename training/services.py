@@ -14,6 +14,7 @@ from django.utils import timezone
 from registry_mirror import gateway
 from registry_mirror.errors import ApplicationError, RegistryUnavailable
 from registry_mirror.tabular import read_csv
+from registry_mirror.tasks import registry_mirror_sync_task
 
 from . import ml
 from .models import Dataset, TrainingJob
@@ -190,6 +191,9 @@ def _training_job_succeed(
     job.finished_at = timezone.now()
     job.full_clean()
     job.save()
+    # The new version shows in the admin's registry mirror without waiting for the periodic sync.
+    model_name = job.model_name
+    transaction.on_commit(lambda: registry_mirror_sync_task.delay(model_name=model_name))
     return job
 
 

@@ -195,6 +195,21 @@ LOGGING = {
     "loggers": {"alembic": {"level": "WARNING"}},
 }
 
+# --- Registry mirror -----------------------------------------------------------------------------------------
+# Models and versions asked of MLflow per request while syncing (MLflow caps registered-model pages at 1000).
+MDS_MIRROR_PAGE_SIZE = env.int("MDS_MIRROR_PAGE_SIZE", default=200)
+# Every training syncs its own model; this periodic full sync also catches changes made in MLflow's own UI.
+MDS_MIRROR_SYNC_INTERVAL = env.int("MDS_MIRROR_SYNC_INTERVAL", default=300)
+# https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html (run `celery -A mds_project beat`)
+CELERY_BEAT_SCHEDULE = {
+    "registry-mirror-sync": {
+        "task": "registry_mirror.tasks.registry_mirror_sync_task",
+        "schedule": float(MDS_MIRROR_SYNC_INTERVAL),
+        # A run that waited longer than one interval is superseded by the next one.
+        "options": {"expires": float(MDS_MIRROR_SYNC_INTERVAL)},
+    },
+}
+
 # --- Inference -----------------------------------------------------------------------------------------------
 # Versions kept loaded per process (least recently used goes first).
 MDS_MODEL_CACHE_SIZE = env.int("MDS_MODEL_CACHE_SIZE", default=8)
