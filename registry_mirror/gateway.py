@@ -263,6 +263,8 @@ def file_sha256(path: Path) -> str:
 
 def model_version_resolve(*, name: str, version: str):
     """The MLflow ``ModelVersion`` for ``version``: a number, ``latest``, or an alias (``@champion``)."""
+    from mlflow.exceptions import MlflowException
+
     mlflow_client = client()
     with translated_errors():
         if version.isdigit():
@@ -272,7 +274,16 @@ def model_version_resolve(*, name: str, version: str):
             if not versions:
                 raise NotFound(f"Model {name!r} has no versions.", extra={"model_name": name})
             return max(versions, key=lambda v: int(v.version))
-        return mlflow_client.get_model_version_by_alias(name, version.removeprefix("@"))
+        alias = version.removeprefix("@")
+        try:
+            return mlflow_client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            # MLflow reports an unknown alias as a bad parameter; for our callers it is a missing version.
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            raise NotFound(
+                f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias}
+            ) from exc
 
 
 def model_version_download(*, name: str, version: int) -> DownloadedVersion:
