@@ -1,0 +1,67 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+
+from tests.factories import StaffUserFactory, csv_bytes, weather_csv, weather_frame
+from training.models import Dataset, TrainingJob
+
+
+@pytest.fixture
+def staff_client(client, db):
+    client.force_login(StaffUserFactory())
+    return client
+
+
+def test_uploading_a_csv_in_the_admin_trains_a_model(staff_client, django_capture_on_commit_callbacks, model_name):
+    # given
+    upload = SimpleUploadedFile("weather.csv", weather_csv(60), content_type="text/csv")
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/training/dataset/add/",
+            {"file": upload, "model_name": model_name, "target": "target", "timestamp": "timestamp"},
+        )
+
+    # then
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    job = TrainingJob.objects.get(dataset=dataset)
+    assert job.status == TrainingJob.Status.SUCCEEDED and job.registered_version == 1
+    assert staff_client.get(f"/admin/training/trainingjob/{job.pk}/change/").status_code == 200
+    assert staff_client.get(f"/admin/training/dataset/{dataset.pk}/change/").status_code == 200
+
+
+def test_a_bad_csv_in_the_admin_shows_the_problem_and_stores_nothing(staff_client):
+    # given
+    upload = SimpleUploadedFile("bad.csv", csv_bytes(weather_frame(30).drop(columns=["target"])))
+
+    # when
+    response = staff_client.post(
+        "/admin/training/dataset/add/", {"file": upload, "target": "target", "timestamp": "timestamp"}
+    )
+
+    # then
+    assert response.status_code == 200
+    assert "Missing column: target." in response.content.decode()
+    assert not Dataset.objects.exists()
+
+
+def test_admin_lists_need_a_staff_login(client, db):
+    # when
+    response = client.get("/admin/training/trainingjob/")
+
+    # then
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_issue_token_creates_the_user_and_prints_only_the_token(db, capsys):
+    # when
+    call_command("issue_token", "alice")
+    first = capsys.readouterr().out.strip()
+    call_command("issue_token", "alice")
+    second = capsys.readouterr().out.strip()
+
+    # then
+    assert first == second == Token.objects.get(user__username="alice").key
