@@ -1,0 +1,304 @@
+"""Browsing the registry mirror: read-only lists and pages, plus the three things that write (through MLflow).
+
+Those are the sync button on every mirror list, the alias form on a version's page, and the plots, which are
+streamed from the training run's artifacts in MLflow.
+"""
+
+from functools import cached_property
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.core.validators import RegexValidator
+from django.db import connection
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from . import gateway, selectors
+from .errors import ApplicationError, NotFound
+from .models import AliasMove, ModelVersion, RegisteredModel
+from .services import model_alias_set, registry_mirror_sync
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``CAP`` rows: a full ``COUNT(*)`` of a huge mirror would cost more than the page itself.
+
+    Past the cap, an unfiltered list on PostgreSQL shows the planner's row estimate; anything else shows the cap
+    (search or filter to reach further).
+    """
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        capped = self.object_list[: self.CAP + 1].count()
+        if capped <= self.CAP:
+            return capped
+        if connection.vendor == "postgresql" and not self.object_list.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [self.object_list.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            return max(capped, int(row[0]) if row else 0)
+        return self.CAP
+
+
+class ReadOnlyMirrorAdmin(admin.ModelAdmin):
+    """Mirror rows are written by the sync only; the change page is for reading."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def changelist_view(self, request, extra_context=None):
+        extra = {"can_sync_mirror": request.user.has_perm("registry_mirror.sync_mirror"), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+
+class AliasFilter(admin.SimpleListFilter):
+    title = "alias"
+    parameter_name = "alias"
+
+    def lookups(self, request, model_admin):
+        names = {alias for aliases in RegisteredModel.objects.values_list("aliases", flat=True) for alias in aliases}
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            # The JSON list's text holds each alias in quotes: an exact element match on every database.
+            return queryset.filter(aliases__icontains=f'"{self.value()}"')
+        return queryset
+
+
+class FormatFilter(admin.SimpleListFilter):
+    title = "format"
+    parameter_name = "format"
+
+    def lookups(self, request, model_admin):
+        return [("onnx", "ONNX"), ("sklearn", "scikit-learn")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(formats__icontains=f'"{self.value()}"')
+        return queryset
+
+
+class AliasForm(forms.Form):
+    alias = forms.CharField(
+        max_length=256,
+        initial="champion",
+        validators=[RegexValidator(r"^[A-Za-z0-9_\-]+$", "Letters, digits, '_' and '-' only.")],
+    )
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyMirrorAdmin):
+    list_display = [
+        "name",
+        "version",
+        "status",
+        "alias_list",
+        "format_list",
+        "r2",
+        "rmse",
+        "short_run_id",
+        "short_dataset",
+        "mlflow_created_at",
+        "deleted",
+    ]
+    list_display_links = ["name", "version"]
+    list_filter = ["registered_model", AliasFilter, "status", FormatFilter, "deleted"]
+    # Prefix matches use the indexes; a pasted run id or a hash prefix finds its version.
+    search_fields = ["^run_id", "^dataset_sha256", "=name"]
+    fieldsets = [
+        (
+            None,
+            {"fields": ["name", "version", "status", "aliases", "formats", "deleted", "deleted_at", "description"]},
+        ),
+        ("Metrics", {"fields": ["r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff"]}),
+        ("Origin", {"fields": ["training_job_link", "dataset_link", "dataset_sha256", "job_key"]}),
+        (
+            "MLflow",
+            {"fields": ["run_id", "experiment_id", "model_id", "source", "tag_table", "mlflow_created_at"]},
+        ),
+        ("Mirror", {"fields": ["mlflow_updated_at", "created_at", "updated_at"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "training_job_link", "dataset_link", "tag_table"]
+
+    @admin.display(description="aliases")
+    def alias_list(self, obj: ModelVersion) -> str:
+        return ", ".join(obj.aliases)
+
+    @admin.display(description="formats")
+    def format_list(self, obj: ModelVersion) -> str:
+        return ", ".join(obj.formats)
+
+    @admin.display(description="run", ordering="run_id")
+    def short_run_id(self, obj: ModelVersion) -> str:
+        return obj.run_id[:12]
+
+    @admin.display(description="dataset sha256")
+    def short_dataset(self, obj: ModelVersion) -> str:
+        return obj.dataset_sha256[:12]
+
+    @admin.display(description="tags")
+    def tag_table(self, obj: ModelVersion) -> str:
+        return format_html_join("", "<div><code>{}</code> = {}</div>", sorted(obj.tags.items())) or "-"
+
+    @admin.display(description="training job")
+    def training_job_link(self, obj: ModelVersion) -> str:
+        job, _ = selectors.model_version_origin(obj)
+        if job is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse("admin:training_trainingjob_change", args=[job.pk]), job)
+
+    @admin.display(description="dataset")
+    def dataset_link(self, obj: ModelVersion) -> str:
+        _, dataset = selectors.model_version_origin(obj)
+        if dataset is None:
+            return "-"
+        url = reverse("admin:training_dataset_change", args=[dataset.pk])
+        return format_html('<a href="{}">{}</a>', url, dataset)
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("sync/", self.admin_site.admin_view(self.sync_view), name=f"{prefix}_sync"),
+            path("<path:object_id>/alias/", self.admin_site.admin_view(self.alias_view), name=f"{prefix}_alias"),
+            path(
+                "<path:object_id>/plots/<slug:plot>.png",
+                self.admin_site.admin_view(self.plot_view),
+                name=f"{prefix}_plot",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if version is not None:
+            links = selectors.mlflow_ui_links(version)
+            extra.update(
+                mlflow_links=[
+                    (label, links[key]) for key, label in [("run", "run"), ("version", "version")] if key in links
+                ],
+                run_metrics=sorted(version.metrics.items()),
+                run_params=sorted(version.params.items()),
+                plots=[
+                    {
+                        "name": name,
+                        "title": title,
+                        "url": reverse("admin:registry_mirror_modelversion_plot", args=[version.pk, name]),
+                    }
+                    for name, title in selectors.PLOTS.items()
+                ]
+                if version.run_id
+                else [],
+                alias_moves=selectors.alias_moves_of(model_name=version.name),
+                alias_form=AliasForm(),
+                can_set_alias=request.user.has_perm("registry_mirror.set_alias"),
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    @staticmethod
+    def _changelist_url() -> str:
+        return reverse("admin:registry_mirror_modelversion_changelist")
+
+    def sync_view(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("registry_mirror.sync_mirror"):
+            raise PermissionDenied
+        try:
+            result = registry_mirror_sync()
+        except ApplicationError as exc:
+            self.message_user(request, f"Sync failed, the mirror is unchanged: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(request, f"Synced from MLflow: {result}.", messages.SUCCESS)
+        back = request.META.get("HTTP_REFERER", "")
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = self._changelist_url()
+        return HttpResponseRedirect(back)
+
+    def alias_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("registry_mirror.set_alias"):
+            raise PermissionDenied
+        version = get_object_or_404(ModelVersion, pk=object_id)
+        page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
+        form = AliasForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, f"Alias not set: {form.errors['alias'][0]}", messages.ERROR)
+            return HttpResponseRedirect(page)
+        alias = form.cleaned_data["alias"]
+        try:
+            move = model_alias_set(model_version=version, alias=alias, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, f"Alias not set: {exc.message}", messages.ERROR)
+        else:
+            if move is None:
+                self.message_user(request, f"@{alias} already points at {version}.", messages.INFO)
+            else:
+                moved = f" (moved from v{move.from_version})" if move.from_version else ""
+                self.message_user(request, f"@{alias} now points at {version}{moved}.", messages.SUCCESS)
+        return HttpResponseRedirect(page)
+
+    def plot_view(self, request, object_id, plot):
+        version = get_object_or_404(ModelVersion, pk=object_id)
+        if plot not in selectors.PLOTS or not version.run_id or not self.has_view_permission(request, version):
+            raise Http404("No such plot.")
+        try:
+            content = gateway.run_artifact_read(run_id=version.run_id, path=f"plots/{plot}.png")
+        except NotFound as exc:
+            raise Http404("This version's run has no such plot.") from exc
+        except ApplicationError as exc:
+            return HttpResponse(exc.message, status=503, content_type="text/plain")
+        response = HttpResponse(content, content_type="image/png")
+        # A run's artifacts never change once logged.
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
+    list_display = ["name", "alias_list", "version_list_link", "mlflow_updated_at", "deleted"]
+    list_filter = ["deleted"]
+    search_fields = ["name"]
+
+    @admin.display(description="aliases")
+    def alias_list(self, obj: RegisteredModel) -> str:
+        return ", ".join(f"@{alias} → v{version}" for alias, version in sorted(obj.aliases.items()))
+
+    @admin.display(description="versions")
+    def version_list_link(self, obj: RegisteredModel) -> str:
+        url = reverse("admin:registry_mirror_modelversion_changelist") + f"?registered_model__id__exact={obj.pk}"
+        return format_html('<a href="{}">versions</a>', url)
+
+
+@admin.register(AliasMove)
+class AliasMoveAdmin(ReadOnlyMirrorAdmin):
+    list_display = ["created_at", "model_name", "alias", "from_version", "to_version", "source", "moved_by"]
+    list_filter = ["source", "alias"]
+    search_fields = ["=model_name"]
+    list_select_related = ["moved_by"]

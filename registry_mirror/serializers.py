@@ -1,0 +1,54 @@
+from urllib.parse import quote
+
+from rest_framework import serializers
+
+
+class RegisteredModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    tags = serializers.DictField(child=serializers.CharField())
+    aliases = serializers.DictField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField(source="mlflow_created_at")
+    updated_at = serializers.DateTimeField(source="mlflow_updated_at")
+    deleted = serializers.BooleanField()
+    versions_url = serializers.SerializerMethodField()
+
+    def get_versions_url(self, obj) -> str:
+        return self.context["request"].build_absolute_uri(f"/models/{quote(obj.name, safe='')}/versions/")
+
+
+class ModelVersionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    status = serializers.CharField()
+    description = serializers.CharField()
+    aliases = serializers.ListField(child=serializers.CharField())
+    formats = serializers.ListField(child=serializers.CharField())
+    run_id = serializers.CharField()
+    model_id = serializers.CharField()
+    source = serializers.CharField()
+    model_uri = serializers.SerializerMethodField()
+    metrics = serializers.SerializerMethodField()
+    dataset_sha256 = serializers.CharField()
+    training_job_key = serializers.UUIDField(source="job_key", allow_null=True)
+    tags = serializers.DictField(child=serializers.CharField())
+    created_at = serializers.DateTimeField(source="mlflow_created_at")
+    updated_at = serializers.DateTimeField(source="mlflow_updated_at")
+    deleted = serializers.BooleanField()
+
+    def get_model_uri(self, obj) -> str:
+        return f"models:/{obj.name}/{obj.version}"
+
+    def get_metrics(self, obj) -> dict[str, float | None]:
+        return {
+            "r2": obj.r2,
+            "mae": obj.mae,
+            "rmse": obj.rmse,
+            "onnx_max_abs_diff": obj.onnx_max_abs_diff,
+            "onnx_max_rel_diff": obj.onnx_max_rel_diff,
+        }
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    params = serializers.DictField(child=serializers.CharField())
+    run_metrics = serializers.DictField(child=serializers.FloatField(), source="metrics")

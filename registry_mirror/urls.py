@@ -1,0 +1,23 @@
+from django.urls import re_path
+
+from .apis import ModelVersionViewSet, RegisteredModelViewSet
+
+# The trailing slash is optional: curl users type both.
+urlpatterns = [
+    re_path(r"^models/?$", RegisteredModelViewSet.as_view({"get": "list"}), name="registered-model-list"),
+    re_path(
+        r"^models/(?P<name>[^/]+)/?$",
+        RegisteredModelViewSet.as_view({"get": "retrieve"}),
+        name="registered-model-detail",
+    ),
+    re_path(
+        r"^models/(?P<name>[^/]+)/versions/?$",
+        ModelVersionViewSet.as_view({"get": "list"}),
+        name="model-version-list",
+    ),
+    re_path(
+        r"^models/(?P<name>[^/]+)/versions/(?P<version>[0-9]+)/?$",
+        ModelVersionViewSet.as_view({"get": "retrieve"}),
+        name="model-version-detail",
+    ),
+]

@@ -1,0 +1,209 @@
+"""The registry mirror in the Django admin: read-only pages for staff, the sync button, aliases and plots."""
+
+import pytest
+from django.contrib.messages import get_messages
+
+from registry_mirror import admin as mirror_admin
+from registry_mirror import gateway
+from registry_mirror.models import AliasMove, ModelVersion, RegisteredModel
+from registry_mirror.services import registry_mirror_sync
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, StaffUserFactory, UserFactory, mlflow_version
+
+pytestmark = pytest.mark.django_db
+
+VERSIONS = "/admin/registry_mirror/modelversion/"
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(StaffUserFactory())
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        VERSIONS,
+        "/admin/registry_mirror/registeredmodel/",
+        "/admin/registry_mirror/aliasmove/",
+        "/admin/registry_mirror/modelversion/{pk}/change/",
+        "/admin/registry_mirror/modelversion/{pk}/plots/predicted_vs_actual.png",
+    ],
+)
+def test_every_mirror_page_renders_for_staff_and_sends_others_to_the_login(client, url):
+    # given
+    version = ModelVersionFactory(run_id="")
+    url = url.format(pk=version.pk)
+
+    # when
+    anonymous = client.get(url)
+    client.force_login(UserFactory())
+    not_staff = client.get(url)
+    client.force_login(StaffUserFactory())
+    staff = client.get(url)
+
+    # then
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/admin/login/")
+    assert not_staff.status_code == 302 and not_staff["Location"].startswith("/admin/login/")
+    # a version without a run has no plot to show
+    assert staff.status_code == (404 if url.endswith(".png") else 200)
+
+
+def test_the_version_list_filters_by_model_alias_status_and_format_and_searches_run_and_dataset(staff_client):
+    # given
+    champion = ModelVersionFactory(aliases=["champion"], run_id="abc123" + "0" * 26, dataset_sha256="f" * 64)
+    RegisteredModel.objects.filter(pk=champion.registered_model_id).update(aliases={"champion": champion.version})
+    sklearn_only = ModelVersionFactory(formats=["sklearn"], status=ModelVersion.Status.FAILED_REGISTRATION)
+    other_model = ModelVersionFactory(registered_model=RegisteredModelFactory())
+
+    def listed(query: str) -> set[int]:
+        response = staff_client.get(f"{VERSIONS}?{query}")
+        assert response.status_code == 200
+        return {row.pk for row in response.context["cl"].result_list}
+
+    # when / then
+    assert listed("alias=champion") == {champion.pk}
+    assert listed("format=onnx") == {champion.pk, other_model.pk}
+    assert listed("status__exact=FAILED_REGISTRATION") == {sklearn_only.pk}
+    assert listed(f"registered_model__id__exact={other_model.registered_model_id}") == {other_model.pk}
+    assert listed("q=abc123") == {champion.pk}
+    assert listed(f"q={'f' * 12}") == {champion.pk}
+
+
+def test_the_version_page_shows_metrics_params_origin_plots_and_mlflow_links(
+    staff_client, train, model_name, settings
+):
+    # given
+    settings.MLFLOW_UI_URL = "http://mlflow.example:5000"
+    job = train()
+    version = ModelVersion.objects.get(name=model_name)
+
+    # when
+    page = staff_client.get(f"{VERSIONS}{version.pk}/change/")
+    plot = staff_client.get(f"{VERSIONS}{version.pk}/plots/feature_importances.png")
+
+    # then
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "onnx_max_abs_diff" in html and "n_estimators" in html
+    assert f"http://mlflow.example:5000/#/experiments/{version.experiment_id}/runs/{version.run_id}" in html
+    assert f"http://mlflow.example:5000/#/models/{model_name}/versions/1" in html
+    assert f"/admin/training/trainingjob/{job['id']}/change/" in html
+    assert f"{VERSIONS}{version.pk}/plots/predicted_vs_actual.png" in html
+    assert plot.status_code == 200 and plot["Content-Type"] == "image/png"
+    assert plot.content.startswith(b"\x89PNG")
+
+
+def test_mirror_rows_cannot_be_added_changed_or_deleted_in_the_admin(staff_client):
+    # given
+    version = ModelVersionFactory()
+
+    # when
+    add = staff_client.get(f"{VERSIONS}add/")
+    change = staff_client.post(f"{VERSIONS}{version.pk}/change/", {"status": "FAILED_REGISTRATION"})
+    delete = staff_client.post(f"{VERSIONS}{version.pk}/delete/", {"post": "yes"})
+
+    # then
+    assert (add.status_code, change.status_code, delete.status_code) == (403, 403, 403)
+    version.refresh_from_db()
+    assert version.status == "READY"
+
+
+def test_the_sync_button_mirrors_mlflow(staff_client, mlflow_store):
+    # given
+    mlflow_version("weather")
+
+    # when
+    response = staff_client.post(f"{VERSIONS}sync/", follow=True)
+
+    # then
+    assert response.status_code == 200
+    assert any(message.startswith("Synced from MLflow") for message in messages_of(response))
+    assert ModelVersion.objects.filter(name="weather", version=1).exists()
+
+
+def test_the_sync_button_shows_an_error_and_changes_nothing_when_mlflow_is_down(
+    staff_client, mlflow_store, mlflow_down
+):
+    # given
+    mlflow_version("weather")
+    registry_mirror_sync()
+    mlflow_down()
+
+    # when
+    response = staff_client.post(f"{VERSIONS}sync/", follow=True)
+
+    # then
+    assert response.status_code == 200
+    assert any("Sync failed, the mirror is unchanged: MLflow is unreachable" in m for m in messages_of(response))
+    assert ModelVersion.objects.count() == 1
+
+
+def test_anonymous_users_cannot_sync_or_set_aliases(client):
+    # given
+    version = ModelVersionFactory()
+
+    # when
+    sync = client.post(f"{VERSIONS}sync/")
+    alias = client.post(f"{VERSIONS}{version.pk}/alias/", {"alias": "champion"})
+
+    # then
+    assert sync.status_code == alias.status_code == 302
+    assert not AliasMove.objects.exists()
+
+
+def test_the_alias_form_moves_the_alias_in_mlflow_and_audits_it(staff_client, mlflow_store):
+    # given
+    mlflow_version("weather")
+    mlflow_version("weather")
+    gateway.model_alias_set(name="weather", alias="champion", version=1)
+    registry_mirror_sync()
+    second = ModelVersion.objects.get(version=2)
+
+    # when
+    response = staff_client.post(f"{VERSIONS}{second.pk}/alias/", {"alias": "champion"}, follow=True)
+
+    # then
+    assert "@champion now points at weather v2 (moved from v1)." in messages_of(response)
+    assert int(gateway.client().get_model_version_by_alias("weather", "champion").version) == 2
+    move = AliasMove.objects.first()
+    assert (move.from_version, move.to_version, move.moved_by.is_staff) == (1, 2, True)
+    assert "champion" in response.content.decode()
+
+
+def test_a_refused_alias_changes_nothing(staff_client, mlflow_store):
+    # given
+    mlflow_version("weather")
+    registry_mirror_sync()
+    version = ModelVersion.objects.get()
+
+    # when
+    bad_name = staff_client.post(f"{VERSIONS}{version.pk}/alias/", {"alias": "no spaces"}, follow=True)
+    reserved = staff_client.post(f"{VERSIONS}{version.pk}/alias/", {"alias": "latest"}, follow=True)
+
+    # then
+    assert messages_of(bad_name)[0].startswith("Alias not set: Letters, digits")
+    assert messages_of(reserved)[0].startswith("Alias not set:")
+    assert gateway.client().get_registered_model("weather").aliases == {}
+    assert not AliasMove.objects.exists() and ModelVersion.objects.get().aliases == []
+
+
+def test_large_version_lists_count_no_further_than_the_cap(staff_client, monkeypatch):
+    # given
+    monkeypatch.setattr(mirror_admin.CappedCountPaginator, "CAP", 60)
+    model = RegisteredModelFactory()
+    ModelVersion.objects.bulk_create(
+        ModelVersionFactory.build(registered_model=model, name=model.name, version=n) for n in range(1, 81)
+    )
+
+    # when
+    response = staff_client.get(VERSIONS)
+
+    # then
+    assert response.status_code == 200
+    assert response.context["cl"].paginator.count == 60
+    assert len(response.context["cl"].result_list) == 50
