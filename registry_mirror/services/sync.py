@@ -1,4 +1,4 @@
-"""Keeping the registry mirror in step with MLflow, and moving aliases (MLflow first, then the mirror).
+"""Syncing the mirror from MLflow's registry.
 
 A sync reads everything it needs from MLflow before it writes anything, then applies the difference in one
 transaction: a sync that MLflow interrupts leaves the mirror exactly as it was, and a sync that finds nothing
@@ -6,6 +6,7 @@ new writes nothing (no row's ``updated_at`` moves).
 """
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,13 +16,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import gateway
-from .errors import ApplicationError, NotFound
-from .models import AliasMove, ModelVersion, RegisteredModel
+from .. import gateway
+from ..errors import NotFound
+from ..models import ModelVersion, RegisteredModel
+from .aliases import alias_moves_record, assign, save_checked
 
 logger = logging.getLogger(__name__)
 
-# Run metrics copied into their own columns, for sorting and display.
 METRIC_COLUMNS = ("r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff")
 DATASET_TAG = "mds.dataset_sha256"
 FORMAT_TAGS = {gateway.SKLEARN_SHA256_TAG: "sklearn", gateway.ONNX_SHA256_TAG: "onnx"}
@@ -181,26 +182,26 @@ def _models_apply(
         }
         model = existing.get(item.name)
         old_aliases = model.aliases if model is not None else {}
-        result.alias_moves += len(_alias_moves_record(item.name, old_aliases, item.aliases))
+        result.alias_moves += len(alias_moves_record(item.name, old_aliases, item.aliases))
         if model is None:
             model = RegisteredModel(name=item.name, **values)
-            _save(model)
+            save_checked(model)
             result.models_created += 1
-        elif _assign(model, values):
-            _save(model)
+        elif assign(model, values):
+            save_checked(model)
             result.models_updated += 1
         seen[item.name] = model
     for name, model in existing.items():
         if name not in seen and not model.deleted:
             model.deleted, model.deleted_at = True, now
-            _save(model)
+            save_checked(model)
             result.models_deleted += 1
     # A version listed for a model that appeared after the models' listing still needs its parent row.
     for version in snapshot.versions:
         if version.name not in seen:
             model = existing.get(version.name) or RegisteredModel(name=version.name)
             model.deleted, model.deleted_at = False, None
-            _save(model)
+            save_checked(model)
             seen[version.name] = model
     return seen
 
@@ -250,7 +251,7 @@ def _versions_apply(
         if "params" not in values:
             # Unchanged in MLflow: the deferred run data stays as stored; skip loading it just to compare.
             values = {k: v for k, v in values.items() if k not in ("params", "metrics")}
-        fields = _assign(row, values)
+        fields = assign(row, values)
         if fields:
             row.updated_at = now
             _check(row)
@@ -270,93 +271,17 @@ def _versions_apply(
     result.versions_updated = len(to_update) - result.versions_deleted
 
 
-def _alias_moves_record(model_name: str, old: dict[str, int], new: dict[str, int], user=None) -> list[AliasMove]:
-    moves = [
-        AliasMove(
-            model_name=model_name,
-            alias=alias,
-            from_version=old.get(alias),
-            to_version=new.get(alias),
-            source=AliasMove.Source.ADMIN if user else AliasMove.Source.SYNC,
-            moved_by=user,
-        )
-        for alias in sorted(set(old) | set(new))
-        if old.get(alias) != new.get(alias)
-    ]
-    for move in moves:
-        _save(move)
-    return moves
-
-
-def model_alias_set(*, model_version: ModelVersion, alias: str, user) -> AliasMove | None:
-    """Point ``alias`` at ``model_version``: in MLflow first, then in the mirror, with an audit row.
-
-    Returns:
-        The audit row, or ``None`` if the alias already pointed at this version (nothing moved).
-
-    Raises:
-        ApplicationError: the alias name is not allowed or the version is deleted; MLflow was not changed.
-        RegistryUnavailable: MLflow could not be reached; nothing was changed.
-    """
-    alias = alias.strip()
-    if not alias:
-        raise ApplicationError("An alias needs a name.", code="invalid_alias")
-    if model_version.deleted:
-        raise ApplicationError(f"{model_version} was deleted in MLflow.", code="deleted_version")
-    gateway.model_alias_set(name=model_version.name, alias=alias, version=model_version.version)
-    return _alias_mirror(model_version_id=model_version.pk, alias=alias, user=user)
-
-
-@transaction.atomic
-def _alias_mirror(*, model_version_id: int, alias: str, user) -> AliasMove | None:
-    target = ModelVersion.objects.select_related("registered_model").get(pk=model_version_id)
-    model = RegisteredModel.objects.select_for_update().get(pk=target.registered_model_id)
-    previous = model.aliases.get(alias)
-    if previous == target.version:
-        return None
-    for row in ModelVersion.objects.filter(registered_model=model, aliases__icontains=f'"{alias}"'):
-        if alias in row.aliases:
-            row.aliases = [a for a in row.aliases if a != alias]
-            _save(row)
-    target.refresh_from_db()
-    target.aliases = sorted({*target.aliases, alias})
-    _save(target)
-    model.aliases = {**model.aliases, alias: target.version}
-    _save(model)
-    (move,) = _alias_moves_record(
-        model.name, {alias: previous} if previous else {}, {alias: target.version}, user=user
-    )
-    return move
-
-
-def _assign(obj, values: dict[str, Any]) -> list[str]:
-    """Set ``values`` on ``obj``; return the names of the fields that really changed."""
-    changed = []
-    for name, value in values.items():
-        if getattr(obj, name) != value:
-            setattr(obj, name, value)
-            changed.append(name)
-    return changed
-
-
 def _check(version: ModelVersion) -> None:
     # Uniqueness, constraints and the parent row are the database's to enforce: checking them here would cost a
     # query per version, and a sync writes thousands.
     version.full_clean(exclude=["registered_model"], validate_unique=False, validate_constraints=False)
 
 
-def _save(obj) -> None:
-    obj.full_clean(validate_unique=False, validate_constraints=False)
-    obj.save()
-
-
 def _from_ms(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
 
 
-def _uuid_or_none(value: str | None):
-    import uuid
-
+def _uuid_or_none(value: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if value else None
     except ValueError:
