@@ -1,28 +1,67 @@
-"""``/predict``: predictions for the rows of a CSV from a registered model version."""
+"""``/predict``: predictions for rows of CSV or MLflow scoring JSON from a registered model version."""
 
 from django.conf import settings
+from django.http import JsonResponse
 from rest_framework import viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from registry_mirror.http import request_params
+from registry_mirror.tabular import TableError
 
+from .http import CachedTokenAuthentication, CSVBodyParser, CSVRenderer, JSONBodyParser, body_too_large
+from .parsing import write_csv
 from .serializers import PredictionRequestSerializer, PredictionSerializer
-from .services import prediction_create
+from .services import model_cache_status, prediction_create
 
 
 class PredictionViewSet(viewsets.GenericViewSet):
     serializer_class = PredictionSerializer
-    parser_classes = [MultiPartParser, FormParser]
+    authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
+    parser_classes = [CSVBodyParser, JSONBodyParser, MultiPartParser, FormParser]
+    renderer_classes = [JSONRenderer, CSVRenderer]
 
     def create(self, request):
-        params = PredictionRequestSerializer(data=request_params(request))
+        body, body_format, form = _request_body(request)
+        params = PredictionRequestSerializer(data={**request.query_params.dict(), **form})
         params.is_valid(raise_exception=True)
         options = params.validated_data
         prediction = prediction_create(
             model_name=options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
             version=options["version"],
             model_format=options["format"],
-            csv=options["file"].read(),
+            body=body,
+            body_format=body_format,
         )
-        return Response(self.get_serializer(prediction).data, headers={"X-Model-Version": str(prediction.version)})
+        headers = {"X-Model-Version": str(prediction.version)}
+        if request.accepted_renderer.format == "csv":
+            return Response(write_csv(prediction.table, prediction.values), headers=headers)
+        return Response(self.get_serializer(prediction).data, headers=headers)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if response.status_code >= 400:
+            # Errors are always JSON ({"message", "code", "extra"}), whatever the client asked for.
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+def _request_body(request) -> tuple[bytes, str, dict]:
+    """The body as bytes, its format (``csv`` or ``json``) and any form fields of a multipart upload."""
+    data = request.data
+    if isinstance(data, bytes):
+        return data, "json" if request.content_type.startswith("application/json") else "csv", {}
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise TableError(
+            "Send the rows as a multipart `file`, a text/csv body or MLflow scoring JSON.", code="no_input"
+        )
+    if upload.size > settings.MDS_PREDICT_MAX_BYTES:
+        raise body_too_large(upload.size)
+    form = {key: value for key, value in data.items() if key != "file"}
+    return upload.read(), "csv", form
+
+
+def ready(request):
+    """Readiness: which versions this process has loaded (and aliases it knows); touches neither DB nor MLflow."""
+    return JsonResponse(model_cache_status())

@@ -3,19 +3,37 @@ from rest_framework import serializers
 
 from .services import FORMATS
 
+ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
+
 
 class PredictionRequestSerializer(serializers.Serializer):
+    """Which model answers: ``version=N|latest|@alias`` or ``alias=champion``, and with which engine."""
+
     model_name = serializers.CharField(required=False, max_length=200)
-    version = serializers.RegexField(r"^([0-9]+|latest|@?[A-Za-z0-9_\-]+)$", default="latest", max_length=200)
+    version = serializers.RegexField(r"^([0-9]+|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$", required=False)
+    alias = serializers.RegexField(ALIAS_PATTERN, required=False)
     format = serializers.ChoiceField(choices=FORMATS, default="onnx")
-    file = serializers.FileField(allow_empty_file=True)
 
     def validate_model_name(self, value: str) -> str:
         return value or settings.MDS_DEFAULT_MODEL_NAME
 
+    def validate(self, attrs: dict) -> dict:
+        if "version" in attrs and "alias" in attrs:
+            raise serializers.ValidationError({"alias": "Give either version or alias, not both."})
+        alias = attrs.pop("alias", None)
+        attrs["version"] = "@" + alias.removeprefix("@") if alias else attrs.get("version", "latest")
+        return attrs
+
+
+class FloatListField(serializers.Field):
+    """A float array as a JSON list, without a per-element field call (10k-row batches are common)."""
+
+    def to_representation(self, value) -> list[float]:
+        return value.tolist()
+
 
 class PredictionSerializer(serializers.Serializer):
-    predictions = serializers.ListField(child=serializers.FloatField(), source="values")
+    predictions = FloatListField(source="values")
     model = serializers.SerializerMethodField()
 
     def get_model(self, prediction) -> dict:

@@ -1,44 +1,86 @@
-"""Predictions from a registered version."""
+"""Predictions from a registered version: pick the version, the engine, check the input, predict."""
 
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 
-from registry_mirror import gateway
-from registry_mirror.tabular import feature_matrix, read_csv
+from registry_mirror.tabular import TableError
 
-from .loaders import model_cache
+from .loaders import LoadedVersion, model_cache, onnx_threads
+from .parsing import Table, features, parse_csv, parse_json
 
-FORMATS = ("onnx", "sklearn")
+FORMATS = ("onnx", "sklearn", "auto")
 
 
 @dataclass(frozen=True)
 class Prediction:
-    values: list[float]
+    values: np.ndarray
     name: str
     version: int
     model_format: str
+    table: Table
 
 
-def prediction_create(*, model_name: str, version: str, model_format: str, csv: bytes) -> Prediction:
-    """Predict one value per CSV row with ``model_name`` at ``version`` (a number, ``latest`` or an alias).
+def prediction_create(
+    *, model_name: str, version: str, model_format: str, body: bytes, body_format: str
+) -> Prediction:
+    """Predict one value per input row with ``model_name`` at ``version`` (a number, ``latest``, an alias).
+
+    ``body`` is CSV or, with ``body_format="json"``, MLflow's scoring JSON; the version's signature names the
+    feature columns, and other columns are ignored.
+
+    ``auto`` picks the faster engine for the batch: ONNX, or sklearn for large batches and for versions whose
+    recorded ONNX parity is outside ``MDS_AUTO_MAX_REL_DIFF``.
 
     Raises:
-        NotFound: no such model or version.
-        TableError: the CSV lacks the model's feature columns or holds a bad cell.
+        NotFound: no such model, version or alias.
+        TableError: the input lacks a feature column or holds an empty or non-numeric cell.
+        ApplicationError: ``too_large`` past ``MDS_PREDICT_MAX_ROWS`` rows.
     """
-    number = (
-        int(version)
-        if version.isdigit()
-        else int(gateway.model_version_resolve(name=model_name, version=version).version)
-    )
-    loaded = model_cache().get(model_name, number)
-    frame = read_csv(csv)
-    X = feature_matrix(frame, loaded.feature_names)
-    values = loaded.predict(X, model_format)
+    cache = model_cache()
+    loaded = cache.get(model_name, cache.resolve(model_name, version))
+    max_rows = settings.MDS_PREDICT_MAX_ROWS
+    if body_format == "json":
+        table = parse_json(body, columns=loaded.feature_names, max_rows=max_rows)
+    else:
+        table = parse_csv(body, max_rows=max_rows)
+    if len(table) == 0:
+        raise TableError("There are no rows to predict.", code="empty_file")
+    X = features(table, loaded.feature_names)
+    engine = _engine(loaded, model_format, len(X))
+    values = loaded.predict_sklearn(X) if engine == "sklearn" else loaded.predict_onnx(X, onnx_threads())
     return Prediction(
-        values=np.asarray(values, dtype=np.float64).tolist(),
+        values=np.asarray(values, dtype=np.float64),
         name=model_name,
-        version=number,
-        model_format=model_format,
+        version=loaded.version,
+        model_format=engine,
+        table=table,
     )
+
+
+def _engine(loaded: LoadedVersion, model_format: str, n_rows: int) -> str:
+    if model_format != "auto":
+        return model_format
+    if not loaded.parity_within(settings.MDS_AUTO_MAX_REL_DIFF):
+        return "sklearn"
+    return "sklearn" if n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS else "onnx"
+
+
+def model_cache_status() -> dict:
+    """What ``/health/ready`` reports: the versions this process holds and the aliases it knows."""
+    cache = model_cache()
+    return {
+        "status": "ready",
+        "loaded": [
+            {
+                "name": entry.name,
+                "version": entry.version,
+                "formats": ["onnx", "sklearn"] if entry.sklearn_loaded else ["onnx"],
+                "bytes": entry.nbytes,
+            }
+            for entry in cache.loaded()
+        ],
+        "aliases": cache.aliases(),
+        "limits": {"max_entries": cache.max_entries, "max_bytes": cache.max_bytes},
+    }

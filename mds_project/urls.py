@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from inference.apis import PredictionViewSet
+from inference.apis import PredictionViewSet, ready
 from training.apis import TrainingJobViewSet
 
 
@@ -20,6 +20,7 @@ router.register("predict", PredictionViewSet, basename="prediction")
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
+    path("health/ready", ready, name="health-ready"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     *router.urls,

@@ -211,7 +211,23 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Inference -----------------------------------------------------------------------------------------------
-# Versions kept loaded per process (least recently used goes first).
+# Versions kept loaded per process, bounded by count and by artifact bytes (least recently used goes first).
+# In memory a version takes about 4x its ONNX file plus its pickle once the sklearn format was used.
 MDS_MODEL_CACHE_SIZE = env.int("MDS_MODEL_CACHE_SIZE", default=8)
-# onnxruntime threads per session; 0 lets onnxruntime use every core.
+MDS_MODEL_CACHE_BYTES = env.int("MDS_MODEL_CACHE_BYTES", default=1024**3)
+# `latest` and aliases are re-resolved after this many seconds (in the background; the known version serves).
+MDS_ALIAS_TTL = env.float("MDS_ALIAS_TTL", default=30.0)
+# Talk to MLflow from a child process, so inference workers never import it (~180 MB each); it exits when idle.
+MDS_REGISTRY_PROCESS = env.bool("MDS_REGISTRY_PROCESS", default=True)
+MDS_REGISTRY_PROCESS_IDLE = env.float("MDS_REGISTRY_PROCESS_IDLE", default=20.0)
+# Threads a large ONNX batch is split across; 0 means one per core.
 MDS_ONNX_THREADS = env.int("MDS_ONNX_THREADS", default=0)
+# format=auto: sklearn from this many rows on (its per-call overhead is ~15 ms, its big batches the fastest),
+# and always sklearn when training recorded an ONNX relative difference above the tolerance.
+MDS_AUTO_SKLEARN_MIN_ROWS = env.int("MDS_AUTO_SKLEARN_MIN_ROWS", default=2000)
+MDS_AUTO_MAX_REL_DIFF = env.float("MDS_AUTO_MAX_REL_DIFF", default=1e-4)
+# Larger requests are refused with 413.
+MDS_PREDICT_MAX_ROWS = env.int("MDS_PREDICT_MAX_ROWS", default=100_000)
+MDS_PREDICT_MAX_BYTES = env.int("MDS_PREDICT_MAX_BYTES", default=64 * 1024 * 1024)
+# Seconds a process trusts an API token it has checked (a revoked token works that long there).
+MDS_TOKEN_CACHE_TTL = env.float("MDS_TOKEN_CACHE_TTL", default=60.0)

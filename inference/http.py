@@ -1,0 +1,72 @@
+"""DRF plumbing for ``/predict``: raw CSV/JSON bodies, a CSV renderer, and token checks that skip the database.
+
+The hot path of an inference server is small requests; each database round trip (a token lookup per request)
+costs as much as the model, so tokens are remembered for ``MDS_TOKEN_CACHE_TTL`` seconds: a revoked token
+keeps working that long in a process that saw it.
+"""
+
+import threading
+import time
+
+from django.conf import settings
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
+
+from registry_mirror.errors import ApplicationError
+
+
+def body_too_large(size: int) -> ApplicationError:
+    limit = settings.MDS_PREDICT_MAX_BYTES
+    return ApplicationError(
+        f"The request body is {size} bytes; at most {limit} are accepted.",
+        code="too_large",
+        extra={"bytes": size, "max_bytes": limit},
+    )
+
+
+class RawBodyParser(BaseParser):
+    """Hands the body to the service as bytes: CSV and MLflow JSON are parsed there, against the model."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        if stream is None:
+            return b""
+        data = stream.read(settings.MDS_PREDICT_MAX_BYTES + 1)
+        if len(data) > settings.MDS_PREDICT_MAX_BYTES:
+            raise body_too_large(len(data))
+        return data
+
+
+class CSVBodyParser(RawBodyParser):
+    media_type = "text/csv"
+
+
+class JSONBodyParser(RawBodyParser):
+    media_type = "application/json"
+
+
+class CSVRenderer(BaseRenderer):
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data.encode() if isinstance(data, str) else data
+
+
+class CachedTokenAuthentication(TokenAuthentication):
+    _known: dict[str, tuple[float, tuple]] = {}
+    _lock = threading.Lock()
+
+    def authenticate_credentials(self, key):
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+        user_and_token = super().authenticate_credentials(key)
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = (now + settings.MDS_TOKEN_CACHE_TTL, user_and_token)
+        return user_and_token

@@ -1,0 +1,237 @@
+"""Request bodies to feature matrices, and predictions back to CSV. Pure: no Django.
+
+Inputs are a CSV body (the upload of the original service, or ``text/csv``) and MLflow's scoring JSON
+(``dataframe_split``, ``dataframe_records``, ``instances``/``inputs``), so MLflow clients work unchanged. A small
+CSV is read with the ``csv`` module: pandas costs ~2 ms per call, more than the model. Large CSVs go through
+``registry_mirror.tabular``, the same parser and checks training uses. Row numbers in errors count data rows
+from 1, as a spreadsheet user reads them.
+"""
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from registry_mirror.errors import ApplicationError
+from registry_mirror.tabular import TableError, feature_matrix, read_csv
+
+# Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
+SMALL_CSV_BYTES = 64 * 1024
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class Table:
+    """Parsed input rows: ``rows`` (cells as given) for small inputs, ``frame`` (pandas) for large CSVs."""
+
+    columns: list[str]
+    rows: list[list[Any]] | None = None
+    frame: Any = None
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.frame)
+
+    def iter_rows(self) -> Iterator[list[Any]]:
+        if self.rows is not None:
+            return iter(self.rows)
+        return (list(row) for row in self.frame.itertuples(index=False, name=None))
+
+
+def too_many_rows(n_rows: int, max_rows: int) -> ApplicationError:
+    return ApplicationError(
+        f"Too many rows: {n_rows}; at most {max_rows} per request.",
+        code="too_large",
+        extra={"rows": n_rows, "max_rows": max_rows},
+    )
+
+
+def parse_csv(raw: bytes, *, max_rows: int) -> Table:
+    """Read a CSV body; ``TableError`` if it is not CSV, ``too_large`` past ``max_rows`` data rows."""
+    if len(raw) > SMALL_CSV_BYTES:
+        frame = read_csv(raw)
+        if len(frame) > max_rows:
+            raise too_many_rows(len(frame), max_rows)
+        return Table(columns=list(frame.columns), frame=frame)
+    if not raw.strip():
+        raise TableError("The file is empty.", code="empty_file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TableError(
+            f"The file is not UTF-8 text (undecodable byte at offset {exc.start}).", code="not_csv"
+        ) from exc
+    if "\x00" in text:
+        raise TableError("The file is binary, not CSV text.", code="not_csv")
+    try:
+        records = [row for row in csv.reader(io.StringIO(text), skipinitialspace=True) if row]
+    except csv.Error as exc:
+        raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
+    header = [cell.strip() for cell in records[0]]
+    _check_header(header)
+    rows = records[1:]
+    if len(rows) > max_rows:
+        raise too_many_rows(len(rows), max_rows)
+    for number, row in enumerate(rows, start=1):
+        if len(row) > len(header):
+            raise TableError(
+                f"Row {number} has {len(row)} cells but the header names {len(header)} columns.",
+                code="not_csv",
+                extra={"row": number},
+            )
+        if len(row) < len(header):
+            row.extend([""] * (len(header) - len(row)))
+    return Table(columns=header, rows=rows)
+
+
+def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
+    """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of ``instances`` given as lists."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TableError(f"The body is not valid JSON: {exc}", code="not_json") from exc
+    keys = ("dataframe_split", "dataframe_records", "instances", "inputs")
+    present = [key for key in keys if isinstance(body, dict) and key in body]
+    if len(present) != 1:
+        raise TableError(
+            f"The JSON body needs exactly one of {', '.join(keys)}.", code="bad_json", extra={"accepted": keys}
+        )
+    key = present[0]
+    payload = body[key]
+    if key == "dataframe_split":
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            raise TableError('"dataframe_split" needs "columns" and "data" (a list of rows).', code="bad_json")
+        header = [str(column) for column in payload.get("columns") or columns]
+        data = payload["data"]
+        _check_rows(data, max_rows)
+        rows = []
+        for number, row in enumerate(data, start=1):
+            if not isinstance(row, list) or len(row) != len(header):
+                raise TableError(
+                    f"Row {number} of dataframe_split.data is not a list of {len(header)} values.",
+                    code="bad_json",
+                    extra={"row": number},
+                )
+            rows.append(row)
+        _check_header(header)
+        return Table(columns=header, rows=rows)
+    # dataframe_records, instances, inputs: a list of {column: value} objects, or of lists in signature order;
+    # MLflow also accepts {column: [values...]} for instances/inputs.
+    if isinstance(payload, dict) and key != "dataframe_records":
+        lengths = {len(values) if isinstance(values, list) else -1 for values in payload.values()}
+        if len(lengths) != 1 or -1 in lengths:
+            raise TableError(
+                f'"{key}" as an object needs one list of values per column, all as long.', code="bad_json"
+            )
+        header = [str(column) for column in payload]
+        data = [list(cells) for cells in zip(*payload.values(), strict=True)]
+        _check_rows(data, max_rows)
+        return Table(columns=header, rows=data)
+    if not isinstance(payload, list):
+        raise TableError(f'"{key}" needs a list of rows.', code="bad_json")
+    _check_rows(payload, max_rows)
+    if payload and all(isinstance(row, list) for row in payload):
+        for number, row in enumerate(payload, start=1):
+            if len(row) != len(columns):
+                raise TableError(
+                    f"Row {number} has {len(row)} values; the model takes {len(columns)}: {', '.join(columns)}.",
+                    code="bad_json",
+                    extra={"row": number},
+                )
+        return Table(columns=list(columns), rows=payload)
+    header: dict[str, None] = {}
+    for number, record in enumerate(payload, start=1):
+        if not isinstance(record, dict):
+            raise TableError(f'Row {number} of "{key}" is not an object.', code="bad_json", extra={"row": number})
+        header.update(dict.fromkeys(record))
+    names = [str(name) for name in header]
+    return Table(columns=names, rows=[[record.get(name) for name in names] for record in payload])
+
+
+def features(table: Table, names: Sequence[str]) -> np.ndarray:
+    """The ``names`` columns as a C-ordered float32 matrix; extra columns are ignored.
+
+    Raises:
+        TableError: listing the missing columns, or naming the first empty or non-numeric cell.
+    """
+    if table.frame is not None:
+        return feature_matrix(table.frame, names)
+    missing = [name for name in names if name not in table.columns]
+    if missing:
+        raise TableError(
+            f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
+            code="missing_columns",
+            extra={"missing_columns": missing},
+        )
+    positions = [table.columns.index(name) for name in names]
+    X = np.empty((len(table.rows), len(positions)), dtype=np.float32)
+    for number, row in enumerate(table.rows, start=1):
+        for j, position in enumerate(positions):
+            X[number - 1, j] = _number(row[position], names[j], number)
+    return X
+
+
+def write_csv(table: Table, predictions: Sequence[float], *, column: str = "prediction") -> str:
+    """The input rows plus a ``prediction`` column, with every cell a spreadsheet would run as a formula
+    neutralised (prefixed with ``'``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([_safe_cell(name) for name in [*table.columns, column]])
+    for row, value in zip(table.iter_rows(), predictions, strict=True):
+        writer.writerow([*(_safe_cell(cell) for cell in row), repr(float(value))])
+    return buffer.getvalue()
+
+
+def _check_header(header: list[str]) -> None:
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated or any(name == "" for name in header):
+        raise TableError(
+            "Every column needs a unique, non-empty name in the header row.",
+            code="bad_header",
+            extra={"duplicated_columns": duplicated},
+        )
+
+
+def _check_rows(rows: Any, max_rows: int) -> None:
+    if not isinstance(rows, list):
+        raise TableError("The rows must be a JSON list.", code="bad_json")
+    if not rows:
+        raise TableError("There are no rows to predict.", code="empty_file")
+    if len(rows) > max_rows:
+        raise too_many_rows(len(rows), max_rows)
+
+
+def _number(cell: Any, column: str, row: int) -> float:
+    if isinstance(cell, bool) or not isinstance(cell, int | float | str) or cell == "":
+        problem = "is empty" if cell is None or cell == "" else f"{cell!r} is not a number"
+    else:
+        try:
+            value = float(cell)
+        except (ValueError, OverflowError):
+            problem = f"{cell!r} is not a number" if str(cell).strip() else "is empty"
+        else:
+            if math.isfinite(value):
+                return value
+            problem = f"{cell!r} is not a finite number"
+    raise TableError(
+        f"Column {column!r}, row {row}: {problem}.", code="bad_cell", extra={"column": column, "row": row}
+    )
+
+
+def _safe_cell(cell: Any) -> str:
+    text = "" if cell is None else str(cell)
+    if text.startswith(FORMULA_PREFIXES) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
