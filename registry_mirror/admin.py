@@ -45,7 +45,9 @@ class CappedCountPaginator(Paginator):
                     [self.object_list.model._meta.db_table],
                 )
                 row = cursor.fetchone()
-            return max(capped, int(row[0]) if row else 0)
+            # -1 or a stale figure until PostgreSQL first analyses the table: never below the cap.
+            estimate = int(row[0]) if row else -1
+            return max(self.CAP, estimate)
         return self.CAP
 
 
