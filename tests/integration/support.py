@@ -1,0 +1,116 @@
+"""Clients and helpers for the integration suite: the stack's coordinates, job polling, worker control."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = ("success", "failed")
+
+
+@dataclass(frozen=True)
+class Stack:
+    web_url: str
+    inference_url: str
+    token: str
+    mlflow_uri: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    datasets_bucket: str
+    artifacts_bucket: str
+    directory: Path
+    visibility_timeout: int
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"}
+
+
+def stack_from_env() -> Stack:
+    env = os.environ
+    return Stack(
+        web_url=env["MDS_STACK_WEB_URL"],
+        inference_url=env["MDS_STACK_INFERENCE_URL"],
+        token=env["MDS_STACK_TOKEN"],
+        mlflow_uri=env["MDS_STACK_MLFLOW_URI"],
+        s3_endpoint=env["MDS_STACK_S3_ENDPOINT"],
+        s3_access_key=env["MDS_STACK_S3_ACCESS_KEY"],
+        s3_secret_key=env["MDS_STACK_S3_SECRET_KEY"],
+        datasets_bucket=env["MDS_STACK_DATASETS_BUCKET"],
+        artifacts_bucket=env["MDS_STACK_ARTIFACTS_BUCKET"],
+        directory=Path(env["MDS_STACK_DIR"]),
+        visibility_timeout=int(env.get("MDS_STACK_VISIBILITY_TIMEOUT", "3600")),
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def train(http: requests.Session, stack: Stack, csv: bytes, file_name: str, **params) -> dict:
+    response = http.post(f"{stack.web_url}/train", params=params, files={"file": (file_name, csv, "text/csv")})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def job_wait(http, stack: Stack, job_id: int, *, until=lambda job: job["status"] in TERMINAL, timeout=180.0) -> dict:
+    """Poll GET /train/<id> until ``until(job)`` holds; fail with the last state seen after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = http.get(f"{stack.web_url}/train/{job_id}", timeout=10).json()
+        if until(job):
+            return job
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} stuck after {timeout:.0f}s: {job}")
+        time.sleep(0.2)
+
+
+def worker_pid(stack: Stack) -> int:
+    return int((stack.directory / "run" / "worker.pid").read_text())
+
+
+def worker_children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def worker_kill(stack: Stack, *, whole: bool) -> None:
+    """SIGKILL the worker's pool process, or the whole worker (its main process and pool) with ``whole``."""
+    pid = worker_pid(stack)
+    if whole:
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and _is_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    else:
+        (child,) = worker_children(pid)
+        os.kill(child, signal.SIGKILL)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def worker_start(stack: Stack) -> None:
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stack.sh"), "start", "worker"],
+        env={**os.environ, "STACK_DIR": str(stack.directory)},
+        check=True,
+        timeout=120,
+    )
+
+
+def worker_log(stack: Stack) -> str:
+    return (stack.directory / "logs" / "worker.log").read_text(errors="replace")
