@@ -1,0 +1,32 @@
+# One image for web, inference, worker, beat and the MLflow server (mlflow, psycopg and boto3 are all in
+# requirements.txt). Configuration and secrets come from the environment at run time: see .env.example.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=mds_project.settings.production \
+    MDS_DATA_DIR=/var/lib/mds \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=true
+
+# libgomp1: scikit-learn's and onnxruntime's OpenMP runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY . .
+# Static files are collected at build time; settings need a key to import, and this throwaway one is used for
+# nothing else (production.py requires the real DJANGO_SECRET_KEY at run time).
+RUN DJANGO_SECRET_KEY=build-time-collectstatic-only python manage.py collectstatic --noinput -v0 \
+    && useradd --system --uid 10001 --home-dir /app mds \
+    && chown -R mds /var/lib/mds
+
+USER mds
+EXPOSE 8000
+CMD ["gunicorn", "mds_project.wsgi", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000"]
