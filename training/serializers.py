@@ -2,6 +2,8 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
+from registry_mirror.errors import ApplicationError
+
 from .models import TrainingJob
 from .services import trained_models
 
@@ -20,6 +22,15 @@ class TrainingRequestSerializer(serializers.Serializer):
     random_state = serializers.IntegerField(default=42, min_value=0, max_value=2**32 - 1)
     test_size = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.9)
     wait = serializers.FloatField(default=0, min_value=0)
+
+    def validate_file(self, value):
+        if value.size > settings.MDS_TRAIN_MAX_UPLOAD_BYTES:
+            raise ApplicationError(
+                f"The file has {value.size} bytes; at most {settings.MDS_TRAIN_MAX_UPLOAD_BYTES} are accepted.",
+                code="too_large",
+                extra={"size_bytes": value.size, "max_bytes": settings.MDS_TRAIN_MAX_UPLOAD_BYTES},
+            )
+        return value
 
     def validate_model_name(self, value: str) -> str:
         return value or settings.MDS_DEFAULT_MODEL_NAME

@@ -11,3 +11,5 @@ from .base import *  # noqa: E402,F403
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+# WhiteNoise warns on every request when the static directory is missing; tests never collect static files.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

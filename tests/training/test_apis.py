@@ -200,3 +200,16 @@ def test_custom_target_and_timestamp_columns(api_client, csv_upload, model_name,
     job = api_client.get(f"/train/{response.json()['id']}").json()
     assert job["status"] == "success", job
     assert (job["target"], job["timestamp"]) == ("demand_mwh", "day")
+
+
+def test_a_file_over_the_upload_limit_is_413(api_client, csv_upload, settings):
+    # given
+    settings.MDS_TRAIN_MAX_UPLOAD_BYTES = 1000
+
+    # when
+    response = api_client.post("/train", {"file": csv_upload()})
+
+    # then
+    assert response.status_code == 413
+    assert response.json()["extra"]["max_bytes"] == 1000
+    assert not Dataset.objects.exists()
