@@ -103,3 +103,27 @@ def test_resolving_versions_by_number_latest_and_alias(train, model_name):
         gateway.model_version_resolve(name=model_name, version="3")
     with pytest.raises(NotFound):
         gateway.model_version_resolve(name="no_such_model", version="latest")
+
+
+def test_concurrent_registrations_get_distinct_consecutive_versions(model_name):
+    # given: three finished trainings registering into one model at the same moment
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from training import ml
+
+    data = ml.prepare_data(weather_frame(60), target="target", timestamp="timestamp")
+    result = ml.train(data, ml.TrainingParams(n_estimators=3))
+    example = pd.DataFrame(result.X_test[:2].astype("float64"), columns=result.feature_names)
+
+    def register(key: str) -> int:
+        model = gateway.TrainedModel(result.estimator, result.onnx_model, example, params={}, metrics={})
+        return gateway.model_version_register(job_key=key, model_name=model_name, model=model).version
+
+    # when
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        versions = list(pool.map(register, ["job-a", "job-b", "job-c"]))
+
+    # then
+    assert sorted(versions) == [1, 2, 3]
