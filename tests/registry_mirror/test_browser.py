@@ -1,4 +1,4 @@
-"""End to end in a real headless browser: a staff user uploads a CSV in the admin and finds the new version.
+"""End to end in headless chromium: a staff user uploads a CSV in the admin, finds the new version, sets an alias.
 
 Runs Debian's chromium through chromedriver against pytest-django's live server. Where chromium is missing the
 test is skipped on a developer's machine but fails in CI (``CI=true``), which must install it (see .ci/run).
@@ -94,5 +94,17 @@ def test_a_staff_user_uploads_a_dataset_and_sees_the_new_version_with_its_plot(b
     body = browser.find_element(By.TAG_NAME, "body").text
     assert f"{model_name} v1" in body and "Holdout: predicted vs actual" in body
     assert "onnx_max_abs_diff" in body and "n_estimators" in body
+
+    # when: point @champion at it with the form on the page
+    browser.find_element(By.ID, "set-alias").click()
+
+    # then: MLflow took it, the mirror shows it and the history records who moved it
+    message = WebDriverWait(browser, 30).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li"))
+    )
+    assert message.text == f"@champion now points at {model_name} v1."
+    assert "browser-admin" in browser.find_element(By.ID, "mirror-extras").text
+    plot = browser.find_element(By.ID, "plot-predicted_vs_actual")
     if os.environ.get("MDS_BROWSER_SCREENSHOT"):
+        browser.execute_script("arguments[0].scrollIntoView()", plot)
         browser.save_screenshot(os.environ["MDS_BROWSER_SCREENSHOT"])

@@ -233,6 +233,7 @@ def test_a_finished_training_syncs_its_version_into_the_mirror(train, model_name
     version = ModelVersion.objects.get(name=model_name, version=job.registered_version)
     assert version.job_key == job.key and version.dataset_sha256 == job.dataset.sha256
     assert version.formats == ["onnx", "sklearn"] and version.run_id == job.mlflow_run_id
+    assert version.model_id == job.mlflow_model_id
     assert version.r2 == pytest.approx(job.metrics["r2"]) and version.onnx_max_abs_diff is not None
     assert version.params["n_estimators"] == "10"
 
