@@ -28,5 +28,7 @@ def post_fork(server, worker):
     if os.environ.get("MDS_PREWARM_REGISTRY", "").lower() in ("1", "true", "yes"):
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.base")
         from inference.loaders import registry_process
+        from registry_mirror.gateway import serves_over_rest
 
-        registry_process().start()
+        if not serves_over_rest():
+            registry_process().start()

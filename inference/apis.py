@@ -10,7 +10,14 @@ from rest_framework.response import Response
 
 from registry_mirror.tabular import TableError
 
-from .http import CachedTokenAuthentication, CSVBodyParser, CSVRenderer, JSONBodyParser, body_too_large
+from .http import (
+    AcceptCSVNegotiation,
+    CachedTokenAuthentication,
+    CSVBodyParser,
+    CSVRenderer,
+    JSONBodyParser,
+    body_too_large,
+)
 from .parsing import write_csv
 from .serializers import PredictionRequestSerializer, PredictionSerializer
 from .services import model_cache_status, prediction_create
@@ -21,6 +28,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
     parser_classes = [CSVBodyParser, JSONBodyParser, MultiPartParser, FormParser]
     renderer_classes = [JSONRenderer, CSVRenderer]
+    content_negotiation_class = AcceptCSVNegotiation
 
     def create(self, request):
         body, body_format, form = _request_body(request)

@@ -4,8 +4,8 @@ The cache is bounded by count and by artifact bytes (least recently used goes fi
 requests for one version wait for a single load. ``latest`` and aliases are resolved at most once per TTL and
 re-resolved in the background while the known version keeps serving, so moving ``champion`` takes effect
 without a restart and a brief MLflow outage does not stop predictions. MLflow is reached through
-``registry_mirror.gateway``, by default in its child process (see ``RegistryProcess``) so this process
-stays small.
+``registry_mirror.gateway``: over the REST API of an MLflow server, or for other stores in a child process
+(``gateway.RegistryProcess``), so this process never imports MLflow and stays small.
 """
 
 import ctypes
@@ -67,8 +67,19 @@ class LoadedVersion:
         parts = _executor(threads).map(self._run_onnx, np.array_split(X, threads))
         return np.concatenate(list(parts))
 
-    def predict_sklearn(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.sklearn_model().predict(X), dtype=np.float64).ravel()
+    def predict_sklearn(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """sklearn predictions; a forest's trees are split across ``threads`` for a large batch.
+
+        ``RandomForestRegressor.predict`` dispatches every tree through joblib and validates the input once per
+        tree; summing each thread's share of ``tree_.predict`` is the same arithmetic at ~2/3 of the time.
+        """
+        model = self.sklearn_model()
+        trees = _forest_trees(model)
+        if trees is None or threads <= 1 or len(X) < ONNX_SPLIT_MIN_ROWS:
+            return np.asarray(model.predict(X), dtype=np.float64).ravel()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        shares = _executor(threads).map(_sum_of_trees, [trees[i::threads] for i in range(threads)], [X] * threads)
+        return sum(shares) / len(trees)
 
     def prefetch_sklearn(self) -> None:
         """Download the pickle in the background, so the sklearn format later needs no MLflow call."""
@@ -230,6 +241,24 @@ class InProcessRegistry:
         return gateway.model_version_fetch(name=name, version=version, files=files, dst=dst)
 
 
+class ServingRegistry(InProcessRegistry):
+    """The gateway's serving calls made where they are cheapest: with an MLflow server, over its REST API in this
+    process; with any other store (embedded SQLite), in the MLflow child process unless that is turned off."""
+
+    def __init__(self, child):
+        self.child = child
+
+    def version_number(self, *, name: str, version: str) -> int:
+        if self.child is None or gateway.serves_over_rest():
+            return super().version_number(name=name, version=version)
+        return self.child.version_number(name=name, version=version)
+
+    def fetch(self, *, name: str, version: int, files: list[str], dst: str) -> dict[str, Any]:
+        if self.child is None or gateway.serves_over_rest():
+            return super().fetch(name=name, version=version, files=files, dst=dst)
+        return self.child.fetch(name=name, version=version, files=files, dst=dst)
+
+
 class ChildProcessRegistry:
     """The gateway's serving calls, made by ``gateway.RegistryProcess`` in a child process."""
 
@@ -303,6 +332,22 @@ def _load_trusted_pickle(loaded: LoadedVersion):
         return cloudpickle.load(handle)
 
 
+def _forest_trees(model) -> list | None:
+    """The fitted trees of a single-output random forest (or extra-trees) regressor, else ``None``."""
+    from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+    if isinstance(model, RandomForestRegressor | ExtraTreesRegressor) and model.n_outputs_ == 1:
+        return [estimator.tree_ for estimator in model.estimators_]
+    return None
+
+
+def _sum_of_trees(trees: list, X: np.ndarray) -> np.ndarray:
+    total = np.zeros(len(X), dtype=np.float64)
+    for tree in trees:
+        total += tree.predict(X).ravel()
+    return total
+
+
 def _release_freed_memory() -> None:
     """Hand memory freed after a load back to the OS (glibc keeps it otherwise: ~270 MB per ONNX forest)."""
     try:
@@ -333,12 +378,12 @@ def model_cache() -> ModelCache:
     global _cache
     with _singletons_lock:
         if _cache is None:
-            in_child = settings.MDS_REGISTRY_PROCESS
+            child = ChildProcessRegistry(_process_unlocked()) if settings.MDS_REGISTRY_PROCESS else None
             _cache = ModelCache(
                 max_entries=settings.MDS_MODEL_CACHE_SIZE,
                 max_bytes=settings.MDS_MODEL_CACHE_BYTES,
                 alias_ttl=settings.MDS_ALIAS_TTL,
-                registry=None if not in_child else ChildProcessRegistry(_process_unlocked()),
+                registry=ServingRegistry(child),
             )
         return _cache
 
@@ -350,5 +395,6 @@ def _process_unlocked() -> gateway.RegistryProcess:
     return _process
 
 
-def onnx_threads() -> int:
+def prediction_threads() -> int:
+    """Threads a large batch is split across (``MDS_ONNX_THREADS``; 0 means one per core)."""
     return settings.MDS_ONNX_THREADS or os.cpu_count() or 1

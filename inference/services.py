@@ -7,7 +7,7 @@ from django.conf import settings
 
 from registry_mirror.tabular import TableError
 
-from .loaders import LoadedVersion, model_cache, onnx_threads
+from .loaders import LoadedVersion, model_cache, prediction_threads
 from .parsing import Table, features, parse_csv, parse_json
 
 FORMATS = ("onnx", "sklearn", "auto")
@@ -49,7 +49,8 @@ def prediction_create(
         raise TableError("There are no rows to predict.", code="empty_file")
     X = features(table, loaded.feature_names)
     engine = _engine(loaded, model_format, len(X))
-    values = loaded.predict_sklearn(X) if engine == "sklearn" else loaded.predict_onnx(X, onnx_threads())
+    threads = prediction_threads()
+    values = loaded.predict_sklearn(X, threads) if engine == "sklearn" else loaded.predict_onnx(X, threads)
     return Prediction(
         values=np.asarray(values, dtype=np.float64),
         name=model_name,

@@ -222,7 +222,7 @@ MDS_ALIAS_TTL = env.float("MDS_ALIAS_TTL", default=30.0)
 # Talk to MLflow from a child process, so inference workers never import it (~180 MB each); it exits when idle.
 MDS_REGISTRY_PROCESS = env.bool("MDS_REGISTRY_PROCESS", default=True)
 MDS_REGISTRY_PROCESS_IDLE = env.float("MDS_REGISTRY_PROCESS_IDLE", default=20.0)
-# Threads a large ONNX batch is split across; 0 means one per core.
+# Threads a large batch is split across (ONNX: its rows; sklearn forests: their trees); 0 means one per core.
 MDS_ONNX_THREADS = env.int("MDS_ONNX_THREADS", default=0)
 # format=auto: sklearn from this many rows on (its per-call overhead is ~15 ms, its big batches the fastest),
 # and always sklearn when training recorded an ONNX relative difference above the tolerance.

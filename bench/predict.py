@@ -1,0 +1,289 @@
+"""Benchmark /predict against `mlflow models serve` on the same registered version, with the same load.
+
+Starts an MLflow tracking server (SQLite + artifact proxy, as in production) in a temporary directory,
+registers a random forest (100 full-depth trees, 8 features) through the product's training service, then
+starts both model servers cold, one after the other, on the same version and drives each with wrk:
+
+    1-row CSV latency (1 connection), 1-row throughput (8 connections), 10k-row batches (rows/s),
+    cold start to first prediction, and the RSS of each server's whole process tree after the load.
+
+Prints a table and the ratios, and exits 1 if a target is missed. Needs `wrk` (`apt-get install wrk`).
+
+    .venv/bin/python bench/predict.py [--days 12000] [--duration 10] [--keep]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+MDS_PORT, MLFLOW_PORT, TRACKING_PORT = 18002, 18001, 18003
+MODEL_NAME = "rf_bench"
+FEATURES = [
+    "temperature_c",
+    "humidity_pct",
+    "wind_speed_ms",
+    "pressure_hpa",
+    "cloud_cover_pct",
+    "precipitation_mm",
+    "solar_radiation_kwh_m2",
+    "day_of_week",
+]
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "text/csv"
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then wrk.headers["Authorization"] = "Token " .. token end
+local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+"""
+# (metric, target ratio MDS/mlflow, True if higher is better)
+TARGETS = {
+    "1-row p50 latency (ms)": (0.1, False),
+    "1-row throughput, 8 connections (req/s)": (15.0, True),
+    "10k-row batches (rows/s)": (1.0, True),
+    "cold start to first prediction (s)": (0.5, False),
+    "RSS after the load (MB)": (1.0, False),
+}
+TRAIN_SNIPPET = """
+import io, os
+from django.contrib.auth import get_user_model
+from training import ml, services
+raw = open(os.environ["BENCH_TRAIN_CSV"], "rb").read()
+user, _ = get_user_model().objects.get_or_create(username="bench")
+job = services.training_job_start(file=io.BytesIO(raw), file_name="weather.csv", user=user,
+    model_name=os.environ["BENCH_MODEL_NAME"], target="target", timestamp="timestamp",
+    params=ml.TrainingParams(n_estimators=100, max_depth=None))
+job = services.training_job_wait(job_id=job.pk, timeout=900)
+assert job.registered_version, (job.status, job.error_message)
+print(job.registered_version)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=12000, help="rows of training data (one per day)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk phase")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk")
+
+    data_dir = Path(tempfile.mkdtemp(prefix="mds-bench-"))
+    env = {
+        **os.environ,
+        "MDS_DATA_DIR": str(data_dir),
+        "DJANGO_SETTINGS_MODULE": "mds_project.settings.base",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TMPDIR": str(data_dir / "tmp"),
+    }
+    (data_dir / "tmp").mkdir()
+    (data_dir / "mlflow").mkdir()
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{TRACKING_PORT}"
+    servers: list[subprocess.Popen] = []
+    tracking = None
+    try:
+        tracking = start_tracking_server(data_dir, env)
+        version, token, bodies = prepare(data_dir, env, args.days)
+        mlflow_cmd = ["mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/{version}", "--env-manager", "local"]
+        mlflow_cmd += ["--host", "127.0.0.1", "--port", str(MLFLOW_PORT)]
+        mlflow_url = f"http://127.0.0.1:{MLFLOW_PORT}/invocations"
+        mds_url = f"http://127.0.0.1:{MDS_PORT}/predict?model_name={MODEL_NAME}&version={version}"
+        # The production command from README.md, on a bench port.
+        mds_cmd = ["gunicorn", "mds_project.inference_wsgi", "-c", "gunicorn.conf.py"]
+        mds_cmd += ["--bind", f"127.0.0.1:{MDS_PORT}"]
+        mds_env = {**env, "MDS_PREWARM_REGISTRY": "1", "GUNICORN_ACCESSLOG": ""}
+
+        results = {"mlflow serve": {}, "MDS": {}}
+        for label, cmd, run_env, url, auth in (
+            ("mlflow serve", mlflow_cmd, env, mlflow_url, ""),
+            ("MDS", mds_cmd, mds_env, mds_url, token),
+        ):
+            server, cold = start_cold(cmd, run_env, url, auth, bodies["one"], data_dir / f"{label[:3]}.log")
+            servers.append(server)
+            results[label]["cold start to first prediction (s)"] = cold
+        for label, url, auth, batch_url in (
+            ("mlflow serve", mlflow_url, "", mlflow_url),
+            ("MDS", mds_url + "&format=onnx", token, mds_url + "&format=auto"),
+        ):
+            warm(url, auth, bodies["one"], 50)
+            one = wrk(url, auth, bodies["one"], connections=1, duration=args.duration)
+            many = wrk(url, auth, bodies["one"], connections=8, duration=args.duration)
+            warm(batch_url, auth, bodies["batch"], 3)
+            batch = wrk(batch_url, auth, bodies["batch"], connections=2, duration=args.duration + 5)
+            results[label]["1-row p50 latency (ms)"] = one["p50_ms"]
+            results[label]["1-row throughput, 8 connections (req/s)"] = many["rps"]
+            results[label]["10k-row batches (rows/s)"] = batch["rps"] * 10_000
+        for label, server in zip(("mlflow serve", "MDS"), servers, strict=True):
+            results[label]["RSS after the load (MB)"] = tree_rss_mb(server.pid)
+        return report(results)
+    finally:
+        for server in [*servers, *([tracking] if tracking else [])]:
+            stop(server)
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def start_tracking_server(data_dir: Path, env: dict) -> subprocess.Popen:
+    host = f"127.0.0.1:{TRACKING_PORT}"
+    cmd = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{data_dir}/mlflow/mlflow.db"]
+    cmd += ["--artifacts-destination", (data_dir / "mlflow" / "artifacts").as_uri(), "--serve-artifacts"]
+    cmd += ["--host", "127.0.0.1", "--port", str(TRACKING_PORT), "--workers", "1", "--allowed-hosts", host]
+    log = data_dir / "tracking.log"
+    server = subprocess.Popen(
+        cmd,
+        cwd=data_dir,
+        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if requests.get(f"http://{host}/health", timeout=2).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.25)
+    stop(server)
+    sys.exit(f"the MLflow tracking server did not start; see {log}")
+
+
+def prepare(data_dir: Path, env: dict, days: int) -> tuple[int, str, dict[str, Path]]:
+    """Migrate, register one version through the training service, issue a token, write the request bodies."""
+    sys.path.insert(0, str(ROOT))
+    from sample_data.make_weather import make_weather
+
+    frame = make_weather(days=days, seed=11)
+    train_csv = data_dir / "train.csv"
+    frame.to_csv(train_csv, index=False)
+    bodies = {"one": data_dir / "one.csv", "batch": data_dir / "batch.csv"}
+    frame[FEATURES].iloc[:1].to_csv(bodies["one"], index=False)
+    frame[FEATURES].iloc[:10_000].to_csv(bodies["batch"], index=False)
+
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    started = time.monotonic()
+    out = subprocess.run(
+        [*manage, "shell", "-c", TRAIN_SNIPPET],
+        cwd=ROOT,
+        env={**env, "BENCH_TRAIN_CSV": str(train_csv), "BENCH_MODEL_NAME": MODEL_NAME},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    version = int(out.stdout.strip().splitlines()[-1])
+    print(f"registered {MODEL_NAME} version {version} ({days} rows) in {time.monotonic() - started:.0f} s")
+    token = subprocess.run(
+        [*manage, "issue_token", "bench"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return version, token, bodies
+
+
+def start_cold(cmd, env, url, token, body: Path, log: Path) -> tuple[subprocess.Popen, float]:
+    """Start a server and return it with the seconds until it answered its first prediction."""
+    headers = {"Content-Type": "text/csv", **({"Authorization": f"Token {token}"} if token else {})}
+    payload = body.read_bytes()
+    started = time.monotonic()
+    server = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    while time.monotonic() - started < 180:
+        try:
+            if requests.post(url, data=payload, headers=headers, timeout=60).status_code == 200:
+                return server, time.monotonic() - started
+        except requests.ConnectionError:
+            pass
+        if server.poll() is not None:
+            break
+        time.sleep(0.02)
+    stop(server)
+    sys.exit(f"{cmd[0]} gave no prediction; see {log}")
+
+
+def warm(url: str, token: str, body: Path, count: int) -> None:
+    headers = {"Content-Type": "text/csv", **({"Authorization": f"Token {token}"} if token else {})}
+    payload = body.read_bytes()
+    with requests.Session() as session:
+        for _ in range(count):
+            response = session.post(url, data=payload, headers=headers, timeout=120)
+            response.raise_for_status()
+
+
+def wrk(url: str, token: str, body: Path, *, connections: int, duration: int) -> dict[str, float]:
+    script = body.parent / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "30s", "-s", str(script), url],
+        env={**os.environ, "BENCH_TOKEN": token, "BENCH_BODY": str(body)},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        sys.exit(f"wrk saw failed requests against {url}:\n{out}")
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    return {"p50_ms": float(p50.group(1)) * scale, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Summed RSS of a process and all its descendants (a multi-process server counts whole)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
+def report(results: dict[str, dict[str, float]]) -> int:
+    print(f"\n{'metric':<42}{'mlflow serve':>14}{'MDS':>12}{'MDS/mlflow':>12}{'target':>10}  ok")
+    missed = 0
+    for metric, (target, higher_is_better) in TARGETS.items():
+        peer, ours = results["mlflow serve"][metric], results["MDS"][metric]
+        ratio = ours / peer
+        ok = ratio >= target if higher_is_better else ratio <= target
+        missed += not ok
+        sign = ">=" if higher_is_better else "<="
+        print(f"{metric:<42}{peer:>14.2f}{ours:>12.2f}{ratio:>12.3f}{sign:>4}{target:>6}  {'yes' if ok else 'NO'}")
+    print(f"\n{'all targets met' if not missed else f'{missed} target(s) missed'}")
+    return 1 if missed else 0
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        with_group = os.getpgid(server.pid)
+        os.killpg(with_group, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(with_group, signal.SIGKILL)
+            server.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

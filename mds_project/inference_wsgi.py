@@ -1,0 +1,39 @@
+"""WSGI entry point of the inference server: ``/predict`` and ``/health`` through a short middleware chain.
+
+The web app's chain (sessions, CSRF, messages, static files, frame options) costs about as much per request
+as the model does for one row, and token-authenticated prediction needs none of it. Every other path goes
+through the full chain, so this server still answers the whole API.
+
+    gunicorn mds_project.inference_wsgi -c gunicorn.conf.py
+"""
+
+import os
+
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.base")
+
+LEAN_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware")
+LEAN_PATHS = ("/predict", "/health")
+
+
+class LeanWSGIHandler(WSGIHandler):
+    def load_middleware(self, is_async=False):
+        # Django builds the chain from settings.MIDDLEWARE; swap it only while this handler is built (at import).
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = [path for path in full if path in LEAN_MIDDLEWARE]
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+full_application = get_wsgi_application()
+lean_application = LeanWSGIHandler()
+
+
+def application(environ, start_response):
+    lean = environ.get("PATH_INFO", "").startswith(LEAN_PATHS)
+    return (lean_application if lean else full_application)(environ, start_response)

@@ -1,0 +1,154 @@
+"""Request bodies to feature matrices and predictions back to CSV: pure, no model, no database."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.parsing import SMALL_CSV_BYTES, features, parse_csv, parse_json, write_csv
+from registry_mirror.errors import ApplicationError
+from registry_mirror.tabular import TableError
+
+COLUMNS = ["a", "b"]
+
+
+def test_a_small_csv_and_a_large_one_give_the_same_matrix():
+    # given: the same rows, once under and once over the size where pandas takes over
+    rows = "".join(f"{i},{i / 2},x{i}\n" for i in range(8000))
+    large = ("a,b,note\n" + rows).encode()
+    small = ("a,b,note\n" + rows[:200]).encode()
+    assert len(small) < SMALL_CSV_BYTES < len(large)
+
+    # when
+    small_X = features(parse_csv(small, max_rows=10_000), COLUMNS)
+    large_X = features(parse_csv(large, max_rows=10_000), COLUMNS)
+
+    # then
+    assert small_X.dtype == large_X.dtype == np.float32
+    np.testing.assert_array_equal(small_X, large_X[: len(small_X)])
+    assert large_X.shape == (8000, 2)
+
+
+def test_columns_are_taken_by_name_and_extra_ones_ignored():
+    # when
+    X = features(parse_csv(b"target,b,a\n9,2,1\n9,4,3\n", max_rows=10), COLUMNS)
+
+    # then
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+
+
+def test_missing_columns_are_listed():
+    # when
+    with pytest.raises(TableError) as error:
+        features(parse_csv(b"x\n1\n", max_rows=10), COLUMNS)
+
+    # then
+    assert error.value.code == "missing_columns"
+    assert error.value.extra["missing_columns"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("body", "row", "problem"),
+    [
+        (b"a,b\n1,2\n3,\n", 2, "is empty"),
+        (b"a,b\n1,2\n3,4\nfive,6\n", 3, "'five' is not a number"),
+        (b"a,b\n1,inf\n", 1, "not a finite number"),
+    ],
+)
+def test_a_bad_cell_is_named_by_row_and_column(body, row, problem):
+    # when
+    with pytest.raises(TableError) as error:
+        features(parse_csv(body, max_rows=10), COLUMNS)
+
+    # then
+    assert error.value.code == "bad_cell"
+    assert error.value.extra["row"] == row
+    assert problem in error.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_split": {"columns": ["b", "a"], "data": [[2, 1], [4, 3]]}},
+        {"dataframe_records": [{"a": 1, "b": 2}, {"a": 3, "b": 4, "extra": "x"}]},
+        {"instances": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]},
+        {"instances": [[1, 2], [3, 4]]},
+        {"inputs": {"a": [1, 3], "b": [2, 4]}},
+    ],
+)
+def test_mlflow_scoring_json_formats(body):
+    # when
+    X = features(parse_json(json.dumps(body).encode(), columns=COLUMNS, max_rows=10), COLUMNS)
+
+    # then
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "not_json"),
+        (b'{"rows": []}', "bad_json"),
+        (b'{"instances": [[1]]}', "bad_json"),
+        (b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1]]}}', "bad_json"),
+        (b'{"instances": []}', "empty_file"),
+    ],
+)
+def test_malformed_json_is_a_table_error(body, code):
+    # when
+    with pytest.raises(TableError) as error:
+        parse_json(body, columns=COLUMNS, max_rows=10)
+
+    # then
+    assert error.value.code == code
+
+
+def test_null_and_boolean_json_cells_are_refused():
+    # given
+    table = parse_json(
+        b'{"dataframe_records": [{"a": 1, "b": null}, {"a": true, "b": 2}]}', columns=COLUMNS, max_rows=9
+    )
+
+    # when
+    with pytest.raises(TableError) as error:
+        features(table, COLUMNS)
+
+    # then
+    assert error.value.extra == {"column": "b", "row": 1}
+
+
+@pytest.mark.parametrize(
+    "body", [b"a,b\n" + b"1,2\n" * 6, b'{"instances": ' + json.dumps([[1, 2]] * 6).encode() + b"}"]
+)
+def test_more_rows_than_the_limit_is_too_large(body):
+    # when
+    with pytest.raises(ApplicationError) as error:
+        parser = parse_json if body.startswith(b"{") else parse_csv
+        parser(body, max_rows=5, **({"columns": COLUMNS} if parser is parse_json else {}))
+
+    # then
+    assert error.value.code == "too_large"
+    assert error.value.extra == {"rows": 6, "max_rows": 5}
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00\x01", b"\xff\xfe", b"a,a\n1,2\n", b"a,b\n1,2,3\n"])
+def test_what_is_not_csv_is_a_table_error(body):
+    with pytest.raises(TableError):
+        parse_csv(body, max_rows=10)
+
+
+def test_csv_output_echoes_the_rows_and_neutralises_formulas():
+    # given
+    table = parse_csv(b"a,b,note\n-1.5,2,=HYPERLINK(1)\n3,4,@SUM(A1)\n5,6,+1-2\n7,8,-x\n", max_rows=10)
+
+    # when
+    text = write_csv(table, np.array([10.0, 20.5, 30.0, 40.0]))
+
+    # then
+    assert text.splitlines() == [
+        "a,b,note,prediction",
+        "-1.5,2,'=HYPERLINK(1),10.0",
+        "3,4,'@SUM(A1),20.5",
+        "5,6,'+1-2,30.0",
+        "7,8,'-x,40.0",
+    ]
