@@ -473,9 +473,18 @@ def model_alias_set(*, name: str, alias: str, version: int) -> None:
 
 def run_artifact_read(*, run_id: str, path: str) -> bytes:
     """The bytes of one (small) run artifact, such as a training plot; ``NotFound`` if it does not exist."""
+    from mlflow.exceptions import MlflowException
+
     mlflow_client = client()
-    with tempfile.TemporaryDirectory(prefix="mds-artifact-") as tmp, translated_errors():
-        return Path(mlflow_client.download_artifacts(run_id, path, dst_path=tmp)).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="mds-artifact-") as tmp:
+        try:
+            with translated_errors():
+                local = mlflow_client.download_artifacts(run_id, path, dst_path=tmp)
+        except MlflowException as exc:
+            # Each artifact store words a missing file its own way (an HTTP 404 from a server, "no such file"
+            # locally); an unreachable store was already turned into RegistryUnavailable above.
+            raise NotFound(f"Run {run_id} has no artifact {path!r}.", extra={"run_id": run_id, "path": path}) from exc
+        return Path(local).read_bytes()
 
 
 # --- Serving: what the inference cache needs, optionally from a child process ---------------------------------

@@ -207,3 +207,19 @@ def test_large_version_lists_count_no_further_than_the_cap(staff_client, monkeyp
     assert response.status_code == 200
     assert response.context["cl"].paginator.count == 60
     assert len(response.context["cl"].result_list) == 50
+
+
+def test_a_plot_the_run_does_not_have_is_404_and_an_unreachable_mlflow_is_503(staff_client, mlflow_store, mlflow_down):
+    # given: a version registered outside MDS, whose run logged no plots
+    mlflow_version("weather")
+    registry_mirror_sync()
+    url = f"{VERSIONS}{ModelVersion.objects.get().pk}/plots/predicted_vs_actual.png"
+
+    # when
+    missing = staff_client.get(url)
+    mlflow_down()
+    unreachable = staff_client.get(url)
+
+    # then
+    assert missing.status_code == 404
+    assert unreachable.status_code == 503 and b"MLflow is unreachable" in unreachable.content
