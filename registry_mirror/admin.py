@@ -4,14 +4,8 @@ Those are the sync button on every mirror list, the alias form on a version's pa
 streamed from the training run's artifacts in MLflow.
 """
 
-from functools import cached_property
-
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.core.validators import RegexValidator
-from django.db import connection
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -19,36 +13,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import gateway, selectors
+from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFilter
 from .errors import ApplicationError, NotFound
 from .models import AliasMove, ModelVersion, RegisteredModel
 from .services import model_alias_set, registry_mirror_sync
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most ``CAP`` rows: a full ``COUNT(*)`` of a huge mirror would cost more than the page itself.
-
-    Past the cap, an unfiltered list on PostgreSQL shows the planner's row estimate; anything else shows the cap
-    (search or filter to reach further).
-    """
-
-    CAP = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        capped = self.object_list[: self.CAP + 1].count()
-        if capped <= self.CAP:
-            return capped
-        if connection.vendor == "postgresql" and not self.object_list.query.where:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [self.object_list.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            # -1 or a stale figure until PostgreSQL first analyses the table: never below the cap.
-            estimate = int(row[0]) if row else -1
-            return max(self.CAP, estimate)
-        return self.CAP
 
 
 class ReadOnlyMirrorAdmin(admin.ModelAdmin):
@@ -73,42 +41,6 @@ class ReadOnlyMirrorAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         extra = {"can_sync_mirror": request.user.has_perm("registry_mirror.sync_mirror"), **(extra_context or {})}
         return super().changelist_view(request, extra)
-
-
-class AliasFilter(admin.SimpleListFilter):
-    title = "alias"
-    parameter_name = "alias"
-
-    def lookups(self, request, model_admin):
-        names = {alias for aliases in RegisteredModel.objects.values_list("aliases", flat=True) for alias in aliases}
-        return [(name, name) for name in sorted(names)]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            # The JSON list's text holds each alias in quotes: an exact element match on every database.
-            return queryset.filter(aliases__icontains=f'"{self.value()}"')
-        return queryset
-
-
-class FormatFilter(admin.SimpleListFilter):
-    title = "format"
-    parameter_name = "format"
-
-    def lookups(self, request, model_admin):
-        return [("onnx", "ONNX"), ("sklearn", "scikit-learn")]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(formats__icontains=f'"{self.value()}"')
-        return queryset
-
-
-class AliasForm(forms.Form):
-    alias = forms.CharField(
-        max_length=256,
-        initial="champion",
-        validators=[RegexValidator(r"^[A-Za-z0-9_\-]+$", "Letters, digits, '_' and '-' only.")],
-    )
 
 
 @admin.register(ModelVersion)

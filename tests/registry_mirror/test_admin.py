@@ -3,8 +3,7 @@
 import pytest
 from django.contrib.messages import get_messages
 
-from registry_mirror import admin as mirror_admin
-from registry_mirror import gateway
+from registry_mirror import admin_parts, gateway
 from registry_mirror.models import AliasMove, ModelVersion, RegisteredModel
 from registry_mirror.services import registry_mirror_sync
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, StaffUserFactory, UserFactory, mlflow_version
@@ -194,7 +193,7 @@ def test_a_refused_alias_changes_nothing(staff_client, mlflow_store):
 
 def test_large_version_lists_count_no_further_than_the_cap(staff_client, monkeypatch):
     # given
-    monkeypatch.setattr(mirror_admin.CappedCountPaginator, "CAP", 60)
+    monkeypatch.setattr(admin_parts.CappedCountPaginator, "CAP", 60)
     model = RegisteredModelFactory()
     ModelVersion.objects.bulk_create(
         ModelVersionFactory.build(registered_model=model, name=model.name, version=n) for n in range(1, 81)
