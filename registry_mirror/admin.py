@@ -1,7 +1,6 @@
-"""Browsing the registry mirror: read-only lists and pages, plus the three things that write (through MLflow).
+"""Browsing the registry mirror: read-only lists and pages, with the training plots streamed from MLflow.
 
-Those are the sync button on every mirror list, the alias form on a version's page, and the plots, which are
-streamed from the training run's artifacts in MLflow.
+Two things write, MLflow first: the sync button on every mirror list and the alias form on a version's page.
 """
 
 from django.contrib import admin, messages
