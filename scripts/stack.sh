@@ -9,11 +9,20 @@
 # Services: postgres redis s3 mlflow migrate web inference worker beat. PostgreSQL and Redis already listening
 # are used as they are and never stopped. Everything else keeps its PID file, log and data under $STACK_DIR.
 # After a start, $STACK_DIR/stack.env holds what a client or the integration suite needs (URLs, token, keys).
+# STACK_FRESH=1 starts from nothing: it empties the stack's databases, its Redis database and its S3 data first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 : "${STACK_DIR:=$ROOT/var/stack}"
+# A service started or stopped alone (`start worker`) gets the settings the whole stack was started with.
+SAVED_CONFIG=$STACK_DIR/config.env
+if [[ ${1:-} =~ ^(start|stop)$ ]] && (($# > 1)) && [[ -f $SAVED_CONFIG ]]; then
+  set -a
+  # shellcheck disable=SC1090
+  . "$SAVED_CONFIG"
+  set +a
+fi
 : "${VENV:=$ROOT/.venv}"
 : "${STACK_PG_PORT:=5432}" "${STACK_REDIS_PORT:=6379}" "${STACK_S3_PORT:=8333}" "${STACK_MLFLOW_PORT:=5001}"
 : "${STACK_WEB_PORT:=8001}" "${STACK_INFERENCE_PORT:=8002}"
@@ -80,6 +89,12 @@ secret() { "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))'; 
 
 # Secrets are made once per stack directory and kept out of the repository (var/ is ignored).
 load_config() {
+  if [[ ${STACK_FRESH:-0} == 1 ]] && (($# == 0)); then
+    # Objects and databases go together: an MLflow database whose artifacts are gone is worse than none.
+    ls "$RUN"/*.pid >/dev/null 2>&1 && die "STACK_FRESH=1 needs a stopped stack: run '$0 stop' first"
+    log "removing $STACK_DIR/s3 and $STACK_DIR/data (STACK_FRESH=1)"
+    rm -rf "$STACK_DIR/s3" "$STACK_DIR/data"
+  fi
   mkdir -p "$RUN" "$LOGS" "$STACK_DIR/data" "$STACK_DIR/s3"
   chmod 700 "$STACK_DIR"
   if [[ ! -f "$STACK_DIR/secrets.env" ]]; then
@@ -129,6 +144,10 @@ start_postgres() {
   fi
   local db
   for db in "$STACK_DJANGO_DB" "$STACK_MLFLOW_DB"; do
+    if [[ ${STACK_FRESH:-0} == 1 ]]; then
+      log "dropping database $db (STACK_FRESH=1)"
+      dropdb --if-exists --force -h "$HOST" -p "$STACK_PG_PORT" -U "$STACK_PG_USER" "$db"
+    fi
     if [[ -z "$(psql -h "$HOST" -p "$STACK_PG_PORT" -U "$STACK_PG_USER" -d postgres -tAc \
       "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
       log "creating database $db"
@@ -140,6 +159,10 @@ start_postgres() {
 start_redis() {
   if redis-cli -h "$HOST" -p "$STACK_REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
     log "redis already listening on $HOST:$STACK_REDIS_PORT (database $STACK_REDIS_DB)"
+    if [[ ${STACK_FRESH:-0} == 1 ]]; then
+      log "emptying redis database $STACK_REDIS_DB (STACK_FRESH=1)"
+      redis-cli -h "$HOST" -p "$STACK_REDIS_PORT" -n "$STACK_REDIS_DB" flushdb >/dev/null
+    fi
     return 0
   fi
   # Celery's messages must never be evicted; nothing needs to survive a restart of this local Redis.
@@ -282,16 +305,8 @@ status() {
   done
 }
 
-# Celery's time limits and Redis visibility timeout as the whole stack was started with; a service restarted
-# alone (`start worker`) gets the same ones.
+# Celery's time limits and Redis visibility timeout, checked, then saved with the rest of the configuration.
 tuning() {
-  local file=$STACK_DIR/tuning.env
-  if (($#)) && [[ -f $file ]]; then
-    set -a
-    # shellcheck disable=SC1090
-    . "$file"
-    set +a
-  fi
   : "${CELERY_VISIBILITY_TIMEOUT:=3600}" "${CELERY_TASK_SOFT_TIME_LIMIT:=1800}" "${CELERY_TASK_TIME_LIMIT:=2100}"
   export CELERY_VISIBILITY_TIMEOUT CELERY_TASK_SOFT_TIME_LIMIT CELERY_TASK_TIME_LIMIT
   # Redis hands an unacknowledged message to another worker after the visibility timeout: a task still running
@@ -299,8 +314,12 @@ tuning() {
   ((CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT && CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_TIMEOUT)) ||
     die "need CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_TIMEOUT"
   if ((!$#)); then
-    printf 'CELERY_VISIBILITY_TIMEOUT=%s\nCELERY_TASK_SOFT_TIME_LIMIT=%s\nCELERY_TASK_TIME_LIMIT=%s\n' \
-      "$CELERY_VISIBILITY_TIMEOUT" "$CELERY_TASK_SOFT_TIME_LIMIT" "$CELERY_TASK_TIME_LIMIT" >"$file"
+    local name
+    for name in STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT \
+      STACK_REDIS_DB STACK_PG_USER STACK_DJANGO_DB STACK_MLFLOW_DB STACK_DATASETS_BUCKET STACK_ARTIFACTS_BUCKET \
+      CELERY_VISIBILITY_TIMEOUT CELERY_TASK_SOFT_TIME_LIMIT CELERY_TASK_TIME_LIMIT; do
+      printf '%s=%q\n' "$name" "${!name}"
+    done >"$SAVED_CONFIG"
   fi
 }
 
@@ -308,7 +327,8 @@ command=${1:-}
 shift || true
 case $command in
   start)
-    load_config
+    (($#)) && STACK_FRESH=0
+    load_config "$@"
     tuning "$@"
     services=("$@")
     ((${#services[@]})) || services=("${ALL_SERVICES[@]}")
