@@ -50,6 +50,8 @@ def test_every_mirror_page_renders_for_staff_and_sends_others_to_the_login(clien
     assert not_staff.status_code == 302 and not_staff["Location"].startswith("/admin/login/")
     # a version without a run has no plot to show
     assert staff.status_code == (404 if url.endswith(".png") else 200)
+    if url.endswith("/registry_mirror/modelversion/"):
+        assert b'id="mirror-sync"' in staff.content
 
 
 def test_the_version_list_filters_by_model_alias_status_and_format_and_searches_run_and_dataset(staff_client):
