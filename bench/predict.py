@@ -4,7 +4,7 @@ Starts an MLflow tracking server (SQLite + artifact proxy, as in production) in 
 registers a random forest (100 full-depth trees, 8 features) through the product's training service, then
 starts both model servers cold, one after the other, on the same version and drives each with wrk:
 
-    1-row CSV latency (1 connection), 1-row throughput (8 connections), 10k-row batches (rows/s),
+    1-row CSV latency (1 connection), 1-row throughput (8 connections), 10k-row batches (rows/s, 1 connection),
     cold start to first prediction, and the RSS of each server's whole process tree after the load.
 
 Prints a table and the ratios, and exits 1 if a target is missed. Needs `wrk` (`apt-get install wrk`).
@@ -119,7 +119,7 @@ def main() -> int:
             one = wrk(url, auth, bodies["one"], connections=1, duration=args.duration)
             many = wrk(url, auth, bodies["one"], connections=8, duration=args.duration)
             warm(batch_url, auth, bodies["batch"], 3)
-            batch = wrk(batch_url, auth, bodies["batch"], connections=2, duration=args.duration + 5)
+            batch = wrk(batch_url, auth, bodies["batch"], connections=1, duration=args.duration + 5)
             results[label]["1-row p50 latency (ms)"] = one["p50_ms"]
             results[label]["1-row throughput, 8 connections (req/s)"] = many["rps"]
             results[label]["10k-row batches (rows/s)"] = batch["rps"] * 10_000

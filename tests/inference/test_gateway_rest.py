@@ -1,0 +1,87 @@
+"""Serving reads over an MLflow server's REST API (production) agree with the MLflow client (embedded store)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings as django_settings
+
+from registry_mirror import gateway
+from registry_mirror.errors import NotFound, RegistryUnavailable
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server():
+    """A real MLflow server over the session's SQLite store and artifact directory."""
+    port = free_port()
+    store = django_settings.MLFLOW_TRACKING_URI
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store]
+    cmd += ["--default-artifact-root", django_settings.MLFLOW_ARTIFACT_ROOT, "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port}"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    else:
+        server.kill()
+        pytest.fail("the MLflow server did not start")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_server, tmp_path):
+    # given: two versions, champion on the first; what the MLflow client reads from the store
+    first, second = train()["registered_version"], train()["registered_version"]
+    gateway.model_alias_set(name=model_name, alias="champion", version=first)
+    expected = gateway.model_version_fetch(name=model_name, version=first, files=["model.onnx"], dst=str(tmp_path))
+
+    # when: the same reads through the server's REST API
+    settings.MLFLOW_TRACKING_URI = mlflow_server
+    assert gateway.serves_over_rest()
+    numbers = {ref: gateway.model_version_number(name=model_name, version=ref) for ref in ("latest", "@champion")}
+    fetched = gateway.model_version_fetch(
+        name=model_name, version=first, files=["model.onnx", "model.pkl"], dst=str(tmp_path / "rest")
+    )
+
+    # then
+    assert numbers == {"latest": second, "@champion": first}
+    assert fetched["feature_names"] == expected["feature_names"]
+    assert fetched["tags"][gateway.SKLEARN_SHA256_TAG] == expected["tags"][gateway.SKLEARN_SHA256_TAG]
+    assert fetched["metrics"] == expected["metrics"]
+    assert gateway.file_sha256(Path(fetched["paths"]["model.pkl"])) == fetched["tags"][gateway.SKLEARN_SHA256_TAG]
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, settings, mlflow_server):
+    # given
+    version = train()["registered_version"]
+    settings.MLFLOW_TRACKING_URI = mlflow_server
+
+    # when / then
+    with pytest.raises(NotFound):
+        gateway.model_version_number(name=model_name, version=str(version + 1))
+    with pytest.raises(NotFound) as no_alias:
+        gateway.model_version_number(name=model_name, version="@nobody")
+    assert no_alias.value.extra["alias"] == "nobody"
+    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RegistryUnavailable):
+        gateway.model_version_number(name=model_name, version="latest")
