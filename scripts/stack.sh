@@ -5,6 +5,7 @@
 #   scripts/stack.sh start [SERVICE...]   start what is not running yet (all services when none is named)
 #   scripts/stack.sh stop [SERVICE...]    stop what this script started, in reverse order
 #   scripts/stack.sh status               one line per service
+#   scripts/stack.sh manage COMMAND ...   a Django management command with the services' settings
 #
 # Services: postgres redis s3 mlflow migrate web inference worker beat. PostgreSQL and Redis already listening
 # are used as they are and never stopped. Everything else keeps its PID file, log and data under $STACK_DIR.
@@ -17,7 +18,7 @@ ROOT=$PWD
 : "${STACK_DIR:=$ROOT/var/stack}"
 # A service started or stopped alone (`start worker`) gets the settings the whole stack was started with.
 SAVED_CONFIG=$STACK_DIR/config.env
-if [[ ${1:-} =~ ^(start|stop)$ ]] && (($# > 1)) && [[ -f $SAVED_CONFIG ]]; then
+if [[ ${1:-} =~ ^(start|stop|manage)$ ]] && (($# > 1)) && [[ -f $SAVED_CONFIG ]]; then
   set -a
   # shellcheck disable=SC1090
   . "$SAVED_CONFIG"
@@ -349,8 +350,12 @@ case $command in
     for ((port = STACK_S3_PORT; port <= STACK_S3_PORT + 9; port++)); do rm -f /tmp/seaweedfs-*-"$port".sock; done
     ;;
   status) status ;;
+  manage)
+    load_config manage
+    exec "$BIN/python" manage.py "$@"
+    ;;
   *)
-    echo "usage: $0 start|stop [SERVICE...] | status" >&2
+    echo "usage: $0 start|stop [SERVICE...] | status | manage COMMAND [ARG...]" >&2
     exit 2
     ;;
 esac
