@@ -226,10 +226,10 @@ EOF
   umask 022
 }
 
+# Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS).
 start_gunicorn() {
-  local name=$1 port=$2
-  spawn "$name" "$BIN/gunicorn" mds_project.wsgi --config gunicorn.conf.py --bind "$HOST:$port" \
-    --workers "${STACK_GUNICORN_WORKERS:-2}" --name "mds-$name"
+  local name=$1 port=$2 app=$3
+  spawn "$name" "$BIN/gunicorn" "$app" --config gunicorn.conf.py --bind "$HOST:$port" --name "mds-$name"
   wait_until "$name" http_ok "http://$HOST:$port/health"
 }
 
@@ -257,8 +257,9 @@ start_one() {
     s3) start_s3 ;;
     mlflow) start_mlflow ;;
     migrate) start_migrate ;;
-    web) start_gunicorn web "$STACK_WEB_PORT" ;;
-    inference) start_gunicorn inference "$STACK_INFERENCE_PORT" ;;
+    web) start_gunicorn web "$STACK_WEB_PORT" mds_project.wsgi ;;
+    # The inference server's short middleware chain for /predict; its MLflow client starts while it boots.
+    inference) MDS_PREWARM_REGISTRY=1 start_gunicorn inference "$STACK_INFERENCE_PORT" mds_project.inference_wsgi ;;
     worker) start_worker ;;
     beat) start_beat ;;
     *) die "unknown service $1 (one of: ${ALL_SERVICES[*]})" ;;
