@@ -37,6 +37,8 @@ def test_upload_trains_on_the_worker_registers_in_mlflow_and_serves_both_formats
     assert len(keys) == 1, keys
     stored = s3.get_object(Bucket=stack.datasets_bucket, Key=keys[0])["Body"].read()
     assert sha256(stored) == sha256(csv) == job["dataset"]["sha256"]
+    # ...and private: no public ACL, so an anonymous path-style GET is refused
+    assert requests.get(f"{stack.s3_endpoint}/{stack.datasets_bucket}/{keys[0]}", timeout=10).status_code == 403
 
     # then: the job ran on the worker process, once
     assert job["status"] == "success", job
