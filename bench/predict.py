@@ -9,7 +9,9 @@ starts both model servers cold, one after the other, on the same version and dri
 
 Prints a table and the ratios, and exits 1 if a target is missed. Needs `wrk` (`apt-get install wrk`).
 
-    .venv/bin/python bench/predict.py [--days 12000] [--duration 10] [--keep]
+    .venv/bin/python bench/predict.py [--days 12000] [--duration 8] [--rounds 3] [--keep]
+
+Each metric is measured ``--rounds`` times, alternating between the servers, and the median is kept.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,7 +74,8 @@ print(job.registered_version)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=12000, help="rows of training data (one per day)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk phase")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per metric (median kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -103,26 +107,53 @@ def main() -> int:
         mds_cmd += ["--bind", f"127.0.0.1:{MDS_PORT}"]
         mds_env = {**env, "MDS_PREWARM_REGISTRY": "1", "GUNICORN_ACCESSLOG": ""}
 
-        results = {"mlflow serve": {}, "MDS": {}}
-        for label, cmd, run_env, url, auth in (
-            ("mlflow serve", mlflow_cmd, env, mlflow_url, ""),
-            ("MDS", mds_cmd, mds_env, mds_url, token),
-        ):
-            server, cold = start_cold(cmd, run_env, url, auth, bodies["one"], data_dir / f"{label[:3]}.log")
-            servers.append(server)
-            results[label]["cold start to first prediction (s)"] = cold
-        for label, url, auth, batch_url in (
-            ("mlflow serve", mlflow_url, "", mlflow_url),
-            ("MDS", mds_url + "&format=onnx", token, mds_url + "&format=auto"),
-        ):
-            warm(url, auth, bodies["one"], 50)
-            one = wrk(url, auth, bodies["one"], connections=1, duration=args.duration)
-            many = wrk(url, auth, bodies["one"], connections=8, duration=args.duration)
-            warm(batch_url, auth, bodies["batch"], 3)
-            batch = wrk(batch_url, auth, bodies["batch"], connections=1, duration=args.duration + 5)
-            results[label]["1-row p50 latency (ms)"] = one["p50_ms"]
-            results[label]["1-row throughput, 8 connections (req/s)"] = many["rps"]
-            results[label]["10k-row batches (rows/s)"] = batch["rps"] * 10_000
+        targets = {
+            "mlflow serve": {"cmd": mlflow_cmd, "env": env, "one": mlflow_url, "batch": mlflow_url, "auth": ""},
+            "MDS": {
+                "cmd": mds_cmd,
+                "env": mds_env,
+                "one": mds_url + "&format=onnx",
+                "batch": mds_url + "&format=auto",
+                "auth": token,
+            },
+        }
+        samples = {label: {metric: [] for metric in TARGETS} for label in targets}
+        # Every measurement alternates between the servers, `rounds` times, and keeps the median: the machine
+        # is shared, and noise should not favour whichever server happened to run in a quiet moment.
+        for round_ in range(args.rounds):
+            for label, target in targets.items():
+                log = data_dir / f"{label[:3]}-{round_}.log"
+                server, cold = start_cold(
+                    target["cmd"], target["env"], target["one"], target["auth"], bodies["one"], log
+                )
+                samples[label]["cold start to first prediction (s)"].append(cold)
+                if round_ < args.rounds - 1:
+                    stop(server)
+                else:
+                    servers.append(server)
+        for target in targets.values():
+            warm(target["one"], target["auth"], bodies["one"], 50)
+            warm(target["batch"], target["auth"], bodies["batch"], 3)
+        phases = (
+            ("1-row p50 latency (ms)", "one", 1, lambda out: out["p50_ms"]),
+            ("1-row throughput, 8 connections (req/s)", "one", 8, lambda out: out["rps"]),
+            ("10k-row batches (rows/s)", "batch", 1, lambda out: out["rps"] * 10_000),
+        )
+        for metric, body, connections, value in phases:
+            for _ in range(args.rounds):
+                for label, target in targets.items():
+                    out = wrk(
+                        target[body], target["auth"], bodies[body], connections=connections, duration=args.duration
+                    )
+                    samples[label][metric].append(value(out))
+        results = {
+            label: {metric: statistics.median(values) for metric, values in by_metric.items() if values}
+            for label, by_metric in samples.items()
+        }
+        for label, by_metric in samples.items():
+            for metric, values in by_metric.items():
+                if values:
+                    print(f"{label:<13}{metric:<42}" + " ".join(f"{v:.2f}" for v in values))
         for label, server in zip(("mlflow serve", "MDS"), servers, strict=True):
             results[label]["RSS after the load (MB)"] = tree_rss_mb(server.pid)
         return report(results)

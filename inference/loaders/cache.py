@@ -1,0 +1,128 @@
+"""The per-process model cache: bounded by count and bytes, one load per version, aliases on a TTL."""
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from registry_mirror.errors import ApplicationError
+
+from .registries import InProcessRegistry
+from .versions import LoadedVersion, load_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Resolved:
+    version: int
+    expires: float
+    refreshing: bool = False
+
+
+class ModelCache:
+    """Versions by ``(name, number)``, bounded by ``max_entries`` and ``max_bytes``; see the module docstring."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int, alias_ttl: float, registry=None):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.alias_ttl = alias_ttl
+        self.registry = registry or InProcessRegistry()
+        self.loads = 0
+        self._entries: OrderedDict[tuple[str, int], LoadedVersion] = OrderedDict()
+        self._resolved: dict[tuple[str, str], _Resolved] = {}
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple, threading.Lock] = {}
+
+    def get(self, name: str, version: int) -> LoadedVersion:
+        """The loaded version, loading it on first use (``NotFound`` if MLflow has no such version)."""
+        key = (name, version)
+        with self._lock:
+            loaded = self._entries.get(key)
+            if loaded is not None:
+                self._entries.move_to_end(key)
+                return loaded
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._entries:
+                    return self._entries[key]
+            loaded = load_version(name=name, version=version, registry=self.registry)
+            with self._lock:
+                self.loads += 1
+                self._entries[key] = loaded
+                self._key_locks.pop(key, None)
+            self.enforce_bounds()
+            loaded.prefetch_sklearn()
+            return loaded
+
+    def resolve(self, name: str, reference: str) -> int:
+        """The version number ``reference`` (a number, ``latest``, ``champion`` or ``@champion``) stands for."""
+        if reference.isdigit():
+            return int(reference)
+        reference = reference if reference == "latest" else "@" + reference.removeprefix("@")
+        key = (name, reference)
+        now = time.monotonic()
+        with self._lock:
+            known = self._resolved.get(key)
+            if known is not None and (now < known.expires or known.refreshing):
+                return known.version
+            if known is not None:
+                # Expired: keep serving the known version while one thread asks MLflow again.
+                known.refreshing = True
+                threading.Thread(target=self._refresh, args=(key,), daemon=True).start()
+                return known.version
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                known = self._resolved.get(key)
+                if known is not None:
+                    return known.version
+            version = self.registry.version_number(name=name, version=reference)
+            with self._lock:
+                self._resolved[key] = _Resolved(version, time.monotonic() + self.alias_ttl)
+            return version
+
+    def enforce_bounds(self) -> None:
+        """Evict least recently used versions until both limits hold; the newest entry always stays."""
+        evicted = []
+        with self._lock:
+            while len(self._entries) > 1 and (
+                len(self._entries) > self.max_entries
+                or sum(entry.nbytes for entry in self._entries.values()) > self.max_bytes
+            ):
+                evicted.append(self._entries.popitem(last=False)[1])
+        for entry in evicted:
+            logger.info("Evicted %s version %s from the model cache", entry.name, entry.version)
+            entry.close()
+
+    def loaded(self) -> list[LoadedVersion]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def aliases(self) -> dict[str, int]:
+        with self._lock:
+            return {f"{name}/{reference}": known.version for (name, reference), known in self._resolved.items()}
+
+    def clear(self) -> None:
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), OrderedDict()
+            self._resolved.clear()
+            self.loads = 0
+        for entry in entries:
+            entry.close()
+
+    def _refresh(self, key: tuple[str, str]) -> None:
+        name, reference = key
+        try:
+            version = self.registry.version_number(name=name, version=reference)
+        except ApplicationError as exc:
+            # MLflow is down or the alias is gone: keep the known version, ask again after the next TTL.
+            logger.warning("Could not re-resolve %s %s: %s", name, reference, exc.message)
+            version = None
+        with self._lock:
+            known = self._resolved[key]
+            known.version = known.version if version is None else version
+            known.expires = time.monotonic() + self.alias_ttl
+            known.refreshing = False

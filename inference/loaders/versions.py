@@ -1,0 +1,201 @@
+"""One registered version in memory: its ONNX session, its sklearn model (loaded on first use), and the engines."""
+
+import ctypes
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from registry_mirror import gateway
+from registry_mirror.errors import ApplicationError, RegistryUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Below this many rows one onnxruntime call is cheaper than splitting the batch across threads.
+ONNX_SPLIT_MIN_ROWS = 512
+
+
+@dataclass
+class LoadedVersion:
+    """One version's ONNX session (loaded eagerly) and sklearn model (loaded on first use, checksum first)."""
+
+    name: str
+    version: int
+    feature_names: list[str]
+    parity: dict[str, float]
+    onnx_session: Any
+    workdir: Path
+    sklearn_sha256: str = ""
+    nbytes: int = 0
+    registry: Any = None
+    loaded_at: float = field(default_factory=time.time)
+    _sklearn: Any = None
+    _sklearn_lock: threading.Lock = field(default_factory=threading.Lock)
+    _prefetch: threading.Thread | None = None
+
+    @property
+    def sklearn_loaded(self) -> bool:
+        return self._sklearn is not None
+
+    def parity_within(self, max_rel_diff: float) -> bool:
+        """Whether training recorded ONNX predictions within ``max_rel_diff`` of sklearn's."""
+        return self.parity.get("onnx_max_rel_diff", math.inf) <= max_rel_diff
+
+    def predict_onnx(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """ONNX predictions; a large batch is split across ``threads`` calls that run in parallel."""
+        if threads <= 1 or len(X) < ONNX_SPLIT_MIN_ROWS:
+            return self._run_onnx(X)
+        parts = _executor(threads).map(self._run_onnx, np.array_split(X, threads))
+        return np.concatenate(list(parts))
+
+    def predict_sklearn(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """sklearn predictions; a forest's trees are split across ``threads`` for a large batch.
+
+        ``RandomForestRegressor.predict`` dispatches every tree through joblib and validates the input once per
+        tree; summing each thread's share of ``tree_.predict`` is the same arithmetic at ~2/3 of the time.
+        """
+        model = self.sklearn_model()
+        trees = _forest_trees(model)
+        if trees is None or threads <= 1 or len(X) < ONNX_SPLIT_MIN_ROWS:
+            return np.asarray(model.predict(X), dtype=np.float64).ravel()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        shares = _executor(threads).map(_sum_of_trees, [trees[i::threads] for i in range(threads)], [X] * threads)
+        return sum(shares) / len(trees)
+
+    def prefetch_sklearn(self) -> None:
+        """Download the pickle in the background, so the sklearn format later needs no MLflow call."""
+        self._prefetch = threading.Thread(target=self._fetch_pickle, kwargs={"quiet": True}, daemon=True)
+        self._prefetch.start()
+
+    def sklearn_model(self):
+        """The unpickled estimator, loaded once, and only if its sha256 is the one recorded at training."""
+        if self._sklearn is None:
+            with self._sklearn_lock:
+                if self._sklearn is None:
+                    if self._prefetch is not None:
+                        self._prefetch.join()
+                    if not (self.workdir / gateway.SKLEARN_FILE).exists():
+                        self._fetch_pickle(quiet=False)
+                    self._sklearn = _load_trusted_pickle(self)
+                    self.nbytes += (self.workdir / gateway.SKLEARN_FILE).stat().st_size
+                    _release_freed_memory()
+        return self._sklearn
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _fetch_pickle(self, *, quiet: bool) -> None:
+        try:
+            self.registry.fetch(
+                name=self.name, version=self.version, files=[gateway.SKLEARN_FILE], dst=str(self.workdir)
+            )
+        except ApplicationError:
+            if not quiet:
+                raise
+            logger.warning("Could not prefetch the sklearn file of %s version %s", self.name, self.version)
+
+    def _run_onnx(self, X: np.ndarray) -> np.ndarray:
+        return self.onnx_session.run(None, {"input": X})[0].ravel()
+
+
+def load_version(*, name: str, version: int, registry) -> LoadedVersion:
+    """Download a version's ONNX file and open its session; the sklearn pickle is fetched and loaded later."""
+    import onnxruntime as ort
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix=f"mds-serving-{version}-"))
+    try:
+        fetched = registry.fetch(name=name, version=version, files=[gateway.ONNX_FILE], dst=str(workdir))
+        fetched_at = time.monotonic()
+        onnx_path = Path(fetched["paths"][gateway.ONNX_FILE])
+        options = ort.SessionOptions()
+        # One thread per call: small requests are the common case, and large ones are split across threads
+        # by `predict_onnx` instead of paying onnxruntime's thread-pool hand-off on every request.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+        _release_freed_memory()
+        logger.info(
+            "Loaded %s version %s: fetched in %.2f s, ONNX session in %.2f s",
+            name,
+            version,
+            fetched_at - started,
+            time.monotonic() - fetched_at,
+        )
+        return LoadedVersion(
+            name=name,
+            version=version,
+            feature_names=fetched["feature_names"],
+            parity=fetched["metrics"],
+            onnx_session=session,
+            workdir=workdir,
+            sklearn_sha256=fetched["tags"].get(gateway.SKLEARN_SHA256_TAG, ""),
+            nbytes=onnx_path.stat().st_size,
+            registry=registry,
+        )
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _load_trusted_pickle(loaded: LoadedVersion):
+    import cloudpickle
+
+    path = loaded.workdir / gateway.SKLEARN_FILE
+    try:
+        actual = gateway.file_sha256(path)
+    except OSError as exc:
+        raise RegistryUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
+    if not loaded.sklearn_sha256 or loaded.sklearn_sha256 != actual:
+        # Unpickling runs code: only artifacts this service produced (and recorded) are loaded.
+        raise ApplicationError(
+            f"Version {loaded.version} of {loaded.name!r}: the sklearn artifact does not match the checksum"
+            " recorded at training; refusing to load it.",
+            code="untrusted_artifact",
+            extra={"expected_sha256": loaded.sklearn_sha256, "actual_sha256": actual},
+        )
+    with open(path, "rb") as handle:
+        return cloudpickle.load(handle)
+
+
+def _forest_trees(model) -> list | None:
+    """The fitted trees of a single-output random forest (or extra-trees) regressor, else ``None``."""
+    from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+    if isinstance(model, RandomForestRegressor | ExtraTreesRegressor) and model.n_outputs_ == 1:
+        return [estimator.tree_ for estimator in model.estimators_]
+    return None
+
+
+def _sum_of_trees(trees: list, X: np.ndarray) -> np.ndarray:
+    total = np.zeros(len(X), dtype=np.float64)
+    for tree in trees:
+        total += tree.predict(X).ravel()
+    return total
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed after a load back to the OS (glibc keeps it otherwise: ~270 MB per ONNX forest)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+_executors: dict[int, ThreadPoolExecutor] = {}
+_executors_lock = threading.Lock()
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    with _executors_lock:
+        if threads not in _executors:
+            _executors[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="onnx")
+        return _executors[threads]

@@ -1,0 +1,82 @@
+"""The inference server's WSGI entry point: /predict through the short middleware chain, the rest through all."""
+
+import io
+import json
+from wsgiref.util import setup_testing_defaults
+
+from django.conf import settings
+
+from mds_project import inference_wsgi
+from tests.factories import csv_bytes, weather_frame
+
+
+def call(path: str, *, body: bytes = b"", headers: dict | None = None, query: str = "") -> tuple[str, dict, bytes]:
+    environ = {
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REQUEST_METHOD": "POST" if body else "GET",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        **(headers or {}),
+    }
+    setup_testing_defaults(environ)
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = status, dict(response_headers)
+
+    content = b"".join(inference_wsgi.application(environ, start_response))
+    return answer["status"], answer["headers"], content
+
+
+def test_predict_goes_through_the_short_chain_and_answers(train, api_client, model_name):
+    # given
+    version = train()["registered_version"]
+    token = api_client._credentials["HTTP_AUTHORIZATION"]
+
+    # when
+    status, headers, content = call(
+        "/predict",
+        body=csv_bytes(weather_frame(3)),
+        headers={"CONTENT_TYPE": "text/csv", "HTTP_AUTHORIZATION": token},
+        query=f"model_name={model_name}&version={version}",
+    )
+
+    # then
+    assert status.startswith("200"), content
+    assert headers["X-Model-Version"] == str(version)
+    assert len(json.loads(content)["predictions"]) == 3
+    assert "Set-Cookie" not in headers
+
+
+def test_only_security_and_common_middleware_serve_predict():
+    # given
+    lean = [type(m).__name__ for m in _chain(inference_wsgi.lean_application)]
+    full = [type(m).__name__ for m in _chain(inference_wsgi.full_application)]
+
+    # then
+    assert lean == ["SecurityMiddleware", "CommonMiddleware"]
+    assert "SessionMiddleware" in full and "CsrfViewMiddleware" in full
+    assert len(settings.MIDDLEWARE) == len(full)
+
+
+def test_other_paths_keep_the_full_chain(db):
+    # when
+    status, headers, _ = call("/admin/login/")
+
+    # then: the admin works, with its CSRF cookie
+    assert status.startswith("200")
+    assert "csrftoken" in headers.get("Set-Cookie", "")
+
+
+def _chain(handler) -> list:
+    """The middleware instances of a Django handler, outermost first."""
+    chain, current = [], handler._middleware_chain
+    while current is not None:
+        middleware = getattr(current, "__wrapped__", current)
+        if not hasattr(middleware, "get_response"):
+            break
+        chain.append(middleware)
+        current = middleware.get_response
+    return chain
