@@ -93,7 +93,7 @@ def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
     """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of ``instances`` given as lists."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise TableError(f"The body is not valid JSON: {exc}", code="not_json") from exc
     keys = ("dataframe_split", "dataframe_records", "instances", "inputs")
     present = [key for key in keys if isinstance(body, dict) and key in body]

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from .services import FORMATS
 
 ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
-VERSION_PATTERN = r"^([0-9]+|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"
+VERSION_PATTERN = r"^([0-9]{1,9}|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"
 
 
 class PredictionRequestSerializer(serializers.Serializer):

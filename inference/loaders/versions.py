@@ -33,6 +33,7 @@ class LoadedVersion:
     parity: dict[str, float]
     onnx_session: Any
     workdir: Path
+    onnx_input: str = "input"
     sklearn_sha256: str = ""
     nbytes: int = 0
     registry: Any = None
@@ -103,7 +104,7 @@ class LoadedVersion:
             logger.warning("Could not prefetch the sklearn file of %s version %s", self.name, self.version)
 
     def _run_onnx(self, X: np.ndarray) -> np.ndarray:
-        return self.onnx_session.run(None, {"input": X})[0].ravel()
+        return self.onnx_session.run(None, {self.onnx_input: X})[0].ravel()
 
 
 def load_version(*, name: str, version: int, registry) -> LoadedVersion:
@@ -122,6 +123,12 @@ def load_version(*, name: str, version: int, registry) -> LoadedVersion:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+        if not fetched["feature_names"] or len(session.get_inputs()) != 1:
+            raise ApplicationError(
+                f"Version {version} of {name!r} has no input signature or not one ONNX input; it cannot be served.",
+                code="unservable_model",
+                extra={"model_name": name, "version": version},
+            )
         _release_freed_memory()
         logger.info(
             "Loaded %s version %s: fetched in %.2f s, ONNX session in %.2f s",
@@ -134,6 +141,7 @@ def load_version(*, name: str, version: int, registry) -> LoadedVersion:
             name=name,
             version=version,
             feature_names=fetched["feature_names"],
+            onnx_input=session.get_inputs()[0].name,
             parity=fetched["metrics"],
             onnx_session=session,
             workdir=workdir,

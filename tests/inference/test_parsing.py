@@ -88,6 +88,7 @@ def test_mlflow_scoring_json_formats(body):
     ("body", "code"),
     [
         (b"{not json", "not_json"),
+        (b'{"instances": ' + b"[" * 100_000, "not_json"),
         (b'{"rows": []}', "bad_json"),
         (b'{"instances": [[1]]}', "bad_json"),
         (b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1]]}}', "bad_json"),
