@@ -24,7 +24,7 @@ COPY . .
 # Static files are collected at build time; settings need a key to import, and this throwaway one is used for
 # nothing else (production.py requires the real DJANGO_SECRET_KEY at run time).
 RUN DJANGO_SECRET_KEY=build-time-collectstatic-only python manage.py collectstatic --noinput -v0 \
-    && useradd --system --uid 10001 --home-dir /app mds \
+    && useradd --system --uid 10001 --create-home --home-dir /home/mds mds \
     && chown -R mds /var/lib/mds
 
 USER mds

@@ -79,7 +79,7 @@ wait_until() {
     fi
     sleep 0.5
   done
-  log "$name ready"
+  log "${WHAT:-$name} ready"
 }
 
 http_ok() { curl --silent --fail --max-time 2 --output /dev/null "$1"; }
@@ -190,7 +190,7 @@ start_s3() {
   fi
   wait_until s3 http_answers "http://$HOST:$STACK_S3_PORT/"
   # Both buckets must exist before anything writes (MinIO makes none by itself; SeaweedFS is idempotent).
-  wait_until s3 "$BIN/python" scripts/stack_buckets.py "$STACK_ARTIFACTS_BUCKET" "$STACK_DATASETS_BUCKET"
+  WHAT="s3 buckets" wait_until s3 "$BIN/python" scripts/stack_buckets.py "$STACK_ARTIFACTS_BUCKET" "$STACK_DATASETS_BUCKET"
 }
 
 start_mlflow() {

@@ -103,13 +103,18 @@ def _is_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def worker_start(stack: Stack) -> None:
+def stack_service(stack: Stack, action: str, service: str) -> None:
+    """``scripts/stack.sh start|stop SERVICE``: one service of the running stack, with the stack's own settings."""
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "stack.sh"), "start", "worker"],
+        ["bash", str(ROOT / "scripts" / "stack.sh"), action, service],
         env={**os.environ, "STACK_DIR": str(stack.directory)},
         check=True,
         timeout=120,
     )
+
+
+def worker_start(stack: Stack) -> None:
+    stack_service(stack, "start", "worker")
 
 
 def worker_log(stack: Stack) -> str:
