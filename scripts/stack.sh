@@ -64,6 +64,15 @@ spawn() {
   echo $! >"$RUN/$name.pid"
 }
 
+# A port held by something else would make its readiness check pass for a server that never started.
+port_free() {
+  local name=$1 port=$2
+  pid_alive "$name" && return 0
+  if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
+    die "$HOST:$port (for $name) is taken by another process; stop it or move the stack with STACK_*_PORT"
+  fi
+}
+
 wait_until() {
   local name=$1
   shift
@@ -173,6 +182,7 @@ start_redis() {
 }
 
 start_s3() {
+  port_free s3 "$STACK_S3_PORT"
   if command -v minio >/dev/null; then
     MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
       spawn s3 minio server "$STACK_DIR/s3" --address "$HOST:$STACK_S3_PORT"
@@ -194,6 +204,7 @@ start_s3() {
 }
 
 start_mlflow() {
+  port_free mlflow "$STACK_MLFLOW_PORT"
   spawn mlflow "$BIN/mlflow" server \
     --backend-store-uri "postgresql+psycopg://$STACK_PG_USER@$HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
     --artifacts-destination "s3://$STACK_ARTIFACTS_BUCKET" --serve-artifacts \
@@ -229,6 +240,7 @@ EOF
 # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS).
 start_gunicorn() {
   local name=$1 port=$2 app=$3
+  port_free "$name" "$port"
   spawn "$name" "$BIN/gunicorn" "$app" --config gunicorn.conf.py --bind "$HOST:$port" --name "mds-$name"
   wait_until "$name" http_ok "http://$HOST:$port/health"
 }
