@@ -9,7 +9,7 @@ starts both model servers cold, one after the other, on the same version and dri
 
 Prints a table and the ratios, and exits 1 if a target is missed. Needs `wrk` (`apt-get install wrk`).
 
-    .venv/bin/python bench/predict.py [--days 12000] [--duration 8] [--rounds 3] [--keep]
+    .venv/bin/python bench/predict.py [--days 12000] [--duration 8] [--rounds 5] [--keep]
 
 Each metric is measured ``--rounds`` times, alternating between the servers, and the median is kept.
 """
@@ -75,7 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=12000, help="rows of training data (one per day)")
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per metric (median kept)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements per metric (median kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -15,6 +15,7 @@ from .http import (
     CachedTokenAuthentication,
     CSVBodyParser,
     CSVRenderer,
+    FastJSONRenderer,
     JSONBodyParser,
     body_too_large,
 )
@@ -27,7 +28,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     serializer_class = PredictionSerializer
     authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
     parser_classes = [CSVBodyParser, JSONBodyParser, MultiPartParser, FormParser]
-    renderer_classes = [JSONRenderer, CSVRenderer]
+    renderer_classes = [FastJSONRenderer, CSVRenderer]
     content_negotiation_class = AcceptCSVNegotiation
 
     def create(self, request):
