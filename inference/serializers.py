@@ -1,8 +1,12 @@
+"""``/predict`` request options and answer; the rows themselves are parsed by ``inference.parsing``."""
+
 from django.conf import settings
 from rest_framework import serializers
 
 from .services import FORMATS
 
+# The names training accepts (training/serializers.py), so a name never reaches MLflow's filter syntax unchecked.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
 VERSION_PATTERN = r"^([0-9]{1,9}|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"
 
@@ -13,7 +17,7 @@ class PredictionRequestSerializer(serializers.Serializer):
     def get_fields(self) -> dict:
         # Built per request: DRF deep-copies declared fields instead, which costs ~0.3 ms, as much as the model.
         return {
-            "model_name": serializers.CharField(required=False, max_length=200),
+            "model_name": serializers.RegexField(MODEL_NAME_PATTERN, required=False),
             "version": serializers.RegexField(VERSION_PATTERN, required=False),
             "alias": serializers.RegexField(ALIAS_PATTERN, required=False),
             "format": serializers.ChoiceField(choices=FORMATS, default="onnx"),

@@ -98,10 +98,18 @@ class LoadedVersion:
             self.registry.fetch(
                 name=self.name, version=self.version, files=[gateway.SKLEARN_FILE], dst=str(self.workdir)
             )
-        except ApplicationError:
-            if not quiet:
+        except Exception as exc:
+            # Also when the version was evicted (its directory removed) while the file was on its way.
+            if quiet:
+                logger.warning(
+                    "Could not prefetch the sklearn file of %s version %s: %s", self.name, self.version, exc
+                )
+            elif isinstance(exc, ApplicationError):
                 raise
-            logger.warning("Could not prefetch the sklearn file of %s version %s", self.name, self.version)
+            else:
+                raise RegistryUnavailable(
+                    f"Could not fetch the sklearn file of version {self.version}; retry."
+                ) from exc
 
     def _run_onnx(self, X: np.ndarray) -> np.ndarray:
         return self.onnx_session.run(None, {self.onnx_input: X})[0].ravel()

@@ -269,7 +269,9 @@ def test_a_tampered_sklearn_artifact_is_refused(api_client, model_name, version,
     assert onnx.status_code == 200
 
 
-@pytest.mark.parametrize("query", ["version=12345678901234567890", "alias=9lives", "format=auto&alias=a&version=1"])
+@pytest.mark.parametrize(
+    "query", ["version=12345678901234567890", "alias=9lives", "format=auto&alias=a&version=1", "model_name=x'y"]
+)
 def test_bad_addressing_is_a_400(api_client, model_name, query, rows):
     # when
     response = api_client.post(f"/predict?model_name={model_name}&{query}", csv_bytes(rows), content_type="text/csv")
