@@ -1,8 +1,10 @@
 """One registered version in memory: its ONNX session, its sklearn model (loaded on first use), and the engines."""
 
+import atexit
 import ctypes
 import logging
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -120,7 +122,7 @@ def load_version(*, name: str, version: int, registry) -> LoadedVersion:
     import onnxruntime as ort
 
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix=f"mds-serving-{version}-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_workdir_root()))
     try:
         fetched = registry.fetch(name=name, version=version, files=[gateway.ONNX_FILE], dst=str(workdir))
         fetched_at = time.monotonic()
@@ -208,6 +210,17 @@ def _release_freed_memory() -> None:
 
 _executors: dict[int, ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
+_root: Path | None = None
+
+
+def _workdir_root() -> Path:
+    """This process's directory for downloaded model files, removed when the process exits."""
+    global _root
+    with _executors_lock:
+        if _root is None or not _root.exists():
+            _root = Path(tempfile.mkdtemp(prefix=f"mds-serving-{os.getpid()}-"))
+            atexit.register(shutil.rmtree, _root, ignore_errors=True)
+        return _root
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:

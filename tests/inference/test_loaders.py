@@ -1,5 +1,6 @@
 """The model cache: one load per version under concurrency, count and byte bounds, the MLflow child process."""
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,6 +49,8 @@ def test_concurrent_first_requests_load_a_version_once(train, model_name):
     assert registry.onnx_fetches == 1
     assert cache.loads == 1
     assert all(entry is loaded[0] for entry in loaded)
+    # files live under one directory per process, removed when it exits
+    assert loaded[0].workdir.parent.name.startswith(f"mds-serving-{os.getpid()}-")
 
 
 def test_the_count_bound_evicts_the_least_recently_used_version(train, model_name):
