@@ -56,4 +56,3 @@ def train(api_client, csv_upload, django_capture_on_commit_callbacks, model_name
         return api_client.get(f"/train/{response.json()['id']}").json()
 
     return run
-

@@ -5,6 +5,8 @@ import json
 from wsgiref.util import setup_testing_defaults
 
 from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from mds_project import inference_wsgi
 from tests.factories import csv_bytes, weather_frame
@@ -26,7 +28,15 @@ def call(path: str, *, body: bytes = b"", headers: dict | None = None, query: st
     def start_response(status, response_headers, exc_info=None):
         answer["status"], answer["headers"] = status, dict(response_headers)
 
-    content = b"".join(inference_wsgi.application(environ, start_response))
+    # A server closes the database connection around each request; inside a test transaction that would close
+    # the test's own connection, so switch it off as Django's test client does.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        content = b"".join(inference_wsgi.application(environ, start_response))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return answer["status"], answer["headers"], content
 
 
