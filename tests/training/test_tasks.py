@@ -69,7 +69,7 @@ def test_a_failure_while_logging_fails_the_job_and_the_run(train, monkeypatch, m
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(gateway, "_save_model_dir", broken)
+    monkeypatch.setattr(gateway.register, "_save_model_dir", broken)
 
     # when
     job = train()

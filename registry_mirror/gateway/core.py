@@ -1,0 +1,98 @@
+"""The MLflow client every gateway module uses, the tags and file names we write, and error translation."""
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+
+from ..errors import NotFound, RegistryUnavailable
+
+JOB_TAG = "mds.job_id"
+SKLEARN_SHA256_TAG = "mds.sklearn_sha256"
+ONNX_SHA256_TAG = "mds.onnx_sha256"
+ONNX_FILE = "model.onnx"
+SKLEARN_FILE = "model.pkl"
+
+
+def client():
+    _quiet_mlflow()
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = settings.MLFLOW_TRACKING_URI
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    if uri.startswith("sqlite:///"):
+        # The embedded store: SQLite creates the file, not the directory.
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _quiet_mlflow() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # MLflow's REST client reads its retry budget from the environment on every request.
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
+        os.environ.setdefault(name, str(getattr(settings, name)))
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Map MLflow's and the network's exceptions onto our domain errors."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        yield
+    except RestException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
+        if exc.get_http_status_code() >= 500:
+            raise RegistryUnavailable(f"MLflow failed: {exc.message}") from exc
+        raise
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
+        if "Max retries exceeded" in exc.message or "Connection" in exc.message:
+            raise RegistryUnavailable(f"MLflow is unreachable: {exc.message}") from exc
+        raise
+    except requests.exceptions.RequestException as exc:
+        raise RegistryUnavailable(f"MLflow is unreachable: {exc}") from exc
+
+
+def experiment_id() -> str:
+    """Id of the experiment that holds every training run, created on first use."""
+    mlflow_client = client()
+    name = settings.MLFLOW_EXPERIMENT_NAME
+    with translated_errors():
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # A local store needs an explicit artifact root; an MLflow server picks its own.
+        is_local = settings.MLFLOW_TRACKING_URI.startswith(("sqlite:", "file:", "/", "postgresql", "mysql"))
+        location = settings.MLFLOW_ARTIFACT_ROOT if is_local else None
+        try:
+            return mlflow_client.create_experiment(name, artifact_location=location)
+        except Exception:
+            # Another process created it between our read and our write.
+            experiment = mlflow_client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,161 @@
+"""Logging a trained model as one MLflow run with one logged model (sklearn + onnx), registered as one version."""
+
+import contextlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .core import (
+    JOB_TAG,
+    ONNX_FILE,
+    ONNX_SHA256_TAG,
+    SKLEARN_FILE,
+    SKLEARN_SHA256_TAG,
+    client,
+    experiment_id,
+    file_sha256,
+    translated_errors,
+)
+
+# Written into the MLmodel so `mlflow models serve` and pyfunc users get a working environment.
+PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "onnx==1.23.2", "onnxruntime==1.32.0", "cloudpickle", "numpy", "pandas"]
+
+
+@dataclass
+class TrainedModel:
+    """What a finished training hands to the registry."""
+
+    estimator: Any
+    onnx_model: Any
+    input_example: Any  # a few rows of features (pandas DataFrame, float64)
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # artifact file name -> matplotlib Figure
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: int
+    run_id: str
+    model_id: str
+    formats: tuple[str, ...] = ("sklearn", "onnx")
+
+
+def model_version_register(*, job_key: str, model_name: str, model: TrainedModel) -> RegisteredVersion:
+    """Log ``model`` as one run with one logged model carrying both flavors, and register one new version.
+
+    Idempotent per ``job_key``: if a run tagged with it already produced a version, that version is returned
+    and nothing new is logged; a run left RUNNING by a killed attempt is marked FAILED before a fresh one
+    starts. Whatever fails here ends the run as FAILED, never leaves it RUNNING.
+    """
+    mlflow_client = client()
+    exp_id = experiment_id()
+    with translated_errors():
+        existing = _version_for_job(mlflow_client, exp_id, job_key, model_name)
+        if existing is not None:
+            return existing
+        run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
+        run_id = run.info.run_id
+        try:
+            registered = _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                mlflow_client.set_terminated(run_id, "FAILED")
+            raise
+        mlflow_client.set_terminated(run_id, "FINISHED")
+        return registered
+
+
+def _version_for_job(mlflow_client, exp_id: str, job_key: str, model_name: str) -> RegisteredVersion | None:
+    runs = mlflow_client.search_runs([exp_id], filter_string=f"tags.`{JOB_TAG}` = '{job_key}'")
+    for run in runs:
+        versions = mlflow_client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+        if versions:
+            version = min(versions, key=lambda v: int(v.version))
+            if run.info.status == "RUNNING":
+                mlflow_client.set_terminated(run.info.run_id, "FINISHED")
+            return RegisteredVersion(model_name, int(version.version), run.info.run_id, version.model_id or "")
+        if run.info.status == "RUNNING":
+            mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    return None
+
+
+def _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel) -> RegisteredVersion:
+    from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
+    from mlflow.utils.time import get_current_time_millis
+
+    now = get_current_time_millis()
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in model.metrics.items()],
+        params=[Param(key, str(value)) for key, value in model.params.items()],
+        tags=[RunTag(key, str(value)) for key, value in model.tags.items()],
+    )
+    for file_name, figure in model.figures.items():
+        mlflow_client.log_figure(run_id, figure, f"plots/{file_name}")
+    with tempfile.TemporaryDirectory(prefix="mds-model-") as tmp:
+        model_dir = Path(tmp) / "model"
+        checksums = _save_model_dir(model, model_dir)
+        logged = mlflow_client.create_logged_model(
+            exp_id, name="model", source_run_id=run_id, tags={JOB_TAG: job_key, **checksums}
+        )
+        try:
+            mlflow_client.log_model_artifacts(logged.model_id, str(model_dir))
+        except BaseException:
+            mlflow_client.finalize_logged_model(logged.model_id, "FAILED")
+            raise
+    mlflow_client.finalize_logged_model(logged.model_id, "READY")
+    mlflow_client.log_inputs(run_id, models=[LoggedModelInput(logged.model_id)])
+    _ensure_registered_model(mlflow_client, model_name)
+    version = mlflow_client.create_model_version(
+        model_name,
+        source=f"models:/{logged.model_id}",
+        run_id=run_id,
+        model_id=logged.model_id,
+        tags={JOB_TAG: job_key, **checksums},
+    )
+    return RegisteredVersion(model_name, int(version.version), run_id, logged.model_id)
+
+
+def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
+    """Write one MLmodel directory with the sklearn and the onnx flavor; return the files' sha256 tags."""
+    import mlflow.sklearn
+    import onnx
+    from mlflow.models import Model, infer_signature
+
+    signature = infer_signature(model.input_example, model.estimator.predict(model.input_example.to_numpy()))
+    mlflow.sklearn.save_model(
+        model.estimator,
+        str(model_dir),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        signature=signature,
+        input_example=model.input_example,
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    (model_dir / ONNX_FILE).write_bytes(model.onnx_model.SerializeToString())
+    mlmodel = Model.load(str(model_dir / "MLmodel"))
+    mlmodel.add_flavor(
+        "onnx",
+        onnx_version=onnx.__version__,
+        data=ONNX_FILE,
+        providers=["CPUExecutionProvider"],
+        code=None,
+    )
+    mlmodel.save(str(model_dir / "MLmodel"))
+    return {
+        SKLEARN_SHA256_TAG: file_sha256(model_dir / SKLEARN_FILE),
+        ONNX_SHA256_TAG: file_sha256(model_dir / ONNX_FILE),
+    }
+
+
+def _ensure_registered_model(mlflow_client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.create_registered_model(name, description="Registered by the Model Distribution Server.")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
