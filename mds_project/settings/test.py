@@ -1,9 +1,16 @@
 """Test settings: the embedded defaults in a throwaway data directory, PostgreSQL when DATABASE_URL is set."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("MDS_DATA_DIR", tempfile.mkdtemp(prefix="mds-test-"))
+# Never the developer's data directory (`make` exports var/): a store of the test run's own, removed at exit.
+# Child processes inherit the variable and share the directory without owning it.
+if "MDS_TEST_DATA_DIR" not in os.environ:
+    os.environ["MDS_TEST_DATA_DIR"] = tempfile.mkdtemp(prefix="mds-test-")
+    atexit.register(shutil.rmtree, os.environ["MDS_TEST_DATA_DIR"], ignore_errors=True)
+os.environ["MDS_DATA_DIR"] = os.environ["MDS_TEST_DATA_DIR"]
 
 from .base import *  # noqa: E402,F403
 
