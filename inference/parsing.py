@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from registry_mirror.errors import ApplicationError
-from registry_mirror.tabular import TableError, feature_matrix, read_csv
+from registry_mirror.tabular import TableError, check_header, decode_text, feature_matrix, read_csv
 
 # Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
 SMALL_CSV_BYTES = 64 * 1024
@@ -58,22 +58,13 @@ def parse_csv(raw: bytes, *, max_rows: int) -> Table:
         if len(frame) > max_rows:
             raise too_many_rows(len(frame), max_rows)
         return Table(columns=list(frame.columns), frame=frame)
-    if not raw.strip():
-        raise TableError("The file is empty.", code="empty_file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TableError(
-            f"The file is not UTF-8 text (undecodable byte at offset {exc.start}).", code="not_csv"
-        ) from exc
-    if "\x00" in text:
-        raise TableError("The file is binary, not CSV text.", code="not_csv")
+    text = decode_text(raw)
     try:
         records = [row for row in csv.reader(io.StringIO(text), skipinitialspace=True) if row]
     except csv.Error as exc:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
     header = [cell.strip() for cell in records[0]]
-    _check_header(header)
+    check_header(header)
     rows = records[1:]
     if len(rows) > max_rows:
         raise too_many_rows(len(rows), max_rows)
@@ -118,7 +109,7 @@ def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
                     extra={"row": number},
                 )
             rows.append(row)
-        _check_header(header)
+        check_header(header)
         return Table(columns=header, rows=rows)
     # dataframe_records, instances, inputs: a list of {column: value} objects, or of lists in signature order;
     # MLflow also accepts {column: [values...]} for instances/inputs.
@@ -185,16 +176,6 @@ def write_csv(table: Table, predictions: Sequence[float], *, column: str = "pred
     for row, value in zip(table.iter_rows(), predictions, strict=True):
         writer.writerow([*(_safe_cell(cell) for cell in row), repr(float(value))])
     return buffer.getvalue()
-
-
-def _check_header(header: list[str]) -> None:
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    if duplicated or any(name == "" for name in header):
-        raise TableError(
-            "Every column needs a unique, non-empty name in the header row.",
-            code="bad_header",
-            extra={"duplicated_columns": duplicated},
-        )
 
 
 def _check_rows(rows: Any, max_rows: int) -> None:

@@ -20,9 +20,8 @@ class TableError(ApplicationError):
     """The input table is malformed; ``extra`` names the column and row when there is one."""
 
 
-def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
-    """Parse CSV bytes into a frame of strings and numbers, or raise ``TableError`` saying why not."""
-    raw = source if isinstance(source, bytes) else source.read()
+def decode_text(raw: bytes) -> str:
+    """CSV bytes as text, or ``TableError`` if they are empty, not UTF-8 or binary."""
     if not raw.strip():
         raise TableError("The file is empty.", code="empty_file")
     try:
@@ -33,6 +32,23 @@ def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
         ) from exc
     if "\x00" in text:
         raise TableError("The file is binary, not CSV text.", code="not_csv")
+    return text
+
+
+def check_header(header: list[str]) -> None:
+    """``TableError`` unless every column name is non-empty and unique."""
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated or "" in header:
+        raise TableError(
+            "Every column needs a unique, non-empty name in the header row.",
+            code="bad_header",
+            extra={"duplicated_columns": duplicated},
+        )
+
+
+def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
+    """Parse CSV bytes into a frame of strings and numbers, or raise ``TableError`` saying why not."""
+    text = decode_text(source if isinstance(source, bytes) else source.read())
     try:
         with warnings.catch_warnings():
             # A data row longer than the header would silently lose cells: make it an error.
@@ -42,13 +58,7 @@ def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
     # pandas renames a repeated header ("a", "a.1"): check the header as written.
     header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    if duplicated or "" in header:
-        raise TableError(
-            "Every column needs a unique, non-empty name in the header row.",
-            code="bad_header",
-            extra={"duplicated_columns": duplicated},
-        )
+    check_header(header)
     frame.columns = header
     return frame
 

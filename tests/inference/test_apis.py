@@ -13,16 +13,8 @@ from inference.loaders import model_cache
 from registry_mirror import gateway
 from tests.factories import csv_bytes, weather_frame
 
-FEATURES = [
-    "temperature_c",
-    "humidity_pct",
-    "wind_speed_ms",
-    "pressure_hpa",
-    "cloud_cover_pct",
-    "precipitation_mm",
-    "solar_radiation_kwh_m2",
-    "day_of_week",
-]
+# The feature columns of the sample data, in file order.
+FEATURES = list(weather_frame(1).columns[1:-1])
 
 
 @pytest.fixture
