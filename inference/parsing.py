@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from registry_mirror.errors import ApplicationError
-from registry_mirror.tabular import TableError, check_header, decode_text, feature_matrix, read_csv
+from registry_mirror.tabular import (
+    TableError,
+    check_header,
+    decode_text,
+    feature_matrix,
+    read_csv,
+    require_columns,
+)
 
 # Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
 SMALL_CSV_BYTES = 64 * 1024
@@ -152,13 +159,7 @@ def features(table: Table, names: Sequence[str]) -> np.ndarray:
     """
     if table.frame is not None:
         return feature_matrix(table.frame, names)
-    missing = [name for name in names if name not in table.columns]
-    if missing:
-        raise TableError(
-            f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
-            code="missing_columns",
-            extra={"missing_columns": missing},
-        )
+    require_columns(table.columns, names)
     positions = [table.columns.index(name) for name in names]
     X = np.empty((len(table.rows), len(positions)), dtype=np.float32)
     for number, row in enumerate(table.rows, start=1):

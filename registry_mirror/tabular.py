@@ -71,9 +71,9 @@ def row_number(frame: pd.DataFrame, position: int) -> int:
     return int(frame.index[position]) + 1
 
 
-def require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
-    """Raise ``TableError`` listing every column of ``columns`` that ``frame`` lacks."""
-    missing = [column for column in columns if column not in frame.columns]
+def require_columns(available: Sequence[str], columns: Sequence[str]) -> None:
+    """Raise ``TableError`` listing every column of ``columns`` missing from ``available``."""
+    missing = [column for column in columns if column not in available]
     if missing:
         raise TableError(
             f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
@@ -88,7 +88,7 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     Empty and non-numeric cells are refused rather than imputed, so the sklearn and ONNX formats never see
     input that they might treat differently.
     """
-    require_columns(frame, columns)
+    require_columns(frame.columns, columns)
     blocks = []
     for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce")

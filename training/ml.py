@@ -62,7 +62,7 @@ def prepare_data(frame: pd.DataFrame, *, target: str, timestamp: str) -> Prepare
     Raises:
         TableError: naming the missing column, the bad cell, or why there are too few rows.
     """
-    require_columns(frame, [timestamp, target])
+    require_columns(frame.columns, [timestamp, target])
     feature_names = [column for column in frame.columns if column not in (timestamp, target)]
     if not feature_names:
         raise TableError(f"No feature column: the file has only {timestamp!r} and {target!r}.", code="no_features")
