@@ -2,7 +2,9 @@
 
 from django.conf import settings
 from django.http import JsonResponse
-from rest_framework import viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -21,7 +23,29 @@ from .http import (
 )
 from .parsing import write_csv
 from .serializers import PredictionRequestSerializer, PredictionSerializer
-from .services import model_cache_status, prediction_create
+from .services import FORMATS, model_cache_status, prediction_create
+
+PREDICT_SCHEMA = extend_schema(
+    parameters=[
+        OpenApiParameter("model_name", description="Registered model (default rf_regressor)."),
+        OpenApiParameter("version", description="A number, `latest` (default) or `@alias`."),
+        OpenApiParameter("alias", description="An alias such as `champion`, instead of `version`."),
+        OpenApiParameter("format", enum=FORMATS, description="Engine; `auto` picks the faster one."),
+    ],
+    request={
+        "multipart/form-data": inline_serializer("PredictionUpload", {"file": serializers.FileField()}),
+        "text/csv": OpenApiTypes.STR,
+        "application/json": OpenApiTypes.OBJECT,
+    },
+    responses={
+        200: inline_serializer(
+            "Prediction",
+            {"predictions": serializers.ListField(child=serializers.FloatField()), "model": serializers.DictField()},
+        )
+    },
+    description="One prediction per input row. JSON bodies use MLflow's scoring formats (`dataframe_split`, "
+    "`dataframe_records`, `instances`); `Accept: text/csv` answers the rows plus a `prediction` column.",
+)
 
 
 class PredictionViewSet(viewsets.GenericViewSet):
@@ -31,6 +55,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     renderer_classes = [FastJSONRenderer, CSVRenderer]
     content_negotiation_class = AcceptCSVNegotiation
 
+    @PREDICT_SCHEMA
     def create(self, request):
         body, body_format, form = _request_body(request)
         params = PredictionRequestSerializer(data={**request.query_params.dict(), **form})

@@ -1,6 +1,7 @@
 """``/train``: start a training job from a CSV upload, and follow it."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -21,6 +22,12 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         return training_job_list()
 
+    @extend_schema(
+        request={"multipart/form-data": TrainingRequestSerializer},
+        responses={200: TrainingJobSerializer, 202: TrainingJobSerializer},
+        description="Options may also be given in the query string. 202 with the queued job; with `wait`, 200 "
+        "with the finished job once it is done.",
+    )
     def create(self, request):
         params = TrainingRequestSerializer(data=request_params(request))
         params.is_valid(raise_exception=True)
