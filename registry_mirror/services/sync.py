@@ -6,6 +6,7 @@ new writes nothing (no row's ``updated_at`` moves).
 """
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,7 +142,8 @@ def _version_details(version: gateway.RegistryVersion, runs: dict[str, gateway.R
     formats = sorted(fmt for tag, fmt in FORMAT_TAGS.items() if tag in version.tags)
     if not formats and version.source:
         formats = gateway.model_version_flavors(source=version.source)
-    metrics = run.metrics if run else {}
+    # MLflow records NaN and infinities; JSON has no such numbers, so they are mirrored as unknown.
+    metrics = {key: _finite_or_none(value) for key, value in run.metrics.items()} if run else {}
     return {
         "experiment_id": run.experiment_id if run else "",
         "params": run.params if run else {},
@@ -275,6 +277,10 @@ def _check(version: ModelVersion) -> None:
     # Uniqueness, constraints and the parent row are the database's to enforce: checking them here would cost a
     # query per version, and a sync writes thousands.
     version.full_clean(exclude=["registered_model"], validate_unique=False, validate_constraints=False)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _from_ms(ms: int | None) -> datetime | None:

@@ -72,6 +72,21 @@ def test_a_second_sync_changes_nothing(mlflow_store):
     assert mirror_state() == before
 
 
+def test_non_finite_metrics_are_mirrored_as_unknown(mlflow_store):
+    # given: MLflow keeps a NaN metric (an R² of a constant target, say); JSON has no NaN
+    mlflow_version("weather", metrics={"r2": float("nan"), "mae": 1.5, "loss": float("nan")})
+
+    # when
+    result = registry_mirror_sync()
+
+    # then
+    assert result.versions_created == 1
+    version = ModelVersion.objects.get(name="weather", version=1)
+    assert version.metrics == {"r2": None, "mae": 1.5, "loss": None}
+    assert (version.r2, version.mae) == (None, 1.5)
+    assert not registry_mirror_sync().changed
+
+
 def test_changes_made_in_mlflow_are_mirrored(mlflow_store):
     # given
     mlflow_version("weather")
