@@ -92,7 +92,10 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     blocks = []
     for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
+        with np.errstate(over="ignore"):
+            # Checked as float32, what both formats compute in: 1e39 is finite as float64 but not here.
+            as_float32 = values.to_numpy(dtype="float32", na_value=np.nan)
+        bad = values.isna() | ~np.isfinite(as_float32)
         if bad.any():
             position = int(np.flatnonzero(bad.to_numpy())[0])
             cell = frame[column].iloc[position]
@@ -109,5 +112,5 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
                 code="bad_cell",
                 extra={"column": column, "row": row, "bad_rows": int(bad.sum())},
             )
-        blocks.append(values.to_numpy(dtype="float32"))
+        blocks.append(as_float32)
     return np.ascontiguousarray(np.column_stack(blocks)) if blocks else np.empty((len(frame), 0), np.float32)

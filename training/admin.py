@@ -7,13 +7,19 @@ from registry_mirror.errors import ApplicationError
 
 from . import ml
 from .models import Dataset, TrainingJob
+from .serializers import MODEL_NAME_PATTERN
 from .services import dataset_inspect, training_job_start
 
 
 class DatasetUploadForm(forms.ModelForm):
     """Uploading a CSV in the admin starts a training job on it, with the API's defaults."""
 
-    model_name = forms.CharField(initial="", required=False, help_text="Registered model name (default rf_regressor).")
+    model_name = forms.RegexField(
+        MODEL_NAME_PATTERN,
+        max_length=200,
+        required=False,
+        help_text="Registered model name (default rf_regressor): letters, digits, '_', '.', '-'.",
+    )
     target = forms.CharField(initial="target")
     timestamp = forms.CharField(initial="timestamp")
 

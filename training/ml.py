@@ -67,13 +67,16 @@ def prepare_data(frame: pd.DataFrame, *, target: str, timestamp: str) -> Prepare
     if not feature_names:
         raise TableError(f"No feature column: the file has only {timestamp!r} and {target!r}.", code="no_features")
     target_values = pd.to_numeric(frame[target], errors="coerce")
-    not_numeric = target_values.isna() & frame[target].notna() & (frame[target].astype(str).str.strip() != "")
-    if not_numeric.any():
-        position = int(np.flatnonzero(not_numeric.to_numpy())[0])
+    given = frame[target].notna() & (frame[target].astype(str).str.strip() != "")
+    infinite = np.isinf(target_values.to_numpy(dtype="float64", na_value=np.nan))
+    bad_target = (target_values.isna() & given) | infinite
+    if bad_target.any():
+        position = int(np.flatnonzero(bad_target.to_numpy())[0])
+        row, cell = row_number(frame, position), frame[target].iloc[position]
         raise TableError(
-            f"Column {target!r}, row {row_number(frame, position)}: {frame[target].iloc[position]!r} is not a number.",
+            f"Column {target!r}, row {row}: {cell!r} is not a finite number.",
             code="bad_cell",
-            extra={"column": target, "row": row_number(frame, position)},
+            extra={"column": target, "row": row},
         )
     has_target = target_values.notna().to_numpy()
     dropped = int((~has_target).sum())

@@ -1,7 +1,6 @@
 """Uploaded datasets and the training jobs that turn them into registered model versions."""
 
 import uuid
-from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import models
@@ -11,8 +10,9 @@ from registry_mirror.models import BaseModel
 
 
 def dataset_upload_to(instance: "Dataset", filename: str) -> str:
-    # A fresh UUID per upload: object keys never collide, whatever the client called the file.
-    return f"datasets/{uuid.uuid4().hex}/{PurePosixPath(filename).name or 'dataset.csv'}"
+    # A fresh UUID per upload: object keys never collide, and no client-chosen name (too long, unsafe
+    # characters) reaches the storage; the name as uploaded is kept in `original_name`.
+    return f"datasets/{uuid.uuid4().hex}.csv"
 
 
 class Dataset(BaseModel):

@@ -32,9 +32,6 @@ class TrainingRequestSerializer(serializers.Serializer):
             )
         return value
 
-    def validate_model_name(self, value: str) -> str:
-        return value or settings.MDS_DEFAULT_MODEL_NAME
-
     def validate_wait(self, value: float) -> float:
         if value > settings.MDS_TRAIN_MAX_WAIT:
             raise serializers.ValidationError(

@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import IO, Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -35,6 +36,8 @@ def dataset_inspect(*, raw: bytes, target: str, timestamp: str, test_size: float
 
 @transaction.atomic
 def dataset_create(*, name: str, raw: bytes, n_rows: int, columns: list[str], uploaded_by) -> Dataset:
+    """Store the file and its row; the row is checked before the file is written, and a failed insert removes
+    the file again, so storage never keeps a file without its row."""
     dataset = Dataset(
         original_name=name[:255],
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -44,9 +47,13 @@ def dataset_create(*, name: str, raw: bytes, n_rows: int, columns: list[str], up
         columns=columns,
         uploaded_by=uploaded_by,
     )
+    dataset.full_clean(exclude=["file"])
     dataset.file.save(name, ContentFile(raw), save=False)
-    dataset.full_clean()
-    dataset.save()
+    try:
+        dataset.save()
+    except BaseException:
+        dataset.file.delete(save=False)
+        raise
     return dataset
 
 
@@ -69,11 +76,18 @@ def training_job_start(
     data = dataset_inspect(raw=raw, target=target, timestamp=timestamp, test_size=params.test_size)
     n_rows = len(data.y) + data.dropped_missing_target
     columns = [timestamp, *data.feature_names, target]
-    with transaction.atomic():
-        dataset = dataset_create(name=file_name, raw=raw, n_rows=n_rows, columns=columns, uploaded_by=user)
-        return training_job_create(
-            dataset=dataset, user=user, model_name=model_name, target=target, timestamp=timestamp, params=params
-        )
+    dataset = None
+    try:
+        with transaction.atomic():
+            dataset = dataset_create(name=file_name, raw=raw, n_rows=n_rows, columns=columns, uploaded_by=user)
+            return training_job_create(
+                dataset=dataset, user=user, model_name=model_name, target=target, timestamp=timestamp, params=params
+            )
+    except BaseException:
+        # The rows were rolled back: the stored file must go too.
+        if dataset is not None:
+            dataset.file.delete(save=False)
+        raise
 
 
 @transaction.atomic
@@ -133,6 +147,15 @@ def _training_job_claim(*, job_id: int) -> TrainingJob | None:
     job = TrainingJob.objects.select_for_update().select_related("dataset").get(pk=job_id)
     if job.is_finished:
         logger.info("Training job %s is already %s; nothing to do", job.pk, job.status)
+        return None
+    if job.attempts >= settings.MDS_TRAIN_MAX_ATTEMPTS:
+        # A job whose worker dies every time (out of memory, say) is redelivered forever otherwise.
+        job.status = TrainingJob.Status.FAILED
+        job.error_code = "too_many_attempts"
+        job.error_message = f"The training was started {job.attempts} times without finishing; giving up."
+        job.finished_at = timezone.now()
+        job.full_clean()
+        job.save()
         return None
     job.status = TrainingJob.Status.RUNNING
     job.stage = TrainingJob.Stage.LOADING

@@ -183,6 +183,9 @@ MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="http://127.0.0.1:5001")
 MDS_DEFAULT_MODEL_NAME = env.str("MDS_DEFAULT_MODEL_NAME", default="rf_regressor")
 # Longest `?wait=` a client may ask for on POST /train, in seconds.
 MDS_TRAIN_MAX_WAIT = env.int("MDS_TRAIN_MAX_WAIT", default=600)
+# Starts of one training job (Celery retries and redeliveries after a lost worker) before it is failed; above
+# the task's max_retries (5), so an MLflow outage alone never exhausts it.
+MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=8)
 # Largest training CSV accepted; it is read into memory once for the checks.
 MDS_TRAIN_MAX_UPLOAD_BYTES = env.int("MDS_TRAIN_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)

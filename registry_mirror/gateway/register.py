@@ -41,7 +41,6 @@ class RegisteredVersion:
     version: int
     run_id: str
     model_id: str
-    formats: tuple[str, ...] = ("sklearn", "onnx")
 
 
 def model_version_register(*, job_key: str, model_name: str, model: TrainedModel) -> RegisteredVersion:

@@ -65,3 +65,19 @@ def test_issue_token_creates_the_user_and_prints_only_the_token(db, capsys):
 
     # then
     assert first == second == Token.objects.get(user__username="alice").key
+
+
+def test_an_invalid_model_name_in_the_admin_is_refused(staff_client):
+    # given
+    upload = SimpleUploadedFile("weather.csv", weather_csv(60), content_type="text/csv")
+
+    # when
+    response = staff_client.post(
+        "/admin/training/dataset/add/",
+        {"file": upload, "model_name": "a'b c", "target": "target", "timestamp": "timestamp"},
+    )
+
+    # then
+    assert response.status_code == 200
+    assert "Registered model name" in response.content.decode()
+    assert not Dataset.objects.exists()

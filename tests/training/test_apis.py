@@ -1,3 +1,5 @@
+from pathlib import PurePosixPath
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -138,6 +140,8 @@ BAD_UPLOADS = {
     "empty cell": (_with_cell("pressure_hpa", 12, None), "bad_cell", {"column": "pressure_hpa", "row": 12}),
     "bad timestamp": (_with_cell("timestamp", 8, "someday"), "bad_timestamp", {"column": "timestamp", "row": 8}),
     "too few rows": (csv_bytes(weather_frame(6)), "too_few_rows", {"rows": 6}),
+    "infinite target": (_with_cell("target", 3, "inf"), "bad_cell", {"column": "target", "row": 3}),
+    "float32 overflow": (_with_cell("pressure_hpa", 5, "1e39"), "bad_cell", {"column": "pressure_hpa", "row": 5}),
 }
 
 
@@ -212,4 +216,38 @@ def test_a_file_over_the_upload_limit_is_413(api_client, csv_upload, settings):
     # then
     assert response.status_code == 413
     assert response.json()["extra"]["max_bytes"] == 1000
+    assert not Dataset.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["!!!", "é" * 250 + ".csv", "../../etc/passwd", "data set (1).csv"])
+def test_any_client_file_name_is_stored_under_a_key_of_our_own(api_client, csv_upload, name):
+    # when
+    response = api_client.post("/train", {"file": csv_upload(name=name)})
+
+    # then
+    assert response.status_code == 202
+    dataset = Dataset.objects.get()
+    assert dataset.original_name == PurePosixPath(name).name[:255]  # the multipart parser drops any path
+    assert dataset.file.name.startswith("datasets/") and dataset.file.name.endswith(".csv")
+    assert dataset.file.read() == weather_csv()
+
+
+def test_a_failure_after_the_file_was_stored_removes_it(api_client, csv_upload, monkeypatch, settings):
+    # given: creating the job fails after the dataset's file was written (a fault injected for the test)
+    from pathlib import Path
+
+    from training import services
+
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "training_job_create", broken)
+    before = set(Path(settings.MEDIA_ROOT).rglob("*.csv"))
+
+    # when
+    response = api_client.post("/train", {"file": csv_upload()})
+
+    # then
+    assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    assert set(Path(settings.MEDIA_ROOT).rglob("*.csv")) == before
     assert not Dataset.objects.exists()

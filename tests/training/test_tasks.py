@@ -132,3 +132,17 @@ def test_failing_a_finished_job_keeps_its_outcome(train):
     # then
     assert after.status == TrainingJob.Status.SUCCEEDED and after.error_code == ""
     assert after.registered_version == job.registered_version
+
+
+def test_a_job_started_too_often_fails_instead_of_running_again(api_client, csv_upload, model_name, settings):
+    # given: a queued job whose worker died during every earlier start
+    response = api_client.post(f"/train?model_name={model_name}&n_estimators=5", {"file": csv_upload()})
+    TrainingJob.objects.filter(pk=response.json()["id"]).update(attempts=settings.MDS_TRAIN_MAX_ATTEMPTS)
+
+    # when
+    training_job_execute_task.delay(response.json()["id"])
+
+    # then
+    job = TrainingJob.objects.get(pk=response.json()["id"])
+    assert job.status == TrainingJob.Status.FAILED and job.error_code == "too_many_attempts"
+    assert versions_of(model_name) == []
