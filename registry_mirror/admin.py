@@ -4,7 +4,7 @@ Two things write, MLflow first: the sync button on every mirror list and the ali
 """
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -178,7 +178,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not request.user.has_perm("registry_mirror.set_alias"):
             raise PermissionDenied
-        version = get_object_or_404(ModelVersion, pk=object_id)
+        version = _version_or_404(object_id)
         page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
         form = AliasForm(request.POST)
         if not form.is_valid():
@@ -198,7 +198,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         return HttpResponseRedirect(page)
 
     def plot_view(self, request, object_id, plot):
-        version = get_object_or_404(ModelVersion, pk=object_id)
+        version = _version_or_404(object_id)
         if plot not in selectors.PLOTS or not version.run_id or not self.has_view_permission(request, version):
             raise Http404("No such plot.")
         try:
@@ -211,6 +211,15 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         # A run's artifacts never change once logged.
         response["Cache-Control"] = "private, max-age=86400"
         return response
+
+
+def _version_or_404(object_id: str) -> ModelVersion:
+    # The URL takes any path, as the admin's own pages do; an id that is not a number names no version.
+    try:
+        pk = ModelVersion._meta.pk.to_python(object_id)
+    except ValidationError as exc:
+        raise Http404("No such version.") from exc
+    return get_object_or_404(ModelVersion, pk=pk)
 
 
 @admin.register(RegisteredModel)

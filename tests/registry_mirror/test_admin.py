@@ -157,6 +157,20 @@ def test_anonymous_users_cannot_sync_or_set_aliases(client):
     assert not AliasMove.objects.exists()
 
 
+@pytest.mark.parametrize("object_id", ["abc", "1.5", "99999999999999999999999"])
+def test_a_version_id_that_is_not_one_is_404_on_the_alias_and_plot_urls(staff_client, object_id):
+    # given
+    ModelVersionFactory()
+
+    # when
+    alias = staff_client.post(f"{VERSIONS}{object_id}/alias/", {"alias": "champion"})
+    plot = staff_client.get(f"{VERSIONS}{object_id}/plots/feature_importances.png")
+
+    # then
+    assert alias.status_code == plot.status_code == 404
+    assert not AliasMove.objects.exists()
+
+
 def test_the_alias_form_moves_the_alias_in_mlflow_and_audits_it(staff_client, mlflow_store):
     # given
     mlflow_version("weather")
