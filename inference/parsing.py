@@ -104,7 +104,10 @@ def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
     if key == "dataframe_split":
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             raise TableError('"dataframe_split" needs "columns" and "data" (a list of rows).', code="bad_json")
-        header = [str(column) for column in payload.get("columns") or columns]
+        given = payload.get("columns")
+        if given is not None and not (isinstance(given, list) and all(isinstance(name, str) for name in given)):
+            raise TableError('"dataframe_split.columns" must be a list of column names.', code="bad_json")
+        header = list(given or columns)
         data = payload["data"]
         _check_rows(data, max_rows)
         rows = []

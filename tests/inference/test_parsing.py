@@ -92,6 +92,10 @@ def test_mlflow_scoring_json_formats(body):
         (b'{"rows": []}', "bad_json"),
         (b'{"instances": [[1]]}', "bad_json"),
         (b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1]]}}', "bad_json"),
+        (b'{"dataframe_split": {"columns": 5, "data": [[1]]}}', "bad_json"),
+        (b'{"dataframe_split": {"columns": "ab", "data": [[1, 2]]}}', "bad_json"),
+        (b'{"dataframe_split": {"columns": {"a": 1, "b": 2}, "data": [[1, 2]]}}', "bad_json"),
+        (b'{"dataframe_split": {"columns": ["a", null], "data": [[1, 2]]}}', "bad_json"),
         (b'{"instances": []}', "empty_file"),
     ],
 )
