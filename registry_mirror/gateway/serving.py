@@ -3,10 +3,13 @@
 Against an MLflow server these use its REST API directly, so a serving process never imports MLflow.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +143,17 @@ def _rest_model_version_fetch(name: str, version: int, files: list[str], dst: Pa
 
 
 def _rest_download(source: str, file: str, dst: Path) -> Path:
-    """One artifact file, through the server's artifact proxy (``mlflow-artifacts:``) or from a local store."""
+    """One artifact file, through the server's artifact proxy (``mlflow-artifacts:``) or from a local store.
+
+    The file appears under its name only once complete: a download cut short leaves nothing behind, so the
+    next fetch starts over instead of finding (and trusting the presence of) a partial file.
+    """
     import requests
 
     target = dst / file
     if source.startswith(("file://", "/")):
-        shutil.copyfile(source.removeprefix("file://") + "/" + file, target)
+        with _written_atomically(target) as partial:
+            shutil.copyfile(source.removeprefix("file://") + "/" + file, partial)
         return target
     if not source.startswith("mlflow-artifacts:"):
         raise ApplicationError(
@@ -160,9 +168,22 @@ def _rest_download(source: str, file: str, dst: Path) -> Path:
                 raise NotFound(f"Artifact {file!r} of {source} does not exist.")
             if not answer.ok:
                 raise RegistryUnavailable(f"MLflow failed to serve {file!r}: HTTP {answer.status_code}")
-            with open(target, "wb") as handle:
+            with _written_atomically(target) as partial, open(partial, "wb") as handle:
                 for chunk in answer.iter_content(1 << 20):
                     handle.write(chunk)
     except requests.RequestException as exc:
         raise RegistryUnavailable(f"MLflow is unreachable: {exc}") from exc
     return target
+
+
+@contextlib.contextmanager
+def _written_atomically(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target``, renamed to it if the block completes and removed if it does not."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    partial = Path(name)
+    try:
+        yield partial
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)

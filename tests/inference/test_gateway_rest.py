@@ -5,7 +5,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from django.conf import settings as django_settings
 
 from registry_mirror import gateway
 from registry_mirror.errors import NotFound, RegistryUnavailable
+from registry_mirror.gateway import serving
 
 
 def free_port() -> int:
@@ -85,3 +88,34 @@ def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, set
     settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RegistryUnavailable):
         gateway.model_version_number(name=model_name, version="latest")
+
+
+class CutShortHandler(BaseHTTPRequestHandler):
+    """Promises a megabyte and sends a kilobyte before the connection drops."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.wfile.write(b"x" * 1024)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_download_cut_short_leaves_no_partial_file(settings, tmp_path):
+    # given: an artifact proxy whose connection drops mid-file
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShortHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{server.server_address[1]}"
+
+    # when
+    try:
+        with pytest.raises(RegistryUnavailable):
+            serving._rest_download("mlflow-artifacts:/1/models/m-1/artifacts", gateway.SKLEARN_FILE, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # then: nothing under the file's name (or any other) for the next fetch to mistake for the artifact
+    assert list(tmp_path.iterdir()) == []
