@@ -4,7 +4,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from registry_mirror.errors import ApplicationError
 
@@ -21,6 +21,13 @@ class _Resolved:
     refreshing: bool = False
 
 
+@dataclass
+class _KeyLock:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Threads holding or waiting for ``lock``; counted under the cache's lock.
+    users: int = 0
+
+
 class ModelCache:
     """Versions by ``(name, number)``, bounded by ``max_entries`` and ``max_bytes``; see the module docstring."""
 
@@ -33,7 +40,7 @@ class ModelCache:
         self._entries: OrderedDict[tuple[str, int], LoadedVersion] = OrderedDict()
         self._resolved: dict[tuple[str, str], _Resolved] = {}
         self._lock = threading.Lock()
-        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._key_locks: dict[tuple, _KeyLock] = {}
 
     def get(self, name: str, version: int) -> LoadedVersion:
         """The loaded version, loading it on first use (``NotFound`` if MLflow has no such version)."""
@@ -43,19 +50,23 @@ class ModelCache:
             if loaded is not None:
                 self._entries.move_to_end(key)
                 return loaded
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                if key in self._entries:
-                    return self._entries[key]
-            loaded = load_version(name=name, version=version, registry=self.registry)
-            with self._lock:
-                self.loads += 1
-                self._entries[key] = loaded
-                self._key_locks.pop(key, None)
-            self.enforce_bounds()
-            loaded.prefetch_sklearn()
-            return loaded
+            key_lock = self._key_lock_acquire(key)
+        try:
+            with key_lock.lock:
+                with self._lock:
+                    if key in self._entries:
+                        return self._entries[key]
+                loaded = load_version(name=name, version=version, registry=self.registry)
+                loaded.on_grow = self.enforce_bounds
+                # Before the entry is visible: a sklearn request that finds it then waits for this download.
+                loaded.prefetch_sklearn()
+                with self._lock:
+                    self.loads += 1
+                    self._entries[key] = loaded
+                self.enforce_bounds()
+                return loaded
+        finally:
+            self._key_lock_release(key, key_lock)
 
     def resolve(self, name: str, reference: str) -> int:
         """The version number ``reference`` (a number, ``latest``, ``champion`` or ``@champion``) stands for."""
@@ -73,16 +84,19 @@ class ModelCache:
                 known.refreshing = True
                 threading.Thread(target=self._refresh, args=(key,), daemon=True).start()
                 return known.version
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                known = self._resolved.get(key)
-                if known is not None:
-                    return known.version
-            version = self.registry.version_number(name=name, version=reference)
-            with self._lock:
-                self._resolved[key] = _Resolved(version, time.monotonic() + self.alias_ttl)
-            return version
+            key_lock = self._key_lock_acquire(key)
+        try:
+            with key_lock.lock:
+                with self._lock:
+                    known = self._resolved.get(key)
+                    if known is not None:
+                        return known.version
+                version = self.registry.version_number(name=name, version=reference)
+                with self._lock:
+                    self._resolved[key] = _Resolved(version, time.monotonic() + self.alias_ttl)
+                return version
+        finally:
+            self._key_lock_release(key, key_lock)
 
     def enforce_bounds(self) -> None:
         """Evict least recently used versions until both limits hold; the newest entry always stays."""
@@ -113,16 +127,37 @@ class ModelCache:
         for entry in entries:
             entry.close()
 
+    def _key_lock_acquire(self, key: tuple) -> _KeyLock:
+        """The lock that serialises loads (or resolutions) of ``key``, counted as used; call under ``_lock``."""
+        key_lock = self._key_locks.get(key)
+        if key_lock is None:
+            key_lock = self._key_locks[key] = _KeyLock()
+        key_lock.users += 1
+        return key_lock
+
+    def _key_lock_release(self, key: tuple, key_lock: _KeyLock) -> None:
+        # Dropped once no thread holds or waits for it, so unknown versions and aliases leave nothing behind;
+        # a later request makes a new one, and by then the entry is in the cache or the load has failed.
+        with self._lock:
+            key_lock.users -= 1
+            if key_lock.users == 0:
+                del self._key_locks[key]
+
     def _refresh(self, key: tuple[str, str]) -> None:
         name, reference = key
+        version = None
         try:
             version = self.registry.version_number(name=name, version=reference)
         except ApplicationError as exc:
             # MLflow is down or the alias is gone: keep the known version, ask again after the next TTL.
             logger.warning("Could not re-resolve %s %s: %s", name, reference, exc.message)
-            version = None
-        with self._lock:
-            known = self._resolved[key]
-            known.version = known.version if version is None else version
-            known.expires = time.monotonic() + self.alias_ttl
-            known.refreshing = False
+        except Exception:
+            logger.exception("Could not re-resolve %s %s", name, reference)
+        finally:
+            # Whatever happened, the alias is asked again after the next TTL: never left marked as refreshing.
+            with self._lock:
+                known = self._resolved.get(key)
+                if known is not None:
+                    known.version = known.version if version is None else version
+                    known.expires = time.monotonic() + self.alias_ttl
+                    known.refreshing = False

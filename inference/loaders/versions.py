@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ class LoadedVersion:
     sklearn_sha256: str = ""
     nbytes: int = 0
     registry: Any = None
-    loaded_at: float = field(default_factory=time.time)
+    # Called after the sklearn model adds its size to ``nbytes``: the cache re-checks its byte bound.
+    on_grow: Callable[[], None] | None = None
     _sklearn: Any = None
     _sklearn_lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetch: threading.Thread | None = None
@@ -81,19 +83,39 @@ class LoadedVersion:
     def sklearn_model(self):
         """The unpickled estimator, loaded once, and only if its sha256 is the one recorded at training."""
         if self._sklearn is None:
+            loaded_now = False
             with self._sklearn_lock:
                 if self._sklearn is None:
-                    if self._prefetch is not None:
-                        self._prefetch.join()
-                    if not (self.workdir / gateway.SKLEARN_FILE).exists():
-                        self._fetch_pickle(quiet=False)
-                    self._sklearn = _load_trusted_pickle(self)
-                    self.nbytes += (self.workdir / gateway.SKLEARN_FILE).stat().st_size
-                    _release_freed_memory()
+                    self._sklearn = self._load_sklearn()
+                    loaded_now = True
+            if loaded_now and self.on_grow is not None:
+                self.on_grow()
         return self._sklearn
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _load_sklearn(self):
+        if self._prefetch is not None:
+            self._prefetch.join()
+        path = self.workdir / gateway.SKLEARN_FILE
+        if not path.exists():
+            self._fetch_pickle(quiet=False)
+        actual = _sha256(self, path)
+        if self.sklearn_sha256 and actual != self.sklearn_sha256:
+            # A damaged or cut-short download is fetched once more before the artifact is refused.
+            logger.warning(
+                "The sklearn file of %s version %s does not match its checksum; fetching it again",
+                self.name,
+                self.version,
+            )
+            path.unlink(missing_ok=True)
+            self._fetch_pickle(quiet=False)
+            actual = _sha256(self, path)
+        model = _load_trusted_pickle(self, path, actual)
+        self.nbytes += path.stat().st_size
+        _release_freed_memory()
+        return model
 
     def _fetch_pickle(self, *, quiet: bool) -> None:
         try:
@@ -164,14 +186,9 @@ def load_version(*, name: str, version: int, registry) -> LoadedVersion:
         raise
 
 
-def _load_trusted_pickle(loaded: LoadedVersion):
+def _load_trusted_pickle(loaded: LoadedVersion, path: Path, actual: str):
     import cloudpickle
 
-    path = loaded.workdir / gateway.SKLEARN_FILE
-    try:
-        actual = gateway.file_sha256(path)
-    except OSError as exc:
-        raise RegistryUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
     if not loaded.sklearn_sha256 or loaded.sklearn_sha256 != actual:
         # Unpickling runs code: only artifacts this service produced (and recorded) are loaded.
         raise ApplicationError(
@@ -182,6 +199,13 @@ def _load_trusted_pickle(loaded: LoadedVersion):
         )
     with open(path, "rb") as handle:
         return cloudpickle.load(handle)
+
+
+def _sha256(loaded: LoadedVersion, path: Path) -> str:
+    try:
+        return gateway.file_sha256(path)
+    except OSError as exc:
+        raise RegistryUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
 
 
 def _forest_trees(model) -> list | None:

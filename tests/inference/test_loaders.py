@@ -1,7 +1,9 @@
 """The model cache: one load per version under concurrency, count and byte bounds, the MLflow child process."""
 
+import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -9,19 +11,21 @@ import pytest
 from inference.loaders import ChildProcessRegistry, InProcessRegistry, ModelCache, model_cache
 from registry_mirror import gateway
 from registry_mirror.errors import NotFound
+from tests.factories import mlflow_version
 
 
 class CountingRegistry(InProcessRegistry):
-    """The real registry calls, counted: how many times a version's ONNX file was downloaded."""
+    """The real registry calls, counted: how many times a version's ONNX and sklearn files were downloaded."""
 
     def __init__(self):
         self.onnx_fetches = 0
+        self.sklearn_fetches = 0
         self._lock = threading.Lock()
 
     def fetch(self, **kwargs):
-        if gateway.ONNX_FILE in kwargs["files"]:
-            with self._lock:
-                self.onnx_fetches += 1
+        with self._lock:
+            self.onnx_fetches += gateway.ONNX_FILE in kwargs["files"]
+            self.sklearn_fetches += gateway.SKLEARN_FILE in kwargs["files"]
         return super().fetch(**kwargs)
 
 
@@ -84,6 +88,134 @@ def test_the_byte_bound_evicts_until_the_loaded_artifacts_fit(train, model_name)
     # then
     assert [entry.version for entry in cache.loaded()] == [versions[1]]
     assert not evicted.workdir.exists()
+
+
+def test_loading_the_sklearn_model_keeps_the_byte_bound(train, model_name):
+    # given: room for two ONNX files, not for two ONNX files and a pickle
+    versions = [train()["registered_version"] for _ in range(2)]
+    probe, _ = new_cache()
+    sizes = []
+    for version in versions:
+        entry = probe.get(model_name, version)
+        onnx_bytes = entry.nbytes
+        entry.sklearn_model()
+        sizes.append((onnx_bytes, entry.nbytes - onnx_bytes))
+    probe.clear()
+    cache, _ = new_cache(max_bytes=sum(onnx for onnx, _ in sizes) + sizes[1][1] // 2)
+    first = cache.get(model_name, versions[0])
+    second = cache.get(model_name, versions[1])
+    assert len(cache.loaded()) == 2
+
+    # when
+    second.sklearn_model()
+
+    # then
+    assert [entry.version for entry in cache.loaded()] == [versions[1]]
+    assert not first.workdir.exists()
+
+
+def test_a_sklearn_request_as_a_version_is_published_shares_the_prefetch(train, model_name):
+    # given: a sklearn request that arrives the moment the new entry is visible (bounds are checked right
+    # after a version is published)
+    version = train()["registered_version"]
+    registry = CountingRegistry()
+
+    class RequestOnPublish(ModelCache):
+        request = None
+
+        def enforce_bounds(self):
+            super().enforce_bounds()
+            request, self.request = self.request, None
+            if request is not None:
+                request()
+
+    cache = RequestOnPublish(max_entries=8, max_bytes=10**12, alias_ttl=30.0, registry=registry)
+    cache.request = lambda: cache.get(model_name, version).sklearn_model()
+
+    # when
+    loaded = cache.get(model_name, version)
+    loaded._prefetch.join()
+
+    # then: one download of the pickle, by the prefetch, which the request waited for
+    assert loaded.sklearn_loaded
+    assert registry.sklearn_fetches == 1
+
+
+def test_a_damaged_pickle_is_fetched_again_before_it_is_refused(train, model_name):
+    # given: a download cut short left part of the pickle in the version's directory
+    version = train()["registered_version"]
+    cache, registry = new_cache()
+    loaded = cache.get(model_name, version)
+    loaded._prefetch.join()
+    pickle_path = loaded.workdir / gateway.SKLEARN_FILE
+    pickle_path.write_bytes(pickle_path.read_bytes()[:100])
+
+    # when
+    model = loaded.sklearn_model()
+
+    # then
+    assert model.predict([[0.0] * len(loaded.feature_names)]).shape == (1,)
+    assert registry.sklearn_fetches == 2
+    assert gateway.file_sha256(pickle_path) == loaded.sklearn_sha256
+
+
+def test_unknown_versions_and_aliases_leave_no_lock_behind(model_name):
+    # given: a model with one version and no alias
+    mlflow_version(model_name)
+    cache, _ = new_cache()
+    start = threading.Barrier(4)
+
+    def bogus_request(_):
+        start.wait()
+        with pytest.raises(NotFound):
+            cache.get(model_name, 99)
+        with pytest.raises(NotFound):
+            cache.resolve(model_name, "nobody")
+
+    # when
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(bogus_request, range(4)))
+    latest = cache.resolve(model_name, "latest")
+
+    # then
+    assert latest == 1
+    assert cache._key_locks == {}
+
+
+def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(model_name, caplog):
+    # given: champion known as version 1, then moved to 2; the next refresh fails with an unexpected error
+    mlflow_version(model_name)
+    mlflow_version(model_name)
+    gateway.model_alias_set(name=model_name, alias="champion", version=1)
+
+    class FailingOnce(InProcessRegistry):
+        fail = False
+
+        def version_number(self, **kwargs):
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("connection pool broken")
+            return super().version_number(**kwargs)
+
+    registry = FailingOnce()
+    cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, registry=registry)
+    assert cache.resolve(model_name, "champion") == 1
+    gateway.model_alias_set(name=model_name, alias="champion", version=2)
+    registry.fail = True
+
+    # when: requests keep coming
+    deadline = time.monotonic() + 10
+    while cache.resolve(model_name, "champion") != 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    # then
+    assert not registry.fail
+    assert cache.resolve(model_name, "champion") == 2
+    assert any(
+        record.levelno == logging.ERROR and "connection pool broken" in str(record.exc_info[1])
+        for record in caplog.records
+        if record.exc_info
+    )
 
 
 def test_a_missing_version_is_not_found_through_the_child_process(train, model_name):
