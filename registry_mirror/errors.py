@@ -6,8 +6,8 @@ from typing import Any
 class ApplicationError(Exception):
     """A problem the caller can fix or must know about; the API renders it as ``{"message", "code", "extra"}``.
 
-    ``code`` is a stable machine-readable name; the API maps ``not_found`` to 404, ``too_large`` to 413,
-    ``unavailable`` to 503 and everything else to 400.
+    ``code`` is a stable machine-readable name; the API maps ``not_found`` to 404, ``untrusted_artifact`` to 409,
+    ``too_large`` to 413, ``unavailable`` to 503 and everything else to 400.
     """
 
     code = "invalid"

@@ -37,7 +37,7 @@ class RegistryProcess:
             self._ensure_started()
 
     def call(self, function: str, **kwargs: Any) -> Any:
-        """Run ``function(**kwargs)`` of this module in the child against the configured tracking URI."""
+        """Run the gateway package's ``function(**kwargs)`` in the child against the configured tracking URI."""
         request = {"function": function, "kwargs": kwargs, "tracking_uri": settings.MLFLOW_TRACKING_URI}
         with self._lock:
             process = self._ensure_started()
