@@ -29,6 +29,7 @@ from registry_mirror.tabular import (
 
 # Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
 SMALL_CSV_BYTES = 64 * 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -200,7 +201,8 @@ def _number(cell: Any, column: str, row: int) -> float:
         except (ValueError, OverflowError):
             problem = f"{cell!r} is not a number" if str(cell).strip() else "is empty"
         else:
-            if math.isfinite(value):
+            # Checked against float32's range, what both formats compute in.
+            if math.isfinite(value) and abs(value) <= FLOAT32_MAX:
                 return value
             problem = f"{cell!r} is not a finite number"
     raise TableError(

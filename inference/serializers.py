@@ -1,6 +1,5 @@
 """``/predict`` request options and answer; the rows themselves are parsed by ``inference.parsing``."""
 
-from django.conf import settings
 from rest_framework import serializers
 
 from .services import FORMATS
@@ -22,9 +21,6 @@ class PredictionRequestSerializer(serializers.Serializer):
             "alias": serializers.RegexField(ALIAS_PATTERN, required=False),
             "format": serializers.ChoiceField(choices=FORMATS, default="onnx"),
         }
-
-    def validate_model_name(self, value: str) -> str:
-        return value or settings.MDS_DEFAULT_MODEL_NAME
 
     def validate(self, attrs: dict) -> dict:
         if "version" in attrs and "alias" in attrs:

@@ -106,7 +106,12 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
                     extra={"column": column},
                 )
             row = row_number(frame, position)
-            problem = "is empty" if pd.isna(cell) or str(cell).strip() == "" else f"{cell!r} is not a finite number"
+            if pd.isna(cell) or str(cell).strip() == "":
+                problem = "is empty"
+            elif pd.isna(values.iloc[position]):
+                problem = f"{cell!r} is not a number"
+            else:
+                problem = f"{cell!r} is not a finite number"
             raise TableError(
                 f"Column {column!r}, row {row}: {problem}.",
                 code="bad_cell",

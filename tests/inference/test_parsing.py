@@ -53,12 +53,17 @@ def test_missing_columns_are_listed():
         (b"a,b\n1,2\n3,\n", 2, "is empty"),
         (b"a,b\n1,2\n3,4\nfive,6\n", 3, "'five' is not a number"),
         (b"a,b\n1,inf\n", 1, "not a finite number"),
+        (b"a,b\n1,2\n1e39,2\n", 2, "not a finite number"),
     ],
 )
-def test_a_bad_cell_is_named_by_row_and_column(body, row, problem):
+@pytest.mark.parametrize("padding", [0, SMALL_CSV_BYTES], ids=["small-csv", "large-csv"])
+def test_a_bad_cell_is_named_by_row_and_column(body, row, problem, padding):
+    # given: the same rows, read by the small-CSV parser or, padded with good rows, by pandas
+    body += b"1,2\n" * (padding // 4)
+
     # when
     with pytest.raises(TableError) as error:
-        features(parse_csv(body, max_rows=10), COLUMNS)
+        features(parse_csv(body, max_rows=10**6), COLUMNS)
 
     # then
     assert error.value.code == "bad_cell"
