@@ -22,6 +22,7 @@ def test_upload_trains_on_the_worker_registers_in_mlflow_and_serves_both_formats
     csv = weather_csv(days=200, seed=11)
     file_name = f"{unique_model_name}.csv"
     trainings_before = len(SUCCEEDED_TASK.findall(worker_log(stack)))
+    keys_before = dataset_keys(s3, stack)
 
     # when
     accepted = train(http, stack, csv, file_name, model_name=unique_model_name, n_estimators=20, max_depth=8)
@@ -29,11 +30,7 @@ def test_upload_trains_on_the_worker_registers_in_mlflow_and_serves_both_formats
 
     # then: the upload is an object of its own in the datasets bucket, byte for byte
     assert accepted["status"] == "queued"
-    keys = [
-        item["Key"]
-        for item in s3.list_objects_v2(Bucket=stack.datasets_bucket, Prefix="datasets/").get("Contents", [])
-        if item["Key"].endswith(f"/{file_name}")
-    ]
+    keys = sorted(dataset_keys(s3, stack) - keys_before)
     assert len(keys) == 1, keys
     stored = s3.get_object(Bucket=stack.datasets_bucket, Key=keys[0])["Body"].read()
     assert sha256(stored) == sha256(csv) == job["dataset"]["sha256"]
@@ -106,3 +103,8 @@ def test_predict_is_refused_without_a_token(stack, unique_model_name):
 
     # then
     assert response.status_code == 401
+
+
+def dataset_keys(s3, stack) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack.datasets_bucket, Prefix="datasets/")
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
