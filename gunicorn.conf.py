@@ -24,15 +24,7 @@ control_socket_disable = True
 
 
 def post_fork(server, worker):
-    """Cap malloc arenas, and start the MLflow client process while the worker imports Django."""
     _limit_malloc_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
-    if os.environ.get("MDS_PREWARM_REGISTRY", "").lower() in ("1", "true", "yes"):
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.base")
-        from inference.loaders import registry_process
-        from registry_mirror.gateway import serves_over_rest
-
-        if not serves_over_rest():
-            registry_process().start()
 
 
 def _limit_malloc_arenas(count: int) -> None:

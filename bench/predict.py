@@ -105,7 +105,7 @@ def main() -> int:
         # The production command from README.md, on a bench port.
         mds_cmd = ["gunicorn", "mds_project.inference_wsgi", "-c", "gunicorn.conf.py"]
         mds_cmd += ["--bind", f"127.0.0.1:{MDS_PORT}"]
-        mds_env = {**env, "MDS_PREWARM_REGISTRY": "1", "GUNICORN_ACCESSLOG": ""}
+        mds_env = {**env, "GUNICORN_ACCESSLOG": ""}
 
         targets = {
             "mlflow serve": {"cmd": mlflow_cmd, "env": env, "one": mlflow_url, "batch": mlflow_url, "auth": ""},

@@ -10,9 +10,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from registry_mirror.tabular import TableError
+from core.tabular import TableError
 
-from .http import (
+from .api_parts import (
     AcceptCSVNegotiation,
     CachedTokenAuthentication,
     CSVBodyParser,

@@ -3,7 +3,7 @@
 Inputs are a CSV body (the upload of the original service, or ``text/csv``) and MLflow's scoring JSON
 (``dataframe_split``, ``dataframe_records``, ``instances``/``inputs``), so MLflow clients work unchanged. A small
 CSV is read with the ``csv`` module: pandas costs ~2 ms per call, more than the model. Large CSVs go through
-``registry_mirror.tabular``, the same parser and checks training uses. Row numbers in errors count data rows
+``core.tabular``, the same parser and checks training uses. Row numbers in errors count data rows
 from 1, as a spreadsheet user reads them.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from registry_mirror.errors import ApplicationError
-from registry_mirror.tabular import (
+from core.errors import TooLarge
+from core.tabular import (
     TableError,
     check_header,
     decode_text,
@@ -51,10 +51,9 @@ class Table:
         return (list(row) for row in self.frame.itertuples(index=False, name=None))
 
 
-def too_many_rows(n_rows: int, max_rows: int) -> ApplicationError:
-    return ApplicationError(
+def too_many_rows(n_rows: int, max_rows: int) -> TooLarge:
+    return TooLarge(
         f"Too many rows: {n_rows}; at most {max_rows} per request.",
-        code="too_large",
         extra={"rows": n_rows, "max_rows": max_rows},
     )
 
@@ -89,7 +88,7 @@ def parse_csv(raw: bytes, *, max_rows: int) -> Table:
 
 
 def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
-    """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of ``instances`` given as lists."""
+    """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of rows given as lists."""
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -103,49 +102,63 @@ def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
     key = present[0]
     payload = body[key]
     if key == "dataframe_split":
-        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-            raise TableError('"dataframe_split" needs "columns" and "data" (a list of rows).', code="bad_json")
-        given = payload.get("columns")
-        if given is not None and not (isinstance(given, list) and all(isinstance(name, str) for name in given)):
-            raise TableError('"dataframe_split.columns" must be a list of column names.', code="bad_json")
-        header = list(given or columns)
-        data = payload["data"]
-        _check_rows(data, max_rows)
-        rows = []
-        for number, row in enumerate(data, start=1):
-            if not isinstance(row, list) or len(row) != len(header):
-                raise TableError(
-                    f"Row {number} of dataframe_split.data is not a list of {len(header)} values.",
-                    code="bad_json",
-                    extra={"row": number},
-                )
-            rows.append(row)
-        check_header(header)
-        return Table(columns=header, rows=rows)
-    # dataframe_records, instances, inputs: a list of {column: value} objects, or of lists in signature order;
+        return _dataframe_split(payload, columns, max_rows)
     # MLflow also accepts {column: [values...]} for instances/inputs.
     if isinstance(payload, dict) and key != "dataframe_records":
-        lengths = {len(values) if isinstance(values, list) else -1 for values in payload.values()}
-        if len(lengths) != 1 or -1 in lengths:
-            raise TableError(
-                f'"{key}" as an object needs one list of values per column, all as long.', code="bad_json"
-            )
-        header = [str(column) for column in payload]
-        data = [list(cells) for cells in zip(*payload.values(), strict=True)]
-        _check_rows(data, max_rows)
-        return Table(columns=header, rows=data)
+        return _column_lists(payload, key, max_rows)
     if not isinstance(payload, list):
         raise TableError(f'"{key}" needs a list of rows.', code="bad_json")
     _check_rows(payload, max_rows)
-    if payload and all(isinstance(row, list) for row in payload):
-        for number, row in enumerate(payload, start=1):
-            if len(row) != len(columns):
-                raise TableError(
-                    f"Row {number} has {len(row)} values; the model takes {len(columns)}: {', '.join(columns)}.",
-                    code="bad_json",
-                    extra={"row": number},
-                )
-        return Table(columns=list(columns), rows=payload)
+    if all(isinstance(row, list) for row in payload):
+        return _row_lists(payload, columns)
+    return _records(payload, key)
+
+
+def _dataframe_split(payload: Any, columns: Sequence[str], max_rows: int) -> Table:
+    """``{"columns": [...], "data": [[...], ...]}``; without ``columns`` the rows are in signature order."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        raise TableError('"dataframe_split" needs "columns" and "data" (a list of rows).', code="bad_json")
+    given = payload.get("columns")
+    if given is not None and not (isinstance(given, list) and all(isinstance(name, str) for name in given)):
+        raise TableError('"dataframe_split.columns" must be a list of column names.', code="bad_json")
+    header = list(given or columns)
+    data = payload["data"]
+    _check_rows(data, max_rows)
+    for number, row in enumerate(data, start=1):
+        if not isinstance(row, list) or len(row) != len(header):
+            raise TableError(
+                f"Row {number} of dataframe_split.data is not a list of {len(header)} values.",
+                code="bad_json",
+                extra={"row": number},
+            )
+    check_header(header)
+    return Table(columns=header, rows=data)
+
+
+def _column_lists(payload: dict, key: str, max_rows: int) -> Table:
+    """``{column: [values...]}``, every list as long."""
+    lengths = {len(values) if isinstance(values, list) else -1 for values in payload.values()}
+    if len(lengths) != 1 or -1 in lengths:
+        raise TableError(f'"{key}" as an object needs one list of values per column, all as long.', code="bad_json")
+    data = [list(cells) for cells in zip(*payload.values(), strict=True)]
+    _check_rows(data, max_rows)
+    return Table(columns=[str(column) for column in payload], rows=data)
+
+
+def _row_lists(payload: list[list], columns: Sequence[str]) -> Table:
+    """Rows as lists of values in signature order."""
+    for number, row in enumerate(payload, start=1):
+        if len(row) != len(columns):
+            raise TableError(
+                f"Row {number} has {len(row)} values; the model takes {len(columns)}: {', '.join(columns)}.",
+                code="bad_json",
+                extra={"row": number},
+            )
+    return Table(columns=list(columns), rows=payload)
+
+
+def _records(payload: list, key: str) -> Table:
+    """Rows as ``{column: value}`` objects; a column missing from a row is an empty cell."""
     header: dict[str, None] = {}
     for number, record in enumerate(payload, start=1):
         if not isinstance(record, dict):
@@ -164,7 +177,8 @@ def features(table: Table, names: Sequence[str]) -> np.ndarray:
     if table.frame is not None:
         return feature_matrix(table.frame, names)
     require_columns(table.columns, names)
-    positions = [table.columns.index(name) for name in names]
+    position_of = {name: position for position, name in enumerate(table.columns)}
+    positions = [position_of[name] for name in names]
     X = np.empty((len(table.rows), len(positions)), dtype=np.float32)
     for number, row in enumerate(table.rows, start=1):
         for j, position in enumerate(positions):

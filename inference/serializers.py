@@ -2,12 +2,9 @@
 
 from rest_framework import serializers
 
-from .services import FORMATS
+from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN
 
-# The names training accepts (training/serializers.py), so a name never reaches MLflow's filter syntax unchecked.
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
-ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
-VERSION_PATTERN = r"^([0-9]{1,9}|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"
+from .services import FORMATS
 
 
 class PredictionRequestSerializer(serializers.Serializer):

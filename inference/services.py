@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from registry_mirror.tabular import TableError
+from core.tabular import TableError
 
-from .loaders import LoadedVersion, model_cache, prediction_threads
+from .model_cache import LoadedVersion, model_cache, prediction_threads
 from .parsing import Table, features, parse_csv, parse_json
 
 FORMATS = ("onnx", "sklearn", "auto")

@@ -11,10 +11,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from core.contract import PLOTS, plot_path
+from core.errors import ApplicationError, NotFound
+
 from . import gateway, selectors
 from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFilter
-from .errors import ApplicationError, NotFound
 from .models import AliasMove, ModelVersion, RegisteredModel
+from .origins import model_version_origin_links
 from .services import model_alias_set, registry_mirror_sync
 
 
@@ -67,7 +70,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
             {"fields": ["name", "version", "status", "aliases", "formats", "deleted", "deleted_at", "description"]},
         ),
         ("Metrics", {"fields": ["r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff"]}),
-        ("Origin", {"fields": ["training_job_link", "dataset_link", "dataset_sha256", "job_key"]}),
+        ("Origin", {"fields": ["origin_links", "dataset_sha256", "job_key"]}),
         (
             "MLflow",
             {"fields": ["run_id", "experiment_id", "model_id", "source", "tag_table", "mlflow_created_at"]},
@@ -76,7 +79,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "training_job_link", "dataset_link", "tag_table"]
+        return [*super().get_readonly_fields(request, obj), "origin_links", "tag_table"]
 
     @admin.display(description="aliases")
     def alias_list(self, obj: ModelVersion) -> str:
@@ -98,20 +101,10 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
     def tag_table(self, obj: ModelVersion) -> str:
         return format_html_join("", "<div><code>{}</code> = {}</div>", sorted(obj.tags.items())) or "-"
 
-    @admin.display(description="training job")
-    def training_job_link(self, obj: ModelVersion) -> str:
-        job, _ = selectors.model_version_origin(obj)
-        if job is None:
-            return "-"
-        return format_html('<a href="{}">{}</a>', reverse("admin:training_trainingjob_change", args=[job.pk]), job)
-
-    @admin.display(description="dataset")
-    def dataset_link(self, obj: ModelVersion) -> str:
-        _, dataset = selectors.model_version_origin(obj)
-        if dataset is None:
-            return "-"
-        url = reverse("admin:training_dataset_change", args=[dataset.pk])
-        return format_html('<a href="{}">{}</a>', url, dataset)
+    @admin.display(description="origin")
+    def origin_links(self, obj: ModelVersion) -> str:
+        links = [(link.label, link.url, link.text) for link in model_version_origin_links(obj)]
+        return format_html_join("", '<div>{}: <a href="{}">{}</a></div>', links) or "-"
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -143,7 +136,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                         "title": title,
                         "url": reverse("admin:registry_mirror_modelversion_plot", args=[version.pk, name]),
                     }
-                    for name, title in selectors.PLOTS.items()
+                    for name, title in PLOTS.items()
                 ]
                 if version.run_id
                 else [],
@@ -199,10 +192,10 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
 
     def plot_view(self, request, object_id, plot):
         version = _version_or_404(object_id)
-        if plot not in selectors.PLOTS or not version.run_id or not self.has_view_permission(request, version):
+        if plot not in PLOTS or not version.run_id or not self.has_view_permission(request, version):
             raise Http404("No such plot.")
         try:
-            content = gateway.run_artifact_read(run_id=version.run_id, path=f"plots/{plot}.png")
+            content = gateway.run_artifact_read(run_id=version.run_id, path=plot_path(plot))
         except NotFound as exc:
             raise Http404("This version's run has no such plot.") from exc
         except ApplicationError as exc:

@@ -1,4 +1,4 @@
-"""Shared model base, and the mirror of MLflow's model registry kept for browsing in the Django admin.
+"""The mirror of MLflow's model registry kept for browsing in the Django admin.
 
 MLflow stays the source of truth: the mirror is rewritten by the sync service and only the alias audit records
 something MLflow does not keep. A mirrored version names the training job that produced it by the job's key
@@ -10,13 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class BaseModel(models.Model):
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        abstract = True
+from core.models import BaseModel
 
 
 class RegisteredModel(BaseModel):

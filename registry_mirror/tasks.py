@@ -2,12 +2,12 @@
 
 from celery import shared_task
 
-from .errors import RegistryUnavailable
+from core.errors import MlflowUnavailable
 
 
 @shared_task(
     acks_late=True,
-    autoretry_for=(RegistryUnavailable,),
+    autoretry_for=(MlflowUnavailable,),
     retry_backoff=True,
     retry_backoff_max=300,
     max_retries=3,

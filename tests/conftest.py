@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from inference.loaders import model_cache
+from inference.model_cache import model_cache
 
 from .factories import UserFactory, weather_csv
 

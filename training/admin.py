@@ -3,11 +3,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from registry_mirror.errors import ApplicationError
+from core.contract import MODEL_NAME_PATTERN
+from core.errors import ApplicationError
 
 from . import ml
 from .models import Dataset, TrainingJob
-from .serializers import MODEL_NAME_PATTERN
 from .services import dataset_inspect, training_job_start
 
 

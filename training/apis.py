@@ -6,7 +6,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from registry_mirror.http import request_params
+from core.http import request_params
 
 from . import ml
 from .selectors import training_job_get, training_job_list

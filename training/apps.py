@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class TrainingConfig(AppConfig):
     name = "training"
+
+    def ready(self) -> None:
+        # The mirror links a version to the job that trained it without knowing this app exists.
+        from registry_mirror.origins import origin_links_register
+
+        from .selectors import model_version_origin_links
+
+        origin_links_register(model_version_origin_links)

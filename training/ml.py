@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry_mirror.tabular import TableError, feature_matrix, require_columns, row_number
+from core.tabular import TableError, feature_matrix, require_columns, row_number
 
 # Fewer rows than this cannot give both a training set and a holdout worth a metric.
 MIN_ROWS = 10

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from registry_mirror.models import BaseModel
+from core.models import BaseModel
 
 
 def dataset_upload_to(instance: "Dataset", filename: str) -> str:

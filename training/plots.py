@@ -4,11 +4,13 @@ from typing import Any
 
 import numpy as np
 
+from core.contract import PLOTS
+
 
 def training_figures(
     *, y_test: np.ndarray, y_pred: np.ndarray, feature_names: list[str], importances: np.ndarray
 ) -> dict[str, Any]:
-    """Matplotlib figures keyed by PNG file name; the non-interactive backend keeps this usable in workers."""
+    """Matplotlib figures keyed by plot name (``core.contract.PLOTS``); the Agg backend keeps workers headless."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,13 +21,13 @@ def training_figures(
     ax.scatter(y_test, y_pred, s=12, alpha=0.7)
     low, high = float(min(y_test.min(), y_pred.min())), float(max(y_test.max(), y_pred.max()))
     ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
-    ax.set(xlabel="actual", ylabel="predicted", title="Holdout: predicted vs actual")
+    ax.set(xlabel="actual", ylabel="predicted", title=PLOTS["predicted_vs_actual"])
     scatter.tight_layout()
 
     order = np.argsort(importances)
     bars = Figure(figsize=(6, max(2.5, 0.35 * len(feature_names) + 1)), dpi=100)
     ax = bars.subplots()
     ax.barh([feature_names[i] for i in order], importances[order])
-    ax.set(xlabel="importance", title="Feature importances")
+    ax.set(xlabel="importance", title=PLOTS["feature_importances"])
     bars.tight_layout()
-    return {"predicted_vs_actual.png": scatter, "feature_importances.png": bars}
+    return {"predicted_vs_actual": scatter, "feature_importances": bars}

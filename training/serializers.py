@@ -2,12 +2,11 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from registry_mirror.errors import ApplicationError
+from core.contract import MODEL_NAME_PATTERN
+from core.errors import TooLarge
 
 from .models import TrainingJob
 from .services import trained_models
-
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 
 
 class TrainingRequestSerializer(serializers.Serializer):
@@ -25,9 +24,8 @@ class TrainingRequestSerializer(serializers.Serializer):
 
     def validate_file(self, value):
         if value.size > settings.MDS_TRAIN_MAX_UPLOAD_BYTES:
-            raise ApplicationError(
+            raise TooLarge(
                 f"The file has {value.size} bytes; at most {settings.MDS_TRAIN_MAX_UPLOAD_BYTES} are accepted.",
-                code="too_large",
                 extra={"size_bytes": value.size, "max_bytes": settings.MDS_TRAIN_MAX_UPLOAD_BYTES},
             )
         return value

@@ -12,9 +12,10 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from core import contract
+from core.errors import ApplicationError, MlflowUnavailable
+from core.tabular import read_csv
 from registry_mirror import gateway
-from registry_mirror.errors import ApplicationError, RegistryUnavailable
-from registry_mirror.tabular import read_csv
 from registry_mirror.tasks import registry_mirror_sync_task
 
 from . import ml
@@ -114,7 +115,7 @@ def training_job_create(
 def training_job_execute(*, job_id: int) -> TrainingJob:
     """Train, convert, log and register the model of a queued or interrupted job; a finished job is left alone.
 
-    Data problems fail the job for good. ``RegistryUnavailable`` propagates so the task can retry; the job stays
+    Data problems fail the job for good. ``MlflowUnavailable`` propagates so the task can retry; the job stays
     RUNNING meanwhile and the retry reuses anything MLflow already registered for it.
     """
     job = _training_job_claim(job_id=job_id)
@@ -131,7 +132,7 @@ def training_job_execute(*, job_id: int) -> TrainingJob:
         registered = gateway.model_version_register(
             job_key=str(job.key), model_name=job.model_name, model=_trained_model(job, result, params)
         )
-    except RegistryUnavailable:
+    except MlflowUnavailable:
         raise
     except ApplicationError as exc:
         return training_job_fail(job_id=job.pk, code=exc.code, message=exc.message)
@@ -184,7 +185,7 @@ def _trained_model(job: TrainingJob, result: ml.TrainingResult, params: ml.Train
         params={**params.as_dict(), "target": job.target_column, "timestamp": job.timestamp_column},
         metrics=result.metrics | {key: float(value) for key, value in result.counts.items()},
         tags={
-            "mds.dataset_sha256": job.dataset.sha256,
+            contract.DATASET_SHA256_TAG: job.dataset.sha256,
             "mds.dataset_size_bytes": str(job.dataset.size_bytes),
             "mds.dataset_rows": str(job.dataset.n_rows),
             "mds.dataset_name": job.dataset.original_name,

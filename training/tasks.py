@@ -2,7 +2,7 @@
 
 from celery import Task, shared_task
 
-from registry_mirror.errors import RegistryUnavailable
+from core.errors import MlflowUnavailable
 
 
 class TrainingTask(Task):
@@ -18,7 +18,7 @@ class TrainingTask(Task):
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(RegistryUnavailable,),
+    autoretry_for=(MlflowUnavailable,),
     retry_backoff=True,
     retry_backoff_max=120,
     max_retries=5,

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "core",
     "registry_mirror",
     "training",
     "inference",
@@ -132,7 +133,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "mds_project.exception_handler.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     # `format` is a /predict parameter (onnx|sklearn), not DRF's renderer override.
@@ -171,7 +172,7 @@ MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{MDS_DA
 # an MLflow server decides this itself (its --artifacts-destination).
 MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=(MDS_DATA_DIR / "mlflow" / "artifacts").as_uri())
 MLFLOW_EXPERIMENT_NAME = env.str("MLFLOW_EXPERIMENT_NAME", default="mds")
-# Bounded retries against an MLflow server: a down server surfaces as RegistryUnavailable within seconds (the
+# Bounded retries against an MLflow server: a down server surfaces as MlflowUnavailable within seconds (the
 # Celery task then retries with backoff) instead of after MLflow's default of 7 retries with long backoff.
 MLFLOW_HTTP_REQUEST_MAX_RETRIES = env.int("MLFLOW_HTTP_REQUEST_MAX_RETRIES", default=2)
 MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR = env.int("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", default=1)
@@ -222,9 +223,6 @@ MDS_MODEL_CACHE_SIZE = env.int("MDS_MODEL_CACHE_SIZE", default=8)
 MDS_MODEL_CACHE_BYTES = env.int("MDS_MODEL_CACHE_BYTES", default=1024**3)
 # `latest` and aliases are re-resolved after this many seconds (in the background; the known version serves).
 MDS_ALIAS_TTL = env.float("MDS_ALIAS_TTL", default=30.0)
-# Talk to MLflow from a child process, so inference workers never import it (~180 MB each); it exits when idle.
-MDS_REGISTRY_PROCESS = env.bool("MDS_REGISTRY_PROCESS", default=True)
-MDS_REGISTRY_PROCESS_IDLE = env.float("MDS_REGISTRY_PROCESS_IDLE", default=20.0)
 # Threads a large batch is split across (ONNX: its rows; sklearn forests: their trees); 0 means one per core.
 MDS_ONNX_THREADS = env.int("MDS_ONNX_THREADS", default=0)
 # format=auto: sklearn from this many rows on (its per-call overhead is ~15 ms, its big batches the fastest),

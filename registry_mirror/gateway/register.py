@@ -6,17 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core import (
-    JOB_TAG,
-    ONNX_FILE,
-    ONNX_SHA256_TAG,
-    SKLEARN_FILE,
-    SKLEARN_SHA256_TAG,
-    client,
-    experiment_id,
-    file_sha256,
-    translated_errors,
-)
+from core.contract import JOB_TAG, ONNX_FILE, ONNX_SHA256_TAG, SKLEARN_FILE, SKLEARN_SHA256_TAG, plot_path
+
+from .client import client, experiment_id, file_sha256, translated_errors
 
 # Written into the MLmodel so `mlflow models serve` and pyfunc users get a working environment.
 PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "onnx==1.23.2", "onnxruntime==1.32.0", "cloudpickle", "numpy", "pandas"]
@@ -32,7 +24,7 @@ class TrainedModel:
     params: dict[str, Any]
     metrics: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)  # artifact file name -> matplotlib Figure
+    figures: dict[str, Any] = field(default_factory=dict)  # plot name (core.contract.PLOTS) -> matplotlib Figure
 
 
 @dataclass(frozen=True)
@@ -93,8 +85,8 @@ def _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model:
         params=[Param(key, str(value)) for key, value in model.params.items()],
         tags=[RunTag(key, str(value)) for key, value in model.tags.items()],
     )
-    for file_name, figure in model.figures.items():
-        mlflow_client.log_figure(run_id, figure, f"plots/{file_name}")
+    for name, figure in model.figures.items():
+        mlflow_client.log_figure(run_id, figure, plot_path(name))
     with tempfile.TemporaryDirectory(prefix="mds-model-") as tmp:
         model_dir = Path(tmp) / "model"
         checksums = _save_model_dir(model, model_dir)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from ..errors import ApplicationError, NotFound, RegistryUnavailable
-from .core import _quiet_mlflow, client, translated_errors
+from core.errors import ApplicationError, MlflowUnavailable, NotFound
+
+from .client import _quiet_mlflow, client, translated_errors
 
 
 def model_version_resolve(*, name: str, version: str):
@@ -161,7 +162,7 @@ def model_version_flavors(*, source: str) -> list[str]:
                     tracking_uri=settings.MLFLOW_TRACKING_URI,
                 )
             flavors = Model.load(path).flavors
-        except RegistryUnavailable:
+        except MlflowUnavailable:
             raise
         except (NotFound, MlflowException, OSError):
             return []
@@ -194,6 +195,6 @@ def run_artifact_read(*, run_id: str, path: str) -> bytes:
                 local = mlflow_client.download_artifacts(run_id, path, dst_path=tmp)
         except MlflowException as exc:
             # Each artifact store words a missing file its own way (an HTTP 404 from a server, "no such file"
-            # locally); an unreachable store was already turned into RegistryUnavailable above.
+            # locally); an unreachable store was already turned into MlflowUnavailable above.
             raise NotFound(f"Run {run_id} has no artifact {path!r}.", extra={"run_id": run_id, "path": path}) from exc
         return Path(local).read_bytes()

@@ -15,12 +15,11 @@ from typing import Any
 
 from django.conf import settings
 
-from ..errors import ApplicationError, NotFound, RegistryUnavailable
-from .core import client, translated_errors
-from .registry import model_version_resolve
+from core.contract import PARITY_METRICS
+from core.errors import ApplicationError, MlflowUnavailable, NotFound
 
-# Run metrics that say how far the ONNX predictions stray from sklearn's (training/ml.py parity_metrics).
-PARITY_METRICS = ("onnx_max_abs_diff", "onnx_max_rel_diff")
+from .client import client, translated_errors
+from .registry import model_version_resolve
 
 
 def model_version_number(*, name: str, version: str) -> int:
@@ -77,7 +76,7 @@ def _rest(path: str, **params: Any) -> dict[str, Any]:
     try:
         response = requests.get(url, params=params, timeout=settings.MLFLOW_HTTP_REQUEST_TIMEOUT, **_rest_auth())
     except requests.RequestException as exc:
-        raise RegistryUnavailable(f"MLflow is unreachable: {exc}") from exc
+        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
     if response.ok:
         return response.json()
     try:
@@ -86,7 +85,7 @@ def _rest(path: str, **params: Any) -> dict[str, Any]:
         error = {"message": response.text[:200]}
     code, message = error.get("error_code", ""), error.get("message", response.reason)
     if response.status_code >= 500:
-        raise RegistryUnavailable(f"MLflow failed: {message}")
+        raise MlflowUnavailable(f"MLflow failed: {message}")
     if code == "RESOURCE_DOES_NOT_EXIST" or response.status_code == 404:
         raise NotFound(message, extra={"mlflow_error": code})
     raise ApplicationError(message, code="registry_error", extra={"mlflow_error": code})
@@ -167,12 +166,12 @@ def _rest_download(source: str, file: str, dst: Path) -> Path:
             if answer.status_code == 404:
                 raise NotFound(f"Artifact {file!r} of {source} does not exist.")
             if not answer.ok:
-                raise RegistryUnavailable(f"MLflow failed to serve {file!r}: HTTP {answer.status_code}")
+                raise MlflowUnavailable(f"MLflow failed to serve {file!r}: HTTP {answer.status_code}")
             with _written_atomically(target) as partial, open(partial, "wb") as handle:
                 for chunk in answer.iter_content(1 << 20):
                     handle.write(chunk)
     except requests.RequestException as exc:
-        raise RegistryUnavailable(f"MLflow is unreachable: {exc}") from exc
+        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
     return target
 
 

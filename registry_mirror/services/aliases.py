@@ -4,8 +4,9 @@ from typing import Any
 
 from django.db import transaction
 
+from core.errors import ApplicationError
+
 from .. import gateway
-from ..errors import ApplicationError
 from ..models import AliasMove, ModelVersion, RegisteredModel
 
 
@@ -39,7 +40,7 @@ def model_alias_set(*, model_version: ModelVersion, alias: str, user) -> AliasMo
 
     Raises:
         ApplicationError: the alias name is not allowed or the version is deleted; MLflow was not changed.
-        RegistryUnavailable: MLflow could not be reached; nothing was changed.
+        MlflowUnavailable: MLflow could not be reached; nothing was changed.
     """
     alias = alias.strip()
     if not alias:

@@ -17,16 +17,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core import contract
+from core.errors import NotFound
+
 from .. import gateway
-from ..errors import NotFound
 from ..models import ModelVersion, RegisteredModel
 from .aliases import alias_moves_record, assign, save_checked
 
 logger = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff")
-DATASET_TAG = "mds.dataset_sha256"
-FORMAT_TAGS = {gateway.SKLEARN_SHA256_TAG: "sklearn", gateway.ONNX_SHA256_TAG: "onnx"}
+FORMAT_TAGS = {contract.SKLEARN_SHA256_TAG: "sklearn", contract.ONNX_SHA256_TAG: "onnx"}
 # Any constant shared by every process: serialises concurrent syncs on PostgreSQL.
 _SYNC_LOCK_KEY = 0x6D64735F6D6972
 
@@ -84,7 +85,7 @@ def registry_mirror_sync(*, model_name: str | None = None) -> SyncResult:
         What changed. A second sync with nothing new in MLflow returns a result whose ``changed`` is false.
 
     Raises:
-        RegistryUnavailable: MLflow could not be reached; nothing in the mirror was changed.
+        MlflowUnavailable: MLflow could not be reached; nothing in the mirror was changed.
     """
     snapshot = _snapshot_read(model_name=model_name)
     result = _snapshot_apply(snapshot, model_name=model_name)
@@ -149,7 +150,7 @@ def _version_details(version: gateway.RegistryVersion, runs: dict[str, gateway.R
         "params": run.params if run else {},
         "metrics": metrics,
         **{column: metrics.get(column) for column in METRIC_COLUMNS},
-        "dataset_sha256": (run.tags.get(DATASET_TAG, "") if run else "")[:64],
+        "dataset_sha256": (run.tags.get(contract.DATASET_SHA256_TAG, "") if run else "")[:64],
         "formats": formats,
     }
 
@@ -237,7 +238,7 @@ def _versions_apply(
             "source": item.source[:1000],
             "tags": item.tags,
             "aliases": sorted(aliases.get(key, [])),
-            "job_key": _uuid_or_none(item.tags.get(gateway.JOB_TAG)),
+            "job_key": _uuid_or_none(item.tags.get(contract.JOB_TAG)),
             "mlflow_created_at": _from_ms(item.created_ms),
             "mlflow_updated_at": _from_ms(item.updated_ms),
             "deleted": False,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.loaders import model_cache
+from inference.model_cache import model_cache
 from registry_mirror import gateway
 from tests.factories import csv_bytes, weather_frame
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from core.errors import ApplicationError
+from core.tabular import TableError
 from inference.parsing import SMALL_CSV_BYTES, features, parse_csv, parse_json, write_csv
-from registry_mirror.errors import ApplicationError
-from registry_mirror.tabular import TableError
 
 COLUMNS = ["a", "b"]
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from core.errors import NotFound
 from registry_mirror import gateway
-from registry_mirror.errors import NotFound
 from registry_mirror.models import ModelVersion
 from registry_mirror.services import registry_mirror_sync
 from tests.factories import mlflow_version, weather_csv

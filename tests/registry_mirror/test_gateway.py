@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from django.conf import settings
 
+from core import contract
+from core.errors import NotFound
 from registry_mirror import gateway
-from registry_mirror.errors import NotFound
 from tests.factories import weather_frame
 from training.models import TrainingJob
 
@@ -64,9 +65,9 @@ def test_the_version_holds_one_logged_model_with_both_flavors(train, model_name,
     stored_job = TrainingJob.objects.get(pk=job["id"])
     assert version.run_id == job["mlflow_run_id"]
     assert version.source == f"models:/{stored_job.mlflow_model_id}"
-    assert version.tags[gateway.JOB_TAG] == str(stored_job.key)
-    assert version.tags[gateway.SKLEARN_SHA256_TAG] == gateway.file_sha256(Path(local) / "model.pkl")
-    assert version.tags[gateway.ONNX_SHA256_TAG] == gateway.file_sha256(Path(local) / "model.onnx")
+    assert version.tags[contract.JOB_TAG] == str(stored_job.key)
+    assert version.tags[contract.SKLEARN_SHA256_TAG] == gateway.file_sha256(Path(local) / "model.pkl")
+    assert version.tags[contract.ONNX_SHA256_TAG] == gateway.file_sha256(Path(local) / "model.onnx")
 
 
 def test_the_run_records_params_metrics_dataset_and_plots(train):

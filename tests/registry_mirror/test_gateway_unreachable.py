@@ -1,12 +1,12 @@
-"""An MLflow server that does not answer surfaces as RegistryUnavailable within seconds (bounded HTTP retries)."""
+"""An MLflow server that does not answer surfaces as MlflowUnavailable within seconds (bounded HTTP retries)."""
 
 import socket
 import time
 
 import pytest
 
+from core.errors import MlflowUnavailable
 from registry_mirror import gateway
-from registry_mirror.errors import RegistryUnavailable
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def test_down_mlflow_server_raises_registry_unavailable_quickly(settings, closed
     started = time.monotonic()
 
     # when
-    with pytest.raises(RegistryUnavailable) as raised:
+    with pytest.raises(MlflowUnavailable) as raised:
         gateway.experiment_id()
 
     # then: MLflow's default budget (7 retries, exponential backoff) would take minutes

@@ -6,8 +6,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from core import contract
+from core.errors import MlflowUnavailable
 from registry_mirror import gateway
-from registry_mirror.errors import RegistryUnavailable
 from registry_mirror.models import AliasMove, ModelVersion, RegisteredModel
 from registry_mirror.services import model_alias_set, registry_mirror_sync
 from tests.factories import UserFactory, mlflow_version
@@ -30,7 +31,7 @@ def test_a_sync_mirrors_models_and_versions_with_their_run_data(mlflow_store):
         "weather",
         metrics={"r2": 0.9, "mae": 1.5, "rmse": 2.0, "onnx_max_abs_diff": 2e-5, "onnx_max_rel_diff": 1e-6},
         run_tags={"mds.dataset_sha256": "a" * 64, "mds.training_job": "7"},
-        version_tags={gateway.JOB_TAG: job_key, gateway.SKLEARN_SHA256_TAG: "b" * 64, gateway.ONNX_SHA256_TAG: "c"},
+        version_tags={contract.JOB_TAG: job_key, contract.SKLEARN_SHA256_TAG: "b" * 64, contract.ONNX_SHA256_TAG: "c"},
     )
     mlflow_version("weather")
     gateway.model_alias_set(name="weather", alias="champion", version=1)
@@ -180,7 +181,7 @@ def test_a_sync_while_mlflow_is_down_fails_cleanly_and_leaves_the_mirror_as_it_w
     mlflow_down()
 
     # when
-    with pytest.raises(RegistryUnavailable) as failure:
+    with pytest.raises(MlflowUnavailable) as failure:
         registry_mirror_sync()
 
     # then
@@ -233,7 +234,7 @@ def test_setting_an_alias_while_mlflow_is_down_changes_nothing(mlflow_store, mlf
     mlflow_down()
 
     # when
-    with pytest.raises(RegistryUnavailable):
+    with pytest.raises(MlflowUnavailable):
         model_alias_set(model_version=ModelVersion.objects.get(), alias="champion", user=UserFactory())
 
     # then

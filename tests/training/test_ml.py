@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from registry_mirror.tabular import TableError
+from core.tabular import TableError
 from tests.factories import weather_frame
 from training import ml
 

@@ -1,7 +1,8 @@
 """The training task is idempotent: retries and redeliveries never register a second version."""
 
+from core import contract
+from core.errors import MlflowUnavailable
 from registry_mirror import gateway
-from registry_mirror.errors import RegistryUnavailable
 from training.models import TrainingJob
 from training.tasks import training_job_execute_task
 
@@ -12,7 +13,7 @@ def versions_of(name: str) -> list[int]:
 
 def runs_of(job: TrainingJob):
     return gateway.client().search_runs(
-        [gateway.experiment_id()], filter_string=f"tags.`{gateway.JOB_TAG}` = '{job.key}'"
+        [gateway.experiment_id()], filter_string=f"tags.`{contract.JOB_TAG}` = '{job.key}'"
     )
 
 
@@ -50,7 +51,7 @@ def test_a_run_left_running_by_a_killed_attempt_is_closed_and_replaced(
     # given: a queued job whose first attempt died mid-way and left its MLflow run RUNNING
     response = api_client.post(f"/train?model_name={model_name}&n_estimators=5", {"file": csv_upload()})
     job = TrainingJob.objects.get(pk=response.json()["id"])
-    stale = gateway.client().create_run(gateway.experiment_id(), tags={gateway.JOB_TAG: str(job.key)})
+    stale = gateway.client().create_run(gateway.experiment_id(), tags={contract.JOB_TAG: str(job.key)})
 
     # when
     training_job_execute_task.delay(job.pk)
@@ -90,7 +91,7 @@ def test_mlflow_unavailable_is_retried_and_then_succeeds(train, monkeypatch, mod
     def flaky(**kwargs):
         calls.append(kwargs["job_key"])
         if len(calls) == 1:
-            raise RegistryUnavailable("MLflow is unreachable: connection refused")
+            raise MlflowUnavailable("MLflow is unreachable: connection refused")
         return real_register(**kwargs)
 
     monkeypatch.setattr(gateway, "model_version_register", flaky)
@@ -107,7 +108,7 @@ def test_mlflow_unavailable_is_retried_and_then_succeeds(train, monkeypatch, mod
 def test_mlflow_down_for_good_fails_the_job_after_the_retries(train, monkeypatch, model_name):
     # given
     def down(**kwargs):
-        raise RegistryUnavailable("MLflow is unreachable: connection refused")
+        raise MlflowUnavailable("MLflow is unreachable: connection refused")
 
     monkeypatch.setattr(gateway, "model_version_register", down)
 

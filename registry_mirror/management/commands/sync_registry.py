@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from registry_mirror.errors import ApplicationError
+from core.errors import ApplicationError
 from registry_mirror.services import registry_mirror_sync
 
 

@@ -9,22 +9,15 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from registry_mirror.errors import ApplicationError
+from .errors import ApplicationError, http_status
 
 logger = logging.getLogger(__name__)
-
-STATUS_BY_CODE = {
-    "not_found": status.HTTP_404_NOT_FOUND,
-    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    "untrusted_artifact": status.HTTP_409_CONFLICT,
-    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
-}
 
 
 def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         body = {"message": exc.message, "code": exc.code, "extra": exc.extra}
-        return Response(body, status=STATUS_BY_CODE.get(exc.code, status.HTTP_400_BAD_REQUEST))
+        return Response(body, status=http_status(exc))
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404 | ObjectDoesNotExist):

@@ -7,6 +7,7 @@ errors count data rows from 1 (the header is not a row), as a spreadsheet user r
 import csv
 import io
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import IO
 
@@ -37,7 +38,7 @@ def decode_text(raw: bytes) -> str:
 
 def check_header(header: list[str]) -> None:
     """``TableError`` unless every column name is non-empty and unique."""
-    duplicated = sorted({name for name in header if header.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated or "" in header:
         raise TableError(
             "Every column needs a unique, non-empty name in the header row.",
@@ -73,7 +74,8 @@ def row_number(frame: pd.DataFrame, position: int) -> int:
 
 def require_columns(available: Sequence[str], columns: Sequence[str]) -> None:
     """Raise ``TableError`` listing every column of ``columns`` missing from ``available``."""
-    missing = [column for column in columns if column not in available]
+    present = set(available)
+    missing = [column for column in columns if column not in present]
     if missing:
         raise TableError(
             f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",

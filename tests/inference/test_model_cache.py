@@ -1,4 +1,4 @@
-"""The model cache: one load per version under concurrency, count and byte bounds, the MLflow child process."""
+"""The model cache: one load per version under concurrency, count and byte bounds, aliases on a TTL."""
 
 import logging
 import os
@@ -8,37 +8,41 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from inference.loaders import ChildProcessRegistry, InProcessRegistry, ModelCache, model_cache
+from core import contract
+from core.errors import NotFound
+from inference.model_cache import ModelCache, model_cache
 from registry_mirror import gateway
-from registry_mirror.errors import NotFound
 from tests.factories import mlflow_version
 
 
-class CountingRegistry(InProcessRegistry):
-    """The real registry calls, counted: how many times a version's ONNX and sklearn files were downloaded."""
+class CountingSource:
+    """The gateway's serving calls, counted: how many times a version's ONNX and sklearn files were downloaded."""
 
     def __init__(self):
         self.onnx_fetches = 0
         self.sklearn_fetches = 0
         self._lock = threading.Lock()
 
-    def fetch(self, **kwargs):
+    def model_version_number(self, **kwargs):
+        return gateway.model_version_number(**kwargs)
+
+    def model_version_fetch(self, **kwargs):
         with self._lock:
-            self.onnx_fetches += gateway.ONNX_FILE in kwargs["files"]
-            self.sklearn_fetches += gateway.SKLEARN_FILE in kwargs["files"]
-        return super().fetch(**kwargs)
+            self.onnx_fetches += contract.ONNX_FILE in kwargs["files"]
+            self.sklearn_fetches += contract.SKLEARN_FILE in kwargs["files"]
+        return gateway.model_version_fetch(**kwargs)
 
 
-def new_cache(**limits) -> tuple[ModelCache, CountingRegistry]:
-    registry = CountingRegistry()
+def new_cache(**limits) -> tuple[ModelCache, CountingSource]:
+    source = CountingSource()
     options = {"max_entries": 8, "max_bytes": 10**12, "alias_ttl": 30.0, **limits}
-    return ModelCache(**options, registry=registry), registry
+    return ModelCache(**options, source=source), source
 
 
 def test_concurrent_first_requests_load_a_version_once(train, model_name):
     # given
     version = train()["registered_version"]
-    cache, registry = new_cache()
+    cache, source = new_cache()
     start = threading.Barrier(8)
 
     def first_request(_):
@@ -50,7 +54,7 @@ def test_concurrent_first_requests_load_a_version_once(train, model_name):
         loaded = list(pool.map(first_request, range(8)))
 
     # then
-    assert registry.onnx_fetches == 1
+    assert source.onnx_fetches == 1
     assert cache.loads == 1
     assert all(entry is loaded[0] for entry in loaded)
     # files live under one directory per process, removed when it exits
@@ -118,7 +122,7 @@ def test_a_sklearn_request_as_a_version_is_published_shares_the_prefetch(train, 
     # given: a sklearn request that arrives the moment the new entry is visible (bounds are checked right
     # after a version is published)
     version = train()["registered_version"]
-    registry = CountingRegistry()
+    source = CountingSource()
 
     class RequestOnPublish(ModelCache):
         request = None
@@ -129,7 +133,7 @@ def test_a_sklearn_request_as_a_version_is_published_shares_the_prefetch(train, 
             if request is not None:
                 request()
 
-    cache = RequestOnPublish(max_entries=8, max_bytes=10**12, alias_ttl=30.0, registry=registry)
+    cache = RequestOnPublish(max_entries=8, max_bytes=10**12, alias_ttl=30.0, source=source)
     cache.request = lambda: cache.get(model_name, version).sklearn_model()
 
     # when
@@ -138,16 +142,16 @@ def test_a_sklearn_request_as_a_version_is_published_shares_the_prefetch(train, 
 
     # then: one download of the pickle, by the prefetch, which the request waited for
     assert loaded.sklearn_loaded
-    assert registry.sklearn_fetches == 1
+    assert source.sklearn_fetches == 1
 
 
 def test_a_damaged_pickle_is_fetched_again_before_it_is_refused(train, model_name):
     # given: a download cut short left part of the pickle in the version's directory
     version = train()["registered_version"]
-    cache, registry = new_cache()
+    cache, source = new_cache()
     loaded = cache.get(model_name, version)
     loaded._prefetch.join()
-    pickle_path = loaded.workdir / gateway.SKLEARN_FILE
+    pickle_path = loaded.workdir / contract.SKLEARN_FILE
     pickle_path.write_bytes(pickle_path.read_bytes()[:100])
 
     # when
@@ -155,7 +159,7 @@ def test_a_damaged_pickle_is_fetched_again_before_it_is_refused(train, model_nam
 
     # then
     assert model.predict([[0.0] * len(loaded.feature_names)]).shape == (1,)
-    assert registry.sklearn_fetches == 2
+    assert source.sklearn_fetches == 2
     assert gateway.file_sha256(pickle_path) == loaded.sklearn_sha256
 
 
@@ -188,20 +192,20 @@ def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(model_name, cap
     mlflow_version(model_name)
     gateway.model_alias_set(name=model_name, alias="champion", version=1)
 
-    class FailingOnce(InProcessRegistry):
+    class FailingOnce(CountingSource):
         fail = False
 
-        def version_number(self, **kwargs):
+        def model_version_number(self, **kwargs):
             if self.fail:
                 self.fail = False
                 raise RuntimeError("connection pool broken")
-            return super().version_number(**kwargs)
+            return super().model_version_number(**kwargs)
 
-    registry = FailingOnce()
-    cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, registry=registry)
+    source = FailingOnce()
+    cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, source=source)
     assert cache.resolve(model_name, "champion") == 1
     gateway.model_alias_set(name=model_name, alias="champion", version=2)
-    registry.fail = True
+    source.fail = True
 
     # when: requests keep coming
     deadline = time.monotonic() + 10
@@ -209,7 +213,7 @@ def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(model_name, cap
         time.sleep(0.02)
 
     # then
-    assert not registry.fail
+    assert not source.fail
     assert cache.resolve(model_name, "champion") == 2
     assert any(
         record.levelno == logging.ERROR and "connection pool broken" in str(record.exc_info[1])
@@ -218,29 +222,14 @@ def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(model_name, cap
     )
 
 
-def test_a_missing_version_is_not_found_through_the_child_process(train, model_name):
+def test_a_missing_version_is_not_found_and_the_cache_still_serves(train, model_name):
     # given
     version = train()["registered_version"]
     cache = model_cache()
-    assert isinstance(cache.registry.child, ChildProcessRegistry)
 
     # when
     with pytest.raises(NotFound):
         cache.get(model_name, version + 1)
 
-    # then: the process answers again after an error
-    assert cache.get(model_name, version).feature_names[:2] == ["temperature_c", "humidity_pct"]
-
-
-def test_the_child_process_restarts_after_it_exits(train, model_name):
-    # given: the child exited (idle, or killed)
-    version = train()["registered_version"]
-    registry = model_cache().registry.child
-    assert registry.version_number(name=model_name, version="latest") == version
-    registry.process.close()
-
-    # when
-    number = registry.version_number(name=model_name, version="latest")
-
     # then
-    assert number == version
+    assert cache.get(model_name, version).feature_names[:2] == ["temperature_c", "humidity_pct"]

@@ -14,14 +14,13 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
-from registry_mirror.errors import ApplicationError
+from core.errors import TooLarge
 
 
-def body_too_large(size: int) -> ApplicationError:
+def body_too_large(size: int) -> TooLarge:
     limit = settings.MDS_PREDICT_MAX_BYTES
-    return ApplicationError(
+    return TooLarge(
         f"The request body is {size} bytes; at most {limit} are accepted.",
-        code="too_large",
         extra={"bytes": size, "max_bytes": limit},
     )
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from registry_mirror.tabular import TableError, feature_matrix, read_csv
+from core.tabular import TableError, feature_matrix, read_csv
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from core import contract
+from core.errors import ApplicationError, MlflowUnavailable, UntrustedArtifact
 from registry_mirror import gateway
-from registry_mirror.errors import ApplicationError, RegistryUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class LoadedVersion:
     onnx_input: str = "input"
     sklearn_sha256: str = ""
     nbytes: int = 0
-    registry: Any = None
+    source: Any = None
     # Called after the sklearn model adds its size to ``nbytes``: the cache re-checks its byte bound.
     on_grow: Callable[[], None] | None = None
     _sklearn: Any = None
@@ -98,7 +99,7 @@ class LoadedVersion:
     def _load_sklearn(self):
         if self._prefetch is not None:
             self._prefetch.join()
-        path = self.workdir / gateway.SKLEARN_FILE
+        path = self.workdir / contract.SKLEARN_FILE
         if not path.exists():
             self._fetch_pickle(quiet=False)
         actual = _sha256(self, path)
@@ -119,8 +120,8 @@ class LoadedVersion:
 
     def _fetch_pickle(self, *, quiet: bool) -> None:
         try:
-            self.registry.fetch(
-                name=self.name, version=self.version, files=[gateway.SKLEARN_FILE], dst=str(self.workdir)
+            self.source.model_version_fetch(
+                name=self.name, version=self.version, files=[contract.SKLEARN_FILE], dst=str(self.workdir)
             )
         except Exception as exc:
             # Also when the version was evicted (its directory removed) while the file was on its way.
@@ -131,24 +132,22 @@ class LoadedVersion:
             elif isinstance(exc, ApplicationError):
                 raise
             else:
-                raise RegistryUnavailable(
-                    f"Could not fetch the sklearn file of version {self.version}; retry."
-                ) from exc
+                raise MlflowUnavailable(f"Could not fetch the sklearn file of version {self.version}; retry.") from exc
 
     def _run_onnx(self, X: np.ndarray) -> np.ndarray:
         return self.onnx_session.run(None, {self.onnx_input: X})[0].ravel()
 
 
-def load_version(*, name: str, version: int, registry) -> LoadedVersion:
+def load_version(*, name: str, version: int, source) -> LoadedVersion:
     """Download a version's ONNX file and open its session; the sklearn pickle is fetched and loaded later."""
     import onnxruntime as ort
 
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_workdir_root()))
     try:
-        fetched = registry.fetch(name=name, version=version, files=[gateway.ONNX_FILE], dst=str(workdir))
+        fetched = source.model_version_fetch(name=name, version=version, files=[contract.ONNX_FILE], dst=str(workdir))
         fetched_at = time.monotonic()
-        onnx_path = Path(fetched["paths"][gateway.ONNX_FILE])
+        onnx_path = Path(fetched["paths"][contract.ONNX_FILE])
         options = ort.SessionOptions()
         # One thread per call: small requests are the common case, and large ones are split across threads
         # by `predict_onnx` instead of paying onnxruntime's thread-pool hand-off on every request.
@@ -177,9 +176,9 @@ def load_version(*, name: str, version: int, registry) -> LoadedVersion:
             parity=fetched["metrics"],
             onnx_session=session,
             workdir=workdir,
-            sklearn_sha256=fetched["tags"].get(gateway.SKLEARN_SHA256_TAG, ""),
+            sklearn_sha256=fetched["tags"].get(contract.SKLEARN_SHA256_TAG, ""),
             nbytes=onnx_path.stat().st_size,
-            registry=registry,
+            source=source,
         )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -191,10 +190,9 @@ def _load_trusted_pickle(loaded: LoadedVersion, path: Path, actual: str):
 
     if not loaded.sklearn_sha256 or loaded.sklearn_sha256 != actual:
         # Unpickling runs code: only artifacts this service produced (and recorded) are loaded.
-        raise ApplicationError(
+        raise UntrustedArtifact(
             f"Version {loaded.version} of {loaded.name!r}: the sklearn artifact does not match the checksum"
             " recorded at training; refusing to load it.",
-            code="untrusted_artifact",
             extra={"expected_sha256": loaded.sklearn_sha256, "actual_sha256": actual},
         )
     with open(path, "rb") as handle:
@@ -205,7 +203,7 @@ def _sha256(loaded: LoadedVersion, path: Path) -> str:
     try:
         return gateway.file_sha256(path)
     except OSError as exc:
-        raise RegistryUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
+        raise MlflowUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
 
 
 def _forest_trees(model) -> list | None:

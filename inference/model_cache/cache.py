@@ -6,9 +6,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from registry_mirror.errors import ApplicationError
+from core.errors import ApplicationError
+from registry_mirror import gateway
 
-from .registries import InProcessRegistry
 from .versions import LoadedVersion, load_version
 
 logger = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ class _KeyLock:
 class ModelCache:
     """Versions by ``(name, number)``, bounded by ``max_entries`` and ``max_bytes``; see the module docstring."""
 
-    def __init__(self, *, max_entries: int, max_bytes: int, alias_ttl: float, registry=None):
+    def __init__(self, *, max_entries: int, max_bytes: int, alias_ttl: float, source=None):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.alias_ttl = alias_ttl
-        self.registry = registry or InProcessRegistry()
+        self.source = source or gateway
         self.loads = 0
         self._entries: OrderedDict[tuple[str, int], LoadedVersion] = OrderedDict()
         self._resolved: dict[tuple[str, str], _Resolved] = {}
@@ -56,7 +56,7 @@ class ModelCache:
                 with self._lock:
                     if key in self._entries:
                         return self._entries[key]
-                loaded = load_version(name=name, version=version, registry=self.registry)
+                loaded = load_version(name=name, version=version, source=self.source)
                 loaded.on_grow = self.enforce_bounds
                 # Before the entry is visible: a sklearn request that finds it then waits for this download.
                 loaded.prefetch_sklearn()
@@ -91,7 +91,7 @@ class ModelCache:
                     known = self._resolved.get(key)
                     if known is not None:
                         return known.version
-                version = self.registry.version_number(name=name, version=reference)
+                version = self.source.model_version_number(name=name, version=reference)
                 with self._lock:
                     self._resolved[key] = _Resolved(version, time.monotonic() + self.alias_ttl)
                 return version
@@ -147,7 +147,7 @@ class ModelCache:
         name, reference = key
         version = None
         try:
-            version = self.registry.version_number(name=name, version=reference)
+            version = self.source.model_version_number(name=name, version=reference)
         except ApplicationError as exc:
             # MLflow is down or the alias is gone: keep the known version, ask again after the next TTL.
             logger.warning("Could not re-resolve %s %s: %s", name, reference, exc.message)

@@ -14,8 +14,9 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 
+from core import contract
+from core.errors import MlflowUnavailable, NotFound
 from registry_mirror import gateway
-from registry_mirror.errors import NotFound, RegistryUnavailable
 from registry_mirror.gateway import serving
 
 
@@ -68,9 +69,9 @@ def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_
     # then
     assert numbers == {"latest": second, "@champion": first}
     assert fetched["feature_names"] == expected["feature_names"]
-    assert fetched["tags"][gateway.SKLEARN_SHA256_TAG] == expected["tags"][gateway.SKLEARN_SHA256_TAG]
+    assert fetched["tags"][contract.SKLEARN_SHA256_TAG] == expected["tags"][contract.SKLEARN_SHA256_TAG]
     assert fetched["metrics"] == expected["metrics"]
-    assert gateway.file_sha256(Path(fetched["paths"]["model.pkl"])) == fetched["tags"][gateway.SKLEARN_SHA256_TAG]
+    assert gateway.file_sha256(Path(fetched["paths"]["model.pkl"])) == fetched["tags"][contract.SKLEARN_SHA256_TAG]
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
@@ -86,7 +87,7 @@ def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, set
         gateway.model_version_number(name=model_name, version="@nobody")
     assert no_alias.value.extra["alias"] == "nobody"
     settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(RegistryUnavailable):
+    with pytest.raises(MlflowUnavailable):
         gateway.model_version_number(name=model_name, version="latest")
 
 
@@ -111,8 +112,8 @@ def test_a_download_cut_short_leaves_no_partial_file(settings, tmp_path):
 
     # when
     try:
-        with pytest.raises(RegistryUnavailable):
-            serving._rest_download("mlflow-artifacts:/1/models/m-1/artifacts", gateway.SKLEARN_FILE, tmp_path)
+        with pytest.raises(MlflowUnavailable):
+            serving._rest_download("mlflow-artifacts:/1/models/m-1/artifacts", contract.SKLEARN_FILE, tmp_path)
     finally:
         server.shutdown()
         server.server_close()

@@ -1,4 +1,4 @@
-"""The MLflow client every gateway module uses, the tags and file names we write, and error translation."""
+"""The MLflow client every gateway module uses, and the translation of its errors into ours."""
 
 import contextlib
 import hashlib
@@ -8,13 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from ..errors import NotFound, RegistryUnavailable
-
-JOB_TAG = "mds.job_id"
-SKLEARN_SHA256_TAG = "mds.sklearn_sha256"
-ONNX_SHA256_TAG = "mds.onnx_sha256"
-ONNX_FILE = "model.onnx"
-SKLEARN_FILE = "model.pkl"
+from core.errors import MlflowUnavailable, NotFound
 
 
 def client():
@@ -57,16 +51,16 @@ def translated_errors() -> Iterator[None]:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
         if exc.get_http_status_code() >= 500:
-            raise RegistryUnavailable(f"MLflow failed: {exc.message}") from exc
+            raise MlflowUnavailable(f"MLflow failed: {exc.message}") from exc
         raise
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
         if "Max retries exceeded" in exc.message or "Connection" in exc.message:
-            raise RegistryUnavailable(f"MLflow is unreachable: {exc.message}") from exc
+            raise MlflowUnavailable(f"MLflow is unreachable: {exc.message}") from exc
         raise
     except requests.exceptions.RequestException as exc:
-        raise RegistryUnavailable(f"MLflow is unreachable: {exc}") from exc
+        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
 
 
 def experiment_id() -> str:

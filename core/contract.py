@@ -1,0 +1,36 @@
+"""Names the apps agree on without importing each other: MLflow tags and files, plots, parity metrics, names.
+
+Training writes these into MLflow, the registry mirror and the inference cache read them back; keeping them in
+one place is what keeps the writers and the readers in step.
+"""
+
+# Tags written on the run, the logged model and the registered version.
+JOB_TAG = "mds.job_id"  # the training job's key: makes registration idempotent per job
+DATASET_SHA256_TAG = "mds.dataset_sha256"
+SKLEARN_SHA256_TAG = "mds.sklearn_sha256"
+ONNX_SHA256_TAG = "mds.onnx_sha256"
+
+# Files of a logged model's directory.
+ONNX_FILE = "model.onnx"
+SKLEARN_FILE = "model.pkl"
+
+# Run metrics that say how far the ONNX predictions stray from sklearn's (training/ml.py parity_metrics).
+PARITY_METRICS = ("onnx_max_abs_diff", "onnx_max_rel_diff")
+
+# Training plots: logged as ``plots/<name>.png`` on the run, shown on a version's admin page.
+PLOT_DIR = "plots"
+PLOTS = {
+    "predicted_vs_actual": "Holdout: predicted vs actual",
+    "feature_importances": "Feature importances",
+}
+
+
+def plot_path(name: str) -> str:
+    return f"{PLOT_DIR}/{name}.png"
+
+
+# Registered model names (MLflow allows more; these are safe in URLs, file names and filter strings).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
+# A version reference: a number, `latest` or an alias.
+VERSION_PATTERN = r"^([0-9]{1,9}|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"

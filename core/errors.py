@@ -1,0 +1,63 @@
+"""Domain errors shared by every app, and the one table that maps them to HTTP statuses. Pure Python.
+
+Each error class stands for one kind of answer; its ``code`` is a stable machine-readable name that clients
+match on (a class may carry more specific codes, such as ``TableError``'s ``bad_cell``). Services raise these,
+never HTTP exceptions; ``core.exception_handler`` renders them as ``{"message", "code", "extra"}``.
+"""
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    """A problem the caller can fix or must know about (400 unless a subclass says otherwise)."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.extra = extra or {}
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+
+
+class TooLarge(ApplicationError):
+    """A request or file over a configured size or row limit."""
+
+    code = "too_large"
+
+
+class UntrustedArtifact(ApplicationError):
+    """An artifact whose checksum does not match the one recorded when this service produced it."""
+
+    code = "untrusted_artifact"
+
+
+class Unavailable(ApplicationError):
+    """A dependency could not be reached: a transient fault, worth retrying later."""
+
+    code = "unavailable"
+
+
+class MlflowUnavailable(Unavailable):
+    """The MLflow tracking server or store could not be reached."""
+
+
+# Anything not listed here (ApplicationError and its other subclasses) is the client's to fix: 400.
+HTTP_STATUS: dict[type[ApplicationError], int] = {
+    NotFound: 404,
+    UntrustedArtifact: 409,
+    TooLarge: 413,
+    Unavailable: 503,
+}
+
+
+def http_status(error: ApplicationError) -> int:
+    """The HTTP status for ``error``: its nearest class in ``HTTP_STATUS``, else 400."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 400
