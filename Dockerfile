@@ -21,9 +21,10 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
-# Static files are collected at build time; settings need a key to import, and this throwaway one is used for
-# nothing else (production.py requires the real DJANGO_SECRET_KEY at run time).
-RUN DJANGO_SECRET_KEY=build-time-collectstatic-only python manage.py collectstatic --noinput -v0 \
+# Static files are collected at build time. Production settings require these variables to import; collectstatic
+# connects to nothing, and the real values come from the environment at run time.
+RUN DJANGO_SECRET_KEY=build-time-collectstatic-only DATABASE_URL=sqlite:// CELERY_BROKER_URL=memory:// \
+    DJANGO_ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput -v0 \
     && useradd --system --uid 10001 --create-home --home-dir /home/mds mds \
     && chown -R mds /var/lib/mds
 

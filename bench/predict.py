@@ -85,7 +85,9 @@ def main() -> int:
     env = {
         **os.environ,
         "MDS_DATA_DIR": str(data_dir),
-        "DJANGO_SETTINGS_MODULE": "mds_project.settings.base",
+        # The embedded settings against an MLflow server, without DEBUG's per-request bookkeeping.
+        "DJANGO_SETTINGS_MODULE": "mds_project.settings.local",
+        "DJANGO_DEBUG": "false",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TMPDIR": str(data_dir / "tmp"),

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.base")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.production")
 
 LEAN_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware")
 LEAN_PATHS = ("/predict", "/health")

@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 
 : "${PORT:=8000}" "${MLFLOW_UI_PORT:=5001}" "${MDS_DATA_DIR:=$PWD/var}"
 export PORT MDS_DATA_DIR MLFLOW_UI_URL="${MLFLOW_UI_URL:-http://127.0.0.1:$MLFLOW_UI_PORT}"
+# gunicorn's mds_project.wsgi would otherwise default to production settings. Local settings serve static files
+# from the apps, so there is nothing to collect.
+export DJANGO_SETTINGS_MODULE=mds_project.settings.local
 mkdir -p "$MDS_DATA_DIR/mlflow/artifacts" "$MDS_DATA_DIR/logs"
 
 python manage.py migrate --noinput -v0
-python manage.py collectstatic --noinput -v0
 python manage.py bootstrap_local
 
 # The MLflow UI reads the same SQLite store and artifact directory the service writes.

@@ -1,8 +1,8 @@
-"""Settings read from the environment; every default is the embedded, single-machine mode.
+"""Settings every configuration shares, read from the environment.
 
-With nothing configured MDS runs on SQLite, local files, an MLflow store in ``MDS_DATA_DIR`` and in-process
-(eager) tasks. Setting ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``MLFLOW_TRACKING_URI`` and ``MDS_S3_*``
-moves each part onto a real server.
+``local`` adds the embedded, single-machine defaults (SQLite, in-process tasks, a fixed development key);
+``production`` requires the secrets and servers instead. ``MLFLOW_TRACKING_URI`` and ``MDS_S3_*`` move the
+model registry and dataset uploads onto a real server in either.
 """
 
 from pathlib import Path
@@ -14,9 +14,6 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# A fixed key is only acceptable for the embedded, local mode; production.py requires one.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="mds-insecure-local-only-key")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # Everything the embedded mode keeps (SQLite DB, uploads, MLflow store) lives under one directory.
@@ -68,9 +65,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{MDS_DATA_DIR / 'db.sqlite3'}")}
-# Keep connections open between requests; the embedded SQLite mode ignores this.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# DATABASES: local.py (SQLite in MDS_DATA_DIR unless DATABASE_URL is set) and production.py (DATABASE_URL).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -121,9 +116,10 @@ if MDS_S3_BUCKET:
     }
 else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+# Static files as the apps ship them; production.py serves the compressed, hashed copies collectstatic makes.
 STORAGES = {
     "default": _default_storage,
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
 REST_FRAMEWORK = {
@@ -147,9 +143,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery --------------------------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
-# No broker configured: run tasks in-process (eager) so the embedded mode needs no server.
-CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
+# CELERY_BROKER_URL and CELERY_TASK_ALWAYS_EAGER: local.py (in-process without a broker) and production.py.
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -167,6 +161,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- MLflow --------------------------------------------------------------------------------------------------
+# An MLflow server's URL, or by default a store in MDS_DATA_DIR, shared by every process that shares the directory.
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{MDS_DATA_DIR / 'mlflow' / 'mlflow.db'}")
 # Where a new experiment keeps artifacts when the tracking URI is a local database (embedded mode);
 # an MLflow server decides this itself (its --artifacts-destination).

@@ -1,9 +1,39 @@
-"""Production hardening: secrets are required, so a misconfigured deployment fails at start-up."""
+"""Production: secrets and servers are required, so a misconfigured deployment fails at start-up.
+
+``mds_project.wsgi``, ``asgi``, ``inference_wsgi`` and the Celery app default to these settings.
+"""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
 from .base import env
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+# No development default for these: each one missing (or empty) stops the process, named.
+_REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS")
+_missing = [name for name in _REQUIRED if not os.environ.get(name, "").strip()]
+if _missing:
+    raise ImproperlyConfigured(
+        f"{', '.join(_missing)} not set: mds_project.settings.production requires "
+        f"{'it' if len(_missing) == 1 else 'each of them'} in the environment (see .env.example)."
+    )
+
 DEBUG = False
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+
+DATABASES = {"default": env.db("DATABASE_URL")}
+# Keep connections open between requests, checked before reuse so a restarted server costs no failed request.
+# https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+CELERY_TASK_ALWAYS_EAGER = False
+
+# collectstatic writes compressed copies with content hashes in their names, so they can be cached forever.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}  # noqa: F405
+
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

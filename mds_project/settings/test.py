@@ -1,4 +1,4 @@
-"""Test settings: the embedded defaults in a throwaway data directory, PostgreSQL when DATABASE_URL is set."""
+"""Test settings: the local (embedded) settings in a throwaway data directory, PostgreSQL when DATABASE_URL is set."""
 
 import atexit
 import os
@@ -12,11 +12,10 @@ if "MDS_TEST_DATA_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["MDS_TEST_DATA_DIR"], ignore_errors=True)
 os.environ["MDS_DATA_DIR"] = os.environ["MDS_TEST_DATA_DIR"]
 
-from .base import *  # noqa: E402,F403
+from .local import *  # noqa: E402,F403
 
+# As deployed; pytest-django turns DEBUG off in the test process anyway, this covers the processes tests start.
+DEBUG = WHITENOISE_AUTOREFRESH = False
 # Tests run tasks in-process unless a test starts a real worker.
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
-# WhiteNoise warns on every request when the static directory is missing; tests never collect static files.
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

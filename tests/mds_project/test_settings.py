@@ -1,0 +1,152 @@
+"""Settings modules and the entry points that pick them, run as real processes with a clean environment."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS")
+PRODUCTION_ENV = {
+    "DJANGO_SECRET_KEY": "a-test-key-that-is-long-enough-for-the-check-framework-0123456789",
+    # Nothing connects at start-up: neither server has to exist.
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/mds_settings",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
+    "DJANGO_ALLOWED_HOSTS": "mds.example.com",
+}
+ENTRY_POINTS = {
+    "wsgi": "import mds_project.wsgi",
+    "asgi": "import mds_project.asgi",
+    "inference_wsgi": "import mds_project.inference_wsgi",
+    "celery": "from mds_project.celery import app; app.conf.broker_url",
+}
+
+
+@pytest.fixture
+def clean_env(tmp_path):
+    """The environment of a fresh shell: no settings module, none of the configuration this test run has."""
+    env = {k: v for k, v in os.environ.items() if k not in {*REQUIRED, "DJANGO_SETTINGS_MODULE", "MDS_TEST_DATA_DIR"}}
+    env["MDS_DATA_DIR"] = str(tmp_path / "fresh-data-dir")
+    return env
+
+
+def run(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_migrate_works_in_a_fresh_clone_with_the_default_settings(clean_env):
+    # given: no data directory yet, and no DJANGO_SETTINGS_MODULE
+    data_dir = Path(clean_env["MDS_DATA_DIR"])
+    assert not data_dir.exists()
+
+    # when
+    result = run(["manage.py", "migrate", "--noinput"], clean_env)
+
+    # then: local settings made the directory and put SQLite in it
+    assert result.returncode == 0, result.stderr
+    assert (data_dir / "db.sqlite3").is_file()
+
+
+def test_local_settings_serve_the_admin_and_its_css_without_collectstatic(clean_env):
+    # given: runserver on a fresh data directory, nothing collected
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=clean_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{url}/health", timeout=2)
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    pytest.fail(f"runserver did not start: {server.communicate()[1]}")
+                time.sleep(0.3)
+
+        # when
+        login = requests.get(f"{url}/admin/login/", timeout=10)
+        css = requests.get(f"{url}/static/admin/css/base.css", timeout=10)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+    # then
+    assert login.status_code == 200
+    assert "/static/admin/css/base.css" in login.text
+    assert css.status_code == 200
+    assert css.headers["Content-Type"].startswith("text/css")
+    assert not any((Path(clean_env["MDS_DATA_DIR"]) / "static").iterdir())
+
+
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_production_settings_refuse_to_start_without_a_required_variable(clean_env, missing):
+    # given
+    env = {**clean_env, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "mds_project.settings.production"}
+    del env[missing]
+
+    # when
+    result = run(["-c", "import django; django.setup()"], env)
+
+    # then
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("django.core.exceptions.ImproperlyConfigured")
+    assert missing in message
+    assert not any(name in message for name in REQUIRED if name != missing)
+
+
+def test_production_settings_start_with_every_required_variable(clean_env):
+    # given
+    env = {**clean_env, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "mds_project.settings.production"}
+    show = "import django; django.setup(); from django.conf import settings as s; "
+    show += "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.DATABASES['default']['CONN_HEALTH_CHECKS'], "
+    show += "s.STORAGES['staticfiles']['BACKEND'])"
+
+    # when
+    result = run(["-c", show], env)
+
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "False",
+        "True",
+        "True",
+        "whitenoise.storage.CompressedManifestStaticFilesStorage",
+    ]
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_entry_points_default_to_production_settings(clean_env, entry_point):
+    # given: no DJANGO_SETTINGS_MODULE and no production configuration
+    code = ENTRY_POINTS[entry_point]
+
+    # when
+    refused = run(["-c", code], clean_env)
+    started = run(
+        ["-c", f"{code}; import os; print(os.environ['DJANGO_SETTINGS_MODULE'])"], {**clean_env, **PRODUCTION_ENV}
+    )
+
+    # then
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured: DJANGO_SECRET_KEY" in refused.stderr
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.split()[-1] == "mds_project.settings.production"
