@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS")
@@ -150,3 +153,47 @@ def test_entry_points_default_to_production_settings(clean_env, entry_point):
     assert "ImproperlyConfigured: DJANGO_SECRET_KEY" in refused.stderr
     assert started.returncode == 0, started.stderr
     assert started.stdout.split()[-1] == "mds_project.settings.production"
+
+
+def celery_check_ids() -> list[str]:
+    return [message.id for message in checks.run_checks(tags=["celery"])]
+
+
+def test_celery_time_limits_in_order_pass_the_system_check(settings):
+    # given
+    settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT = 40, 50
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
+
+    # when / then
+    assert celery_check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "visibility", "expected"),
+    [
+        (50, 50, 60, ["mds.E001"]),
+        (40, 60, 60, ["mds.E002"]),
+        (70, 65, 60, ["mds.E001", "mds.E002"]),
+    ],
+)
+def test_celery_time_limits_out_of_order_fail_the_system_check(settings, soft, hard, visibility, expected):
+    # given
+    settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT = soft, hard
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": visibility}
+
+    # when / then
+    assert celery_check_ids() == expected
+
+
+def test_manage_py_check_refuses_a_time_limit_beyond_the_visibility_timeout(settings):
+    # given
+    settings.CELERY_TASK_TIME_LIMIT = 4000
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+    # when
+    with pytest.raises(SystemCheckError) as refused:
+        call_command("check")
+
+    # then
+    assert "mds.E002" in str(refused.value)
+    assert "CELERY_VISIBILITY_TIMEOUT" in str(refused.value)
