@@ -11,7 +11,8 @@ from .base import *  # noqa: F403
 from .base import env
 
 # No development default for these: each one missing (or empty) stops the process, named.
-_REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS")
+# Without MLFLOW_TRACKING_URI models would go to a local SQLite store inside the container and vanish with it.
+_REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS", "MLFLOW_TRACKING_URI")
 _missing = [name for name in _REQUIRED if not os.environ.get(name, "").strip()]
 if _missing:
     raise ImproperlyConfigured(

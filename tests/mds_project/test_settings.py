@@ -14,13 +14,14 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS")
+REQUIRED = ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_ALLOWED_HOSTS", "MLFLOW_TRACKING_URI")
 PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "a-test-key-that-is-long-enough-for-the-check-framework-0123456789",
     # Nothing connects at start-up: neither server has to exist.
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/mds_settings",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
     "DJANGO_ALLOWED_HOSTS": "mds.example.com",
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5999",
 }
 ENTRY_POINTS = {
     "wsgi": "import mds_project.wsgi",
