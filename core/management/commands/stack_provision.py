@@ -1,0 +1,167 @@
+"""Provision the local stack that ``scripts/stack.sh`` supervises, in two steps around its services' start.
+
+    manage.py stack_provision prepare   before any service: data directories, secrets.env, the two databases
+    manage.py stack_provision finish    once S3 runs and Django's database is migrated: the Redis database,
+                                        the S3 buckets, the API token, stack.env for clients and tests
+
+The stack's coordinates come from the environment ``scripts/stack.sh`` exports (``STACK_*``, ``CELERY_BROKER_URL``,
+``MLFLOW_TRACKING_URI``, ``MDS_S3_ENDPOINT_URL``, the S3 keys). With ``STACK_FRESH=1`` it first removes what an
+earlier stack left: S3 objects, data and Redis files, both databases, the Redis database. ``prepare`` runs before
+Django's database exists: it reaches PostgreSQL through psycopg and never opens Django's own connection.
+"""
+
+import os
+import secrets
+import shlex
+import shutil
+import time
+from io import StringIO
+from pathlib import Path
+
+import boto3
+import psycopg
+import redis
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from psycopg import sql
+
+HOST = "127.0.0.1"
+
+
+def _env(name: str) -> str:
+    try:
+        return os.environ[name]
+    except KeyError:
+        raise CommandError(f"{name} is not set: run this through scripts/stack.sh") from None
+
+
+def _write_private(path: Path, values: dict[str, str]) -> None:
+    """Write ``NAME=value`` lines readable by the owner only, replacing ``path`` in one step."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+    partial.replace(path)
+
+
+class Command(BaseCommand):
+    help = "Provision the local stack: 'prepare' before its services start, 'finish' once S3 and the database are up."
+    # System checks may query a database that 'prepare' has yet to create.
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("step", choices=["prepare", "finish"])
+
+    def handle(self, *args, step: str, **options):
+        self.stack_dir = Path(_env("STACK_DIR"))
+        self.fresh = os.environ.get("STACK_FRESH") == "1"
+        if step == "prepare":
+            self._directories()
+            self._secrets()
+            self._databases()
+        else:
+            self._redis()
+            self._buckets()
+            self._stack_env(self._token())
+
+    def _log(self, message: str) -> None:
+        self.stdout.write(f"[stack] {message}")
+
+    def _directories(self) -> None:
+        self.stack_dir.mkdir(parents=True, exist_ok=True)
+        self.stack_dir.chmod(0o700)
+        for name in ("s3", "data", "redis"):
+            path = self.stack_dir / name
+            if self.fresh and path.exists():
+                # Objects and databases go together: an MLflow database whose artifacts are gone is worse than none.
+                self._log(f"removing {path} (STACK_FRESH=1)")
+                shutil.rmtree(path)
+            path.mkdir(exist_ok=True)
+
+    def _secrets(self) -> None:
+        """Made once per stack directory and kept out of the repository (``var/`` is ignored)."""
+        path = self.stack_dir / "secrets.env"
+        if path.exists():
+            return
+        self._log(f"generating {path}")
+        values = {
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
+            "AWS_ACCESS_KEY_ID": f"mds-{secrets.token_hex(6)}",
+            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(32),
+        }
+        _write_private(path, values)
+
+    def _databases(self) -> None:
+        server = {"host": HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
+        with psycopg.connect(**server, autocommit=True) as connection:
+            for name in (_env("STACK_DJANGO_DB"), _env("STACK_MLFLOW_DB")):
+                if self.fresh:
+                    self._log(f"dropping database {name} (STACK_FRESH=1)")
+                    connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                    self._log(f"creating database {name}")
+                    connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def _redis(self) -> None:
+        """Empty the stack's own Redis database; a shared Redis's other databases are never touched."""
+        if self.fresh:
+            url = _env("CELERY_BROKER_URL")
+            self._log(f"emptying redis database {url.rsplit('/', 1)[-1]} (STACK_FRESH=1)")
+            redis.Redis.from_url(url).flushdb()
+
+    def _buckets(self) -> None:
+        """Both buckets must exist before anything writes (MinIO makes none by itself; SeaweedFS is idempotent)."""
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=_env("MDS_S3_ENDPOINT_URL"),
+            aws_access_key_id=_env("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=_env("AWS_SECRET_ACCESS_KEY"),
+            region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            config=Config(
+                s3={"addressing_style": "path"},
+                # Some non-AWS S3 servers reject boto3's default request checksums.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 1},
+            ),
+        )
+        # The S3 port answers a moment before the server accepts requests.
+        deadline = time.monotonic() + int(os.environ.get("STACK_WAIT_SECONDS", "90"))
+        while True:
+            try:
+                existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
+                for bucket in (_env("STACK_ARTIFACTS_BUCKET"), _env("STACK_DATASETS_BUCKET")):
+                    if bucket not in existing:
+                        s3.create_bucket(Bucket=bucket)
+                        self._log(f"created bucket {bucket}")
+                return
+            except (BotoCoreError, ClientError) as exc:
+                if time.monotonic() > deadline:
+                    raise CommandError(f"S3 not ready: {exc}") from exc
+                time.sleep(0.5)
+
+    def _token(self) -> str:
+        out = StringIO()
+        call_command("issue_token", os.environ.get("STACK_API_USER", "stack"), stdout=out)
+        return out.getvalue().strip()
+
+    def _stack_env(self, token: str) -> None:
+        """What a client or the integration suite needs: URLs, the API token, S3 keys."""
+        path = self.stack_dir / "stack.env"
+        values = {
+            "MDS_STACK": "1",
+            "MDS_STACK_DIR": str(self.stack_dir),
+            "MDS_STACK_WEB_URL": f"http://{HOST}:{_env('STACK_WEB_PORT')}",
+            "MDS_STACK_INFERENCE_URL": f"http://{HOST}:{_env('STACK_INFERENCE_PORT')}",
+            "MDS_STACK_TOKEN": token,
+            "MDS_STACK_MLFLOW_URI": _env("MLFLOW_TRACKING_URI"),
+            "MDS_STACK_S3_ENDPOINT": _env("MDS_S3_ENDPOINT_URL"),
+            "MDS_STACK_S3_ACCESS_KEY": _env("AWS_ACCESS_KEY_ID"),
+            "MDS_STACK_S3_SECRET_KEY": _env("AWS_SECRET_ACCESS_KEY"),
+            "MDS_STACK_DATASETS_BUCKET": _env("STACK_DATASETS_BUCKET"),
+            "MDS_STACK_ARTIFACTS_BUCKET": _env("STACK_ARTIFACTS_BUCKET"),
+            "MDS_STACK_VISIBILITY_TIMEOUT": _env("CELERY_VISIBILITY_TIMEOUT"),
+        }
+        _write_private(path, values)
