@@ -36,6 +36,12 @@ class UntrustedArtifact(ApplicationError):
     code = "untrusted_artifact"
 
 
+class Conflict(ApplicationError):
+    """The request clashes with the current state (a promotion worse than the current holder, say)."""
+
+    code = "conflict"
+
+
 class Unavailable(ApplicationError):
     """A dependency could not be reached: a transient fault, worth retrying later."""
 
@@ -50,6 +56,7 @@ class MlflowUnavailable(Unavailable):
 HTTP_STATUS: dict[type[ApplicationError], int] = {
     NotFound: 404,
     UntrustedArtifact: 409,
+    Conflict: 409,
     TooLarge: 413,
     Unavailable: 503,
 }

@@ -38,7 +38,8 @@ def api_exception_handler(exc, context):
         }
     else:
         detail = response.data.get("detail", str(exc)) if isinstance(response.data, dict) else str(exc)
-        response.data = {"message": str(detail), "code": getattr(exc, "default_code", "error"), "extra": {}}
+        extra = {"retry_after_seconds": int(response["Retry-After"])} if response.has_header("Retry-After") else {}
+        response.data = {"message": str(detail), "code": getattr(exc, "default_code", "error"), "extra": extra}
     return response
 
 

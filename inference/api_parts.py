@@ -9,12 +9,15 @@ import threading
 import time
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
 from core.errors import TooLarge
+from core.throttles import SettingRateThrottle
 
 
 def body_too_large(size: int) -> TooLarge:
@@ -94,3 +97,20 @@ class AcceptCSVNegotiation(DefaultContentNegotiation):
             if renderer.media_type == wanted:
                 return renderer, wanted
         return super().select_renderer(request, renderers, format_suffix)
+
+
+class PredictThrottle(SettingRateThrottle):
+    """Predictions per user (``MDS_THROTTLE_PREDICT``, off by default): no cache round trip while it is off."""
+
+    scope = "predict"
+    setting = "MDS_THROTTLE_PREDICT"
+
+
+class CachedTokenScheme(OpenApiAuthenticationExtension):
+    """The schema's name for the cached token check: the same header as ``tokenAuth``, a component of its own."""
+
+    target_class = CachedTokenAuthentication
+    name = "cachedTokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix=self.target.keyword)

@@ -10,6 +10,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from core.permissions import requires
 from core.tabular import TableError
 
 from .api_parts import (
@@ -19,6 +20,7 @@ from .api_parts import (
     CSVRenderer,
     FastJSONRenderer,
     JSONBodyParser,
+    PredictThrottle,
     body_too_large,
 )
 from .parsing import write_csv
@@ -28,7 +30,7 @@ from .services import FORMATS, model_cache_status, prediction_create
 PREDICT_SCHEMA = extend_schema(
     parameters=[
         OpenApiParameter("model_name", description="Registered model (default rf_regressor)."),
-        OpenApiParameter("version", description="A number, `latest` (default) or `@alias`."),
+        OpenApiParameter("version", description="A number, `latest` or `@alias` (default: `@champion`)."),
         OpenApiParameter("alias", description="An alias such as `champion`, instead of `version`."),
         OpenApiParameter("format", enum=FORMATS, description="Engine; `auto` picks the faster one."),
     ],
@@ -51,6 +53,9 @@ PREDICT_SCHEMA = extend_schema(
 class PredictionViewSet(viewsets.GenericViewSet):
     serializer_class = PredictionSerializer
     authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
+    # The user (and so its permissions) is cached with its token for MDS_TOKEN_CACHE_TTL seconds.
+    permission_classes = [requires("registry_mirror.predict")]
+    throttle_classes = [PredictThrottle]
     parser_classes = [CSVBodyParser, JSONBodyParser, MultiPartParser, FormParser]
     renderer_classes = [FastJSONRenderer, CSVRenderer]
     content_negotiation_class = AcceptCSVNegotiation

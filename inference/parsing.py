@@ -20,6 +20,7 @@ import numpy as np
 from core.errors import TooLarge
 from core.tabular import (
     TableError,
+    check_column_count,
     check_header,
     decode_text,
     feature_matrix,
@@ -58,10 +59,11 @@ def too_many_rows(n_rows: int, max_rows: int) -> TooLarge:
     )
 
 
-def parse_csv(raw: bytes, *, max_rows: int) -> Table:
-    """Read a CSV body; ``TableError`` if it is not CSV, ``too_large`` past ``max_rows`` data rows."""
+def parse_csv(raw: bytes, *, max_rows: int, max_columns: int | None = None) -> Table:
+    """Read a CSV body; ``TableError`` if it is not CSV or has more than ``max_columns`` columns, ``too_large``
+    past ``max_rows`` data rows."""
     if len(raw) > SMALL_CSV_BYTES:
-        frame = read_csv(raw)
+        frame = read_csv(raw, max_columns=max_columns)
         if len(frame) > max_rows:
             raise too_many_rows(len(frame), max_rows)
         return Table(columns=list(frame.columns), frame=frame)
@@ -71,7 +73,7 @@ def parse_csv(raw: bytes, *, max_rows: int) -> Table:
     except csv.Error as exc:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
     header = [cell.strip() for cell in records[0]]
-    check_header(header)
+    check_header(header, max_columns=max_columns)
     rows = records[1:]
     if len(rows) > max_rows:
         raise too_many_rows(len(rows), max_rows)
@@ -87,8 +89,11 @@ def parse_csv(raw: bytes, *, max_rows: int) -> Table:
     return Table(columns=header, rows=rows)
 
 
-def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
-    """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of rows given as lists."""
+def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int, max_columns: int | None = None) -> Table:
+    """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of rows given as lists.
+
+    Column counts are checked against ``max_columns`` before any per-column work (``too_many_columns``).
+    """
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -102,19 +107,20 @@ def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int) -> Table:
     key = present[0]
     payload = body[key]
     if key == "dataframe_split":
-        return _dataframe_split(payload, columns, max_rows)
+        return _dataframe_split(payload, columns, max_rows, max_columns)
     # MLflow also accepts {column: [values...]} for instances/inputs.
     if isinstance(payload, dict) and key != "dataframe_records":
+        check_column_count(len(payload), max_columns)
         return _column_lists(payload, key, max_rows)
     if not isinstance(payload, list):
         raise TableError(f'"{key}" needs a list of rows.', code="bad_json")
     _check_rows(payload, max_rows)
     if all(isinstance(row, list) for row in payload):
         return _row_lists(payload, columns)
-    return _records(payload, key)
+    return _records(payload, key, max_columns)
 
 
-def _dataframe_split(payload: Any, columns: Sequence[str], max_rows: int) -> Table:
+def _dataframe_split(payload: Any, columns: Sequence[str], max_rows: int, max_columns: int | None) -> Table:
     """``{"columns": [...], "data": [[...], ...]}``; without ``columns`` the rows are in signature order."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise TableError('"dataframe_split" needs "columns" and "data" (a list of rows).', code="bad_json")
@@ -122,6 +128,7 @@ def _dataframe_split(payload: Any, columns: Sequence[str], max_rows: int) -> Tab
     if given is not None and not (isinstance(given, list) and all(isinstance(name, str) for name in given)):
         raise TableError('"dataframe_split.columns" must be a list of column names.', code="bad_json")
     header = list(given or columns)
+    check_column_count(len(header), max_columns)
     data = payload["data"]
     _check_rows(data, max_rows)
     for number, row in enumerate(data, start=1):
@@ -157,13 +164,15 @@ def _row_lists(payload: list[list], columns: Sequence[str]) -> Table:
     return Table(columns=list(columns), rows=payload)
 
 
-def _records(payload: list, key: str) -> Table:
+def _records(payload: list, key: str, max_columns: int | None) -> Table:
     """Rows as ``{column: value}`` objects; a column missing from a row is an empty cell."""
     header: dict[str, None] = {}
     for number, record in enumerate(payload, start=1):
         if not isinstance(record, dict):
             raise TableError(f'Row {number} of "{key}" is not an object.', code="bad_json", extra={"row": number})
+        check_column_count(len(record), max_columns)
         header.update(dict.fromkeys(record))
+        check_column_count(len(header), max_columns)
     names = [str(name) for name in header]
     return Table(columns=names, rows=[[record.get(name) for name in names] for record in payload])
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
+from core.errors import UntrustedArtifact
 from core.tabular import TableError
 
 from .model_cache import LoadedVersion, model_cache, prediction_threads
@@ -31,24 +32,32 @@ def prediction_create(
     feature columns, and other columns are ignored.
 
     ``auto`` picks the faster engine for the batch: ONNX, or sklearn for large batches and for versions whose
-    recorded ONNX parity is outside ``MDS_AUTO_MAX_REL_DIFF``.
+    recorded ONNX parity is outside ``MDS_AUTO_MAX_REL_DIFF``, but never a pickle that is not trusted.
 
     Raises:
         NotFound: no such model, version or alias.
-        TableError: the input lacks a feature column or holds an empty or non-numeric cell.
-        ApplicationError: ``too_large`` past ``MDS_PREDICT_MAX_ROWS`` rows.
+        TableError: the input lacks a feature column, holds an empty or non-numeric cell, or has more than
+            ``MDS_MAX_COLUMNS`` columns (checked before any per-column work).
+        TooLarge: past ``MDS_PREDICT_MAX_ROWS`` rows.
+        UntrustedArtifact: ``format=sklearn`` for a version whose pickle this service did not record, or whose
+            artifact does not match the record.
     """
     cache = model_cache()
     loaded = cache.get(model_name, cache.resolve(model_name, version))
-    max_rows = settings.MDS_PREDICT_MAX_ROWS
+    limits = {"max_rows": settings.MDS_PREDICT_MAX_ROWS, "max_columns": settings.MDS_MAX_COLUMNS}
     if body_format == "json":
-        table = parse_json(body, columns=loaded.feature_names, max_rows=max_rows)
+        table = parse_json(body, columns=loaded.feature_names, **limits)
     else:
-        table = parse_csv(body, max_rows=max_rows)
+        table = parse_csv(body, **limits)
     if len(table) == 0:
         raise TableError("There are no rows to predict.", code="empty_file")
     X = features(table, loaded.feature_names)
     engine = _engine(loaded, model_format, len(X))
+    if engine == "sklearn" and model_format == "auto":
+        try:
+            loaded.sklearn_model()
+        except UntrustedArtifact:
+            engine = "onnx"
     threads = prediction_threads()
     values = loaded.predict_sklearn(X, threads) if engine == "sklearn" else loaded.predict_onnx(X, threads)
     return Prediction(
@@ -63,6 +72,8 @@ def prediction_create(
 def _engine(loaded: LoadedVersion, model_format: str, n_rows: int) -> str:
     if model_format != "auto":
         return model_format
+    if not loaded.sklearn_trusted:
+        return "onnx"
     if not loaded.parity_within(settings.MDS_AUTO_MAX_REL_DIFF):
         return "sklearn"
     return "sklearn" if n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS else "onnx"

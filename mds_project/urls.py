@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from inference.apis import PredictionViewSet, ready
@@ -23,6 +23,9 @@ urlpatterns = [
     path("health/ready", ready, name="health-ready"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/redoc", SpectacularRedocView.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"
+    ),
     *router.urls,
     path("", include("registry_mirror.urls")),
 ]

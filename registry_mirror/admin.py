@@ -16,9 +16,9 @@ from core.errors import ApplicationError, NotFound
 
 from . import gateway, selectors
 from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFilter
-from .models import AliasMove, ModelVersion, RegisteredModel
+from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
 from .origins import model_version_origin_links
-from .services import model_alias_set, registry_mirror_sync
+from .services import model_alias_remove, model_alias_set, registry_mirror_sync
 
 
 class ReadOnlyMirrorAdmin(admin.ModelAdmin):
@@ -112,6 +112,11 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
             path("sync/", self.admin_site.admin_view(self.sync_view), name=f"{prefix}_sync"),
             path("<path:object_id>/alias/", self.admin_site.admin_view(self.alias_view), name=f"{prefix}_alias"),
             path(
+                "<path:object_id>/alias/remove/",
+                self.admin_site.admin_view(self.alias_remove_view),
+                name=f"{prefix}_alias_remove",
+            ),
+            path(
                 "<path:object_id>/plots/<slug:plot>.png",
                 self.admin_site.admin_view(self.plot_view),
                 name=f"{prefix}_plot",
@@ -179,7 +184,14 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
             return HttpResponseRedirect(page)
         alias = form.cleaned_data["alias"]
         try:
-            move = model_alias_set(model_version=version, alias=alias, user=request.user)
+            move = model_alias_set(
+                name=version.name,
+                alias=alias,
+                version=version.version,
+                user=request.user,
+                force=form.cleaned_data["force"],
+                source=AliasMove.Source.ADMIN,
+            )
         except ApplicationError as exc:
             self.message_user(request, f"Alias not set: {exc.message}", messages.ERROR)
         else:
@@ -187,7 +199,24 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                 self.message_user(request, f"@{alias} already points at {version}.", messages.INFO)
             else:
                 moved = f" (moved from v{move.from_version})" if move.from_version else ""
-                self.message_user(request, f"@{alias} now points at {version}{moved}.", messages.SUCCESS)
+                forced = ", forced past the RMSE gate" if move.forced else ""
+                self.message_user(request, f"@{alias} now points at {version}{moved}{forced}.", messages.SUCCESS)
+        return HttpResponseRedirect(page)
+
+    def alias_remove_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("registry_mirror.set_alias"):
+            raise PermissionDenied
+        version = _version_or_404(object_id)
+        page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
+        alias = request.POST.get("alias", "")
+        try:
+            model_alias_remove(name=version.name, alias=alias, user=request.user, source=AliasMove.Source.ADMIN)
+        except ApplicationError as exc:
+            self.message_user(request, f"Alias not removed: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(request, f"@{alias} removed from {version.name}.", messages.SUCCESS)
         return HttpResponseRedirect(page)
 
     def plot_view(self, request, object_id, plot):
@@ -233,7 +262,23 @@ class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
 
 @admin.register(AliasMove)
 class AliasMoveAdmin(ReadOnlyMirrorAdmin):
-    list_display = ["created_at", "model_name", "alias", "from_version", "to_version", "source", "moved_by"]
-    list_filter = ["source", "alias"]
+    list_display = ["created_at", "model_name", "alias", "from_version", "to_version", "source", "forced", "moved_by"]
+    list_filter = ["source", "forced", "alias"]
     search_fields = ["=model_name"]
     list_select_related = ["moved_by"]
+
+
+@admin.register(TrainedVersion)
+class TrainedVersionAdmin(ReadOnlyMirrorAdmin):
+    """The checksums serving trusts: written by trainings only, never editable."""
+
+    list_display = ["name", "version", "job_key", "short_sklearn", "short_onnx", "created_at"]
+    search_fields = ["=name", "=job_key"]
+
+    @admin.display(description="sklearn sha256")
+    def short_sklearn(self, obj: TrainedVersion) -> str:
+        return obj.sklearn_sha256[:12]
+
+    @admin.display(description="onnx sha256")
+    def short_onnx(self, obj: TrainedVersion) -> str:
+        return obj.onnx_sha256[:12]

@@ -70,5 +70,6 @@ class AliasForm(forms.Form):
     alias = forms.CharField(
         max_length=256,
         initial="champion",
-        validators=[RegexValidator(r"^[A-Za-z0-9_\-]+$", "Letters, digits, '_' and '-' only.")],
+        validators=[RegexValidator(r"^[A-Za-z][A-Za-z0-9_\-]*$", "A letter, then letters, digits, '_' or '-'.")],
     )
+    force = forms.BooleanField(required=False)

@@ -1,14 +1,29 @@
-"""``/models/``: read-only listings of the registry mirror, for curl users (token auth, paginated).
+"""``/models/``: read-only listings of the registry mirror, and moving aliases (promotion).
 
-Answers come from the mirror, not from MLflow, so they cost one database query and reflect the last sync.
-``?include_deleted=true`` also lists what was deleted in MLflow.
+Listings come from the mirror, not from MLflow, so they cost one database query and reflect the last sync.
+``?include_deleted=true`` also lists what was deleted in MLflow. Moving an alias goes to MLflow first.
 """
 
 from django.shortcuts import get_object_or_404
-from rest_framework import viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.permissions import requires
 
 from . import selectors
-from .serializers import ModelVersionDetailSerializer, ModelVersionSerializer, RegisteredModelSerializer
+from .serializers import (
+    AliasMoveSerializer,
+    AliasSetSerializer,
+    ModelVersionDetailSerializer,
+    ModelVersionSerializer,
+    RegisteredModelSerializer,
+)
+from .services import model_alias_remove, model_alias_set
+
+CanReadModels = requires("registry_mirror.view_registeredmodel", "registry_mirror.view_modelversion")
+CanSetAlias = requires("registry_mirror.set_alias")
 
 
 def _include_deleted(request) -> bool:
@@ -17,6 +32,7 @@ def _include_deleted(request) -> bool:
 
 class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RegisteredModelSerializer
+    permission_classes = [CanReadModels]
     lookup_field = "name"
 
     def get_queryset(self):
@@ -25,6 +41,7 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ModelVersionSerializer
+    permission_classes = [CanReadModels]
     lookup_field = "version"
 
     def get_queryset(self):
@@ -35,3 +52,44 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_serializer_class(self):
         return ModelVersionDetailSerializer if self.action == "retrieve" else ModelVersionSerializer
+
+
+class ModelAliasView(APIView):
+    """Point an alias at a version (promotion, gated by holdout RMSE) or remove it; maintainers only."""
+
+    permission_classes = [CanSetAlias]
+
+    @extend_schema(
+        request=AliasSetSerializer,
+        responses={200: AliasMoveSerializer},
+        description="Moves the alias in MLflow, mirrors it and audits it. 409 `worse_than_current` if the "
+        "version's holdout RMSE is worse than the current holder's by more than MDS_PROMOTION_TOLERANCE, unless "
+        '`"force": true`. Every inference process serves the move within MDS_ALIAS_TTL seconds.',
+    )
+    def post(self, request, name: str, alias: str):
+        params = AliasSetSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        move = model_alias_set(
+            name=name,
+            alias=alias,
+            version=params.validated_data["version"],
+            force=params.validated_data["force"],
+            user=request.user,
+        )
+        body = {"model_name": name, "alias": alias.removeprefix("@"), "version": params.validated_data["version"]}
+        if move is None:
+            return Response({**body, "previous_version": body["version"], "moved": False, "forced": False})
+        return Response({**body, "previous_version": move.from_version, "moved": True, "forced": move.forced})
+
+    @extend_schema(request=None, responses={200: AliasMoveSerializer}, description="Removes the alias.")
+    def delete(self, request, name: str, alias: str):
+        move = model_alias_remove(name=name, alias=alias, user=request.user)
+        body = {
+            "model_name": name,
+            "alias": move.alias,
+            "version": None,
+            "previous_version": move.from_version,
+            "moved": True,
+            "forced": False,
+        }
+        return Response(body, status=status.HTTP_200_OK)

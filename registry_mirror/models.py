@@ -73,7 +73,10 @@ class ModelVersion(BaseModel):
             models.CheckConstraint(condition=Q(version__gte=1), name="model_version_number_positive"),
         ]
         indexes = [models.Index(fields=["-mlflow_created_at"], name="model_version_mlflow_created")]
-        permissions = [("set_alias", "Can set or move a model alias in MLflow")]
+        permissions = [
+            ("set_alias", "Can set, move or remove a model alias in MLflow"),
+            ("predict", "Can get predictions from registered model versions"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
@@ -84,6 +87,9 @@ class AliasMove(BaseModel):
 
     class Source(models.TextChoices):
         ADMIN = "admin", "Set in the admin"
+        API = "api", "Set through the API"
+        # The serving alias given to a new model's first version by the training that registered it.
+        FIRST_VERSION = "first_version", "Given to a new model's first version"
         SYNC = "sync", "Seen in MLflow by a sync"
 
     model_name = models.CharField(max_length=256, db_index=True)
@@ -91,6 +97,8 @@ class AliasMove(BaseModel):
     from_version = models.PositiveIntegerField(null=True, blank=True)
     to_version = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)
+    # Moved past the promotion gate (a candidate whose holdout RMSE is worse than the current holder's).
+    forced = models.BooleanField(default=False)
     moved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="alias_moves"
     )
@@ -106,3 +114,29 @@ class AliasMove(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.model_name}@{self.alias}: {self.from_version or '-'} -> {self.to_version or '-'}"
+
+
+class TrainedVersion(BaseModel):
+    """A version this service trained, with the sha256 of both its artifacts, recorded here before they went to MLflow.
+
+    The trust anchor of serving: an artifact is loaded only if it hashes to what this row says, so whoever can
+    write to MLflow (its tags included) cannot make this service unpickle a file of theirs, and a version this
+    service did not train is never unpickled at all. Keyed by the training job's key, since the checksums are
+    known before MLflow numbers the version.
+    """
+
+    job_key = models.UUIDField(unique=True)
+    name = models.CharField(max_length=256)
+    # Null until MLflow registered the version.
+    version = models.PositiveIntegerField(null=True, blank=True)
+    sklearn_sha256 = models.CharField(max_length=64)
+    onnx_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="trained_version_unique_name_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version or '?'} (job {self.job_key})"

@@ -5,7 +5,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db.models import QuerySet
 
-from .models import AliasMove, ModelVersion, RegisteredModel
+from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
 
 
 def registered_model_list(*, include_deleted: bool = False) -> QuerySet[RegisteredModel]:
@@ -18,6 +18,11 @@ def model_version_list(*, name: str | None = None, include_deleted: bool = False
     if name is not None:
         versions = versions.filter(name=name)
     return versions if include_deleted else versions.filter(deleted=False)
+
+
+def trained_version_get(*, name: str, version: int) -> TrainedVersion | None:
+    """The checksums recorded when this service trained ``name`` at ``version``; ``None`` if it did not train it."""
+    return TrainedVersion.objects.filter(name=name, version=version).first()
 
 
 def alias_moves_of(*, model_name: str, limit: int = 20) -> list[AliasMove]:

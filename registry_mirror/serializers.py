@@ -52,3 +52,17 @@ class ModelVersionSerializer(serializers.Serializer):
 class ModelVersionDetailSerializer(ModelVersionSerializer):
     params = serializers.DictField(child=serializers.CharField())
     run_metrics = serializers.DictField(child=serializers.FloatField(), source="metrics")
+
+
+class AliasSetSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    force = serializers.BooleanField(default=False)
+
+
+class AliasMoveSerializer(serializers.Serializer):
+    model_name = serializers.CharField()
+    alias = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True, help_text="Where the alias points now (null: removed).")
+    previous_version = serializers.IntegerField(allow_null=True)
+    moved = serializers.BooleanField()
+    forced = serializers.BooleanField(help_text="Moved past the promotion gate.")

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from .apis import ModelVersionViewSet, RegisteredModelViewSet
+from .apis import ModelAliasView, ModelVersionViewSet, RegisteredModelViewSet
 
 # The trailing slash is optional: curl users type both.
 urlpatterns = [
@@ -19,5 +19,10 @@ urlpatterns = [
         r"^models/(?P<name>[^/]+)/versions/(?P<version>[0-9]+)/?$",
         ModelVersionViewSet.as_view({"get": "retrieve"}),
         name="model-version-detail",
+    ),
+    re_path(
+        r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/?$",
+        ModelAliasView.as_view(),
+        name="model-alias",
     ),
 ]

@@ -2,6 +2,7 @@ import uuid
 from urllib.parse import urlencode
 
 import pytest
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -13,14 +14,32 @@ from .factories import UserFactory, weather_csv
 
 @pytest.fixture
 def user(db):
-    return UserFactory()
+    """A trainer: predicts, trains and sees their own jobs."""
+    return UserFactory(role="trainer")
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
 
 
 @pytest.fixture
 def api_client(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return token_client(user)
+
+
+@pytest.fixture
+def role_client(db):
+    """``role_client("maintainer")``: an API client with the token of a new user in that role."""
+    return lambda role: token_client(UserFactory(role=role))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Throttle counters live in the cache, keyed by user id, and ids repeat across tests on SQLite.
+    cache.clear()
+    yield
 
 
 @pytest.fixture
@@ -48,11 +67,12 @@ def _fresh_model_cache():
 def train(api_client, csv_upload, django_capture_on_commit_callbacks, model_name):
     """POST /train with a small, fast forest; returns the finished job's JSON."""
 
-    def run(content: bytes | None = None, **params):
+    def run(content: bytes | None = None, client: APIClient | None = None, **params):
+        client = client or api_client
         query = {"model_name": model_name, "n_estimators": 10, **params}
         with django_capture_on_commit_callbacks(execute=True):
-            response = api_client.post(f"/train?{urlencode(query)}", {"file": csv_upload(content)})
+            response = client.post(f"/train?{urlencode(query)}", {"file": csv_upload(content)})
         assert response.status_code == 202, response.json()
-        return api_client.get(f"/train/{response.json()['id']}").json()
+        return client.get(f"/train/{response.json()['id']}").json()
 
     return run

@@ -1,21 +1,40 @@
 """factory_boy factories and small CSV builders for tests."""
 
+import importlib
 import io
 
 import factory
 import pandas as pd
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
 from sample_data.make_weather import make_weather
 
 
 class UserFactory(factory.django.DjangoModelFactory):
+    """A user in ``role`` (a group made by training's roles migration): ``UserFactory(role="maintainer")``."""
+
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     is_staff = False
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(role_group(extracted))
+
+
+def role_group(name: str) -> Group:
+    """The role's group; a transactional test's flush removes what migrations made, so make it again then."""
+    if not Group.objects.filter(name=name).exists():
+        from django.apps import apps
+
+        importlib.import_module("training.migrations.0003_roles").roles_create(apps, None)
+    return Group.objects.get(name=name)
 
 
 class StaffUserFactory(UserFactory):

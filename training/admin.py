@@ -8,6 +8,7 @@ from core.errors import ApplicationError
 
 from . import ml
 from .models import Dataset, TrainingJob
+from .selectors import visible_to
 from .services import dataset_inspect, training_job_start
 
 
@@ -73,6 +74,14 @@ class DatasetAdmin(admin.ModelAdmin):
     def short_sha256(self, obj: Dataset) -> str:
         return obj.sha256[:12]
 
+    def get_queryset(self, request):
+        # As on the API: a trainer sees the datasets they uploaded, a maintainer all of them.
+        return super().get_queryset(request).filter(visible_to(request.user, owner="uploaded_by"))
+
+    def has_add_permission(self, request):
+        # Uploading starts a training job.
+        return super().has_add_permission(request) and request.user.has_perm("training.add_trainingjob")
+
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = DatasetUploadForm
@@ -121,6 +130,9 @@ class TrainingJobAdmin(admin.ModelAdmin):
     search_fields = ["mlflow_run_id", "dataset__sha256", "model_name", "key"]
     list_select_related = ["dataset"]
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(visible_to(request.user))
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in TrainingJob._meta.fields]

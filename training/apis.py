@@ -7,6 +7,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from core.http import request_params
+from core.permissions import requires
+from core.throttles import SettingRateThrottle
 
 from . import ml
 from .selectors import training_job_get, training_job_list
@@ -14,13 +16,29 @@ from .serializers import TrainingJobSerializer, TrainingRequestSerializer
 from .services import training_job_start, training_job_wait
 
 
+class TrainThrottle(SettingRateThrottle):
+    """Training starts per user (``MDS_THROTTLE_TRAIN``): each one holds a worker for minutes."""
+
+    scope = "train"
+    setting = "MDS_THROTTLE_TRAIN"
+
+
 class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Trainers see and start their own jobs; maintainers (``training.view_all_jobs``) see everyone's."""
+
     serializer_class = TrainingJobSerializer
     parser_classes = [MultiPartParser, FormParser]
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
-        return training_job_list()
+        return training_job_list(user=self.request.user)
+
+    def get_permissions(self):
+        needed = ("training.add_trainingjob",) if self.action == "create" else ("training.view_trainingjob",)
+        return [requires(*needed)()]
+
+    def get_throttles(self):
+        return [TrainThrottle()] if self.action == "create" else []
 
     @extend_schema(
         request={"multipart/form-data": TrainingRequestSerializer},
@@ -54,4 +72,4 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(body, status=answer, headers={"Location": body["url"]})
 
     def retrieve(self, request, pk=None):
-        return Response(self.get_serializer(training_job_get(job_id=int(pk))).data)
+        return Response(self.get_serializer(training_job_get(job_id=int(pk), user=request.user)).data)

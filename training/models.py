@@ -75,6 +75,8 @@ class TrainingJob(BaseModel):
 
     class Meta:
         ordering = ["-created_at"]
+        # Without it a user sees only the jobs (and datasets) they started.
+        permissions = [("view_all_jobs", "Can see every user's training jobs and datasets")]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(status="success") | Q(registered_version__isnull=False),

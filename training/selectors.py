@@ -1,6 +1,6 @@
 """Reads of datasets and training jobs."""
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 from registry_mirror.models import ModelVersion
@@ -9,12 +9,27 @@ from registry_mirror.origins import OriginLink
 from .models import Dataset, TrainingJob
 
 
-def training_job_list() -> QuerySet[TrainingJob]:
-    return TrainingJob.objects.select_related("dataset").order_by("-created_at")
+def training_job_list(*, user=None) -> QuerySet[TrainingJob]:
+    """Training jobs, newest first: all of them, or with ``user`` those that user may see."""
+    jobs = TrainingJob.objects.select_related("dataset").order_by("-created_at")
+    return jobs if user is None else jobs.filter(visible_to(user))
 
 
-def training_job_get(*, job_id: int) -> TrainingJob:
-    return training_job_list().get(pk=job_id)
+def training_job_get(*, job_id: int, user=None) -> TrainingJob:
+    """``TrainingJob.DoesNotExist`` also for another user's job: its existence is not theirs to know."""
+    return training_job_list(user=user).get(pk=job_id)
+
+
+def dataset_list(*, user=None) -> QuerySet[Dataset]:
+    datasets = Dataset.objects.order_by("-created_at")
+    return datasets if user is None else datasets.filter(visible_to(user, owner="uploaded_by"))
+
+
+def visible_to(user, *, owner: str = "created_by") -> Q:
+    """The rows ``user`` may see: all with ``training.view_all_jobs`` (maintainers), else their own."""
+    if user.has_perm("training.view_all_jobs"):
+        return Q()
+    return Q(**{owner: user}) if user.is_authenticated else Q(pk__in=[])
 
 
 def model_version_origin_links(version: ModelVersion) -> list[OriginLink]:

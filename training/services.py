@@ -16,6 +16,7 @@ from core import contract
 from core.errors import ApplicationError, MlflowUnavailable
 from core.tabular import read_csv
 from registry_mirror import gateway
+from registry_mirror.services import trained_version_register
 from registry_mirror.tasks import registry_mirror_sync_task
 
 from . import ml
@@ -28,9 +29,11 @@ def dataset_inspect(*, raw: bytes, target: str, timestamp: str, test_size: float
     """Run every check a training would run on the data, so bad files are refused before anything is stored.
 
     Raises:
-        TableError: naming what is wrong (column, row) with the file.
+        TableError: naming what is wrong (column, row) with the file; ``too_many_columns`` past
+            ``MDS_MAX_COLUMNS`` before the file is parsed.
     """
-    data = ml.prepare_data(read_csv(raw), target=target, timestamp=timestamp)
+    frame = read_csv(raw, max_columns=settings.MDS_MAX_COLUMNS)
+    data = ml.prepare_data(frame, target=target, timestamp=timestamp)
     ml.chronological_split(len(data.y), test_size)
     return data
 
@@ -129,8 +132,11 @@ def training_job_execute(*, job_id: int) -> TrainingJob:
         params = ml.TrainingParams(**job.params)
         result = ml.train(data, params)
         _training_job_stage(job, TrainingJob.Stage.REGISTERING)
-        registered = gateway.model_version_register(
-            job_key=str(job.key), model_name=job.model_name, model=_trained_model(job, result, params)
+        registered = trained_version_register(
+            job_key=str(job.key),
+            model_name=job.model_name,
+            model=_trained_model(job, result, params),
+            user=job.created_by,
         )
     except MlflowUnavailable:
         raise

@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 from registry_mirror import gateway
 
 from .versions import LoadedVersion, load_version
@@ -148,8 +148,14 @@ class ModelCache:
         version = None
         try:
             version = self.source.model_version_number(name=name, version=reference)
+        except NotFound:
+            # The alias was removed (or the model deleted): forget it, so the next request asks MLflow and gets
+            # the 404 instead of a version nobody points at any more.
+            with self._lock:
+                self._resolved.pop(key, None)
+            return
         except ApplicationError as exc:
-            # MLflow is down or the alias is gone: keep the known version, ask again after the next TTL.
+            # MLflow is down: keep the known version, ask again after the next TTL.
             logger.warning("Could not re-resolve %s %s: %s", name, reference, exc.message)
         except Exception:
             logger.exception("Could not re-resolve %s %s", name, reference)

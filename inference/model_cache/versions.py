@@ -19,7 +19,7 @@ import numpy as np
 
 from core import contract
 from core.errors import ApplicationError, MlflowUnavailable, UntrustedArtifact
-from registry_mirror import gateway
+from registry_mirror import gateway, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class LoadedVersion:
     onnx_session: Any
     workdir: Path
     onnx_input: str = "input"
+    # Recorded in our database when this service trained the version; empty for a version it did not train,
+    # whose pickle is never loaded.
     sklearn_sha256: str = ""
     nbytes: int = 0
     source: Any = None
@@ -50,6 +52,11 @@ class LoadedVersion:
     @property
     def sklearn_loaded(self) -> bool:
         return self._sklearn is not None
+
+    @property
+    def sklearn_trusted(self) -> bool:
+        """Whether the pickle may be loaded at all: this service trained the version and recorded its checksum."""
+        return bool(self.sklearn_sha256)
 
     def parity_within(self, max_rel_diff: float) -> bool:
         """Whether training recorded ONNX predictions within ``max_rel_diff`` of sklearn's."""
@@ -78,6 +85,8 @@ class LoadedVersion:
 
     def prefetch_sklearn(self) -> None:
         """Download the pickle in the background, so the sklearn format later needs no MLflow call."""
+        if not self.sklearn_trusted:
+            return
         self._prefetch = threading.Thread(target=self._fetch_pickle, kwargs={"quiet": True}, daemon=True)
         self._prefetch.start()
 
@@ -97,6 +106,12 @@ class LoadedVersion:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _load_sklearn(self):
+        if not self.sklearn_trusted:
+            raise UntrustedArtifact(
+                f"Version {self.version} of {self.name!r} was not trained by this service: its sklearn artifact is"
+                " never loaded (the onnx format serves it).",
+                extra={"model_name": self.name, "version": self.version},
+            )
         if self._prefetch is not None:
             self._prefetch.join()
         path = self.workdir / contract.SKLEARN_FILE
@@ -139,13 +154,19 @@ class LoadedVersion:
 
 
 def load_version(*, name: str, version: int, source) -> LoadedVersion:
-    """Download a version's ONNX file and open its session; the sklearn pickle is fetched and loaded later."""
+    """Download a version's ONNX file and open its session; the sklearn pickle is fetched and loaded later.
+
+    The checksums come from our database (``TrainedVersion``), never from MLflow: an ONNX file of a version this
+    service trained must match its record (else ``UntrustedArtifact``); a version it did not train is served as
+    ONNX only.
+    """
     import onnxruntime as ort
 
     started = time.monotonic()
+    trained = selectors.trained_version_get(name=name, version=version)
     workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_workdir_root()))
     try:
-        fetched = source.model_version_fetch(name=name, version=version, files=[contract.ONNX_FILE], dst=str(workdir))
+        fetched = _fetch_checked(source, name, version, contract.ONNX_FILE, workdir, trained and trained.onnx_sha256)
         fetched_at = time.monotonic()
         onnx_path = Path(fetched["paths"][contract.ONNX_FILE])
         options = ort.SessionOptions()
@@ -176,13 +197,39 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             parity=fetched["metrics"],
             onnx_session=session,
             workdir=workdir,
-            sklearn_sha256=fetched["tags"].get(contract.SKLEARN_SHA256_TAG, ""),
+            sklearn_sha256=trained.sklearn_sha256 if trained else "",
             nbytes=onnx_path.stat().st_size,
             source=source,
         )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+
+
+def _fetch_checked(source, name: str, version: int, file: str, workdir: Path, expected: str | None) -> dict:
+    """Fetch ``file`` of a version; with an ``expected`` sha256, fetch once more on a mismatch, then refuse it."""
+    for attempt in (1, 2):
+        fetched = source.model_version_fetch(name=name, version=version, files=[file], dst=str(workdir))
+        if not expected:
+            return fetched
+        actual = gateway.file_sha256(Path(fetched["paths"][file]))
+        if actual == expected:
+            return fetched
+        if attempt == 1:
+            logger.warning(
+                "The %s of %s version %s does not match its checksum; fetching it again", file, name, version
+            )
+    raise UntrustedArtifact(
+        f"Version {version} of {name!r}: the {file} artifact does not match the checksum recorded at training;"
+        " refusing to load it.",
+        extra={
+            "model_name": name,
+            "version": version,
+            "file": file,
+            "expected_sha256": expected,
+            "actual_sha256": actual,
+        },
+    )
 
 
 def _load_trusted_pickle(loaded: LoadedVersion, path: Path, actual: str):

@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and Redoc served from our own static files: no third-party script on the admin's origin.
+    "drf_spectacular_sidecar",
     "core",
     "registry_mirror",
     "training",
@@ -130,7 +132,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.CappedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     # `format` is a /predict parameter (onnx|sklearn), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
@@ -139,7 +141,36 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Model Distribution Server",
     "DESCRIPTION": "Train a model from a CSV, register it in MLflow, serve predictions.",
     "VERSION": "0.1.0",
+    # The schema and its docs are for signed-in users (admin session or API token), like every endpoint.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_AUTHENTICATION": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+# Largest `?limit=` of a paginated list (GET /train, /models/...); larger asks get this many.
+MDS_PAGE_MAX_LIMIT = env.int("MDS_PAGE_MAX_LIMIT", default=500)
+# Per-user request rates ("30/hour", "5/minute"; "off" for none), counted in the cache below.
+MDS_THROTTLE_TRAIN = env.str("MDS_THROTTLE_TRAIN", default="30/hour")
+MDS_THROTTLE_PREDICT = env.str("MDS_THROTTLE_PREDICT", default="off")
+# Throttle counters must be shared by every process of a deployment: Redis when CACHE_URL (or REDIS_URL) names
+# one, this process's memory otherwise (enough for the embedded mode's single process).
+_cache_url = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
+if _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "mds",
+        }
+    }
+elif _cache_url:
+    CACHES = {"default": env.cache_url_config(_cache_url)}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery --------------------------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
@@ -182,6 +213,9 @@ MDS_TRAIN_MAX_WAIT = env.int("MDS_TRAIN_MAX_WAIT", default=600)
 # Starts of one training job (Celery retries and redeliveries after a lost worker) before it is failed; above
 # the task's max_retries (5), so an MLflow outage alone never exhausts it.
 MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=8)
+# More columns than this in a /train upload or a /predict body is a 400 (`too_many_columns`), checked before
+# any per-column work.
+MDS_MAX_COLUMNS = env.int("MDS_MAX_COLUMNS", default=1000)
 # Largest training CSV accepted; it is read into memory once for the checks.
 MDS_TRAIN_MAX_UPLOAD_BYTES = env.int("MDS_TRAIN_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
@@ -227,5 +261,11 @@ MDS_AUTO_MAX_REL_DIFF = env.float("MDS_AUTO_MAX_REL_DIFF", default=1e-4)
 # Larger requests are refused with 413.
 MDS_PREDICT_MAX_ROWS = env.int("MDS_PREDICT_MAX_ROWS", default=100_000)
 MDS_PREDICT_MAX_BYTES = env.int("MDS_PREDICT_MAX_BYTES", default=64 * 1024 * 1024)
-# Seconds a process trusts an API token it has checked (a revoked token works that long there).
+# What /predict serves without `version` or `alias`; a new model's first version gets it, promotion moves it.
+MDS_SERVING_ALIAS = env.str("MDS_SERVING_ALIAS", default="champion")
+# Promotion gate: an alias moves to a version whose holdout RMSE is worse than the current holder's by more than
+# this fraction only with "force": true.
+MDS_PROMOTION_TOLERANCE = env.float("MDS_PROMOTION_TOLERANCE", default=0.05)
+# Seconds a process trusts an API token (and its user's permissions) once checked: a revoked token or role
+# works that long there.
 MDS_TOKEN_CACHE_TTL = env.float("MDS_TOKEN_CACHE_TTL", default=60.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from core.errors import MlflowUnavailable, NotFound
+from core.errors import ApplicationError, MlflowUnavailable, NotFound
 
 
 def client():
@@ -52,10 +52,15 @@ def translated_errors() -> Iterator[None]:
             raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
         if exc.get_http_status_code() >= 500:
             raise MlflowUnavailable(f"MLflow failed: {exc.message}") from exc
+        if exc.error_code == "INVALID_PARAMETER_VALUE":
+            raise ApplicationError(exc.message, code="registry_error", extra={"mlflow_error": exc.error_code}) from exc
         raise
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
+        if exc.error_code == "INVALID_PARAMETER_VALUE":
+            # A name or value MLflow refuses: the caller's to fix, not a fault of the service.
+            raise ApplicationError(exc.message, code="registry_error", extra={"mlflow_error": exc.error_code}) from exc
         if "Max retries exceeded" in exc.message or "Connection" in exc.message:
             raise MlflowUnavailable(f"MLflow is unreachable: {exc.message}") from exc
         raise

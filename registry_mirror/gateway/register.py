@@ -2,6 +2,7 @@
 
 import contextlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,21 @@ class RegisteredVersion:
     model_id: str
 
 
-def model_version_register(*, job_key: str, model_name: str, model: TrainedModel) -> RegisteredVersion:
+def model_version_register(
+    *,
+    job_key: str,
+    model_name: str,
+    model: TrainedModel,
+    before_upload: Callable[[dict[str, str]], None] | None = None,
+) -> RegisteredVersion:
     """Log ``model`` as one run with one logged model carrying both flavors, and register one new version.
 
     Idempotent per ``job_key``: if a run tagged with it already produced a version, that version is returned
     and nothing new is logged; a run left RUNNING by a killed attempt is marked FAILED before a fresh one
     starts. Whatever fails here ends the run as FAILED, never leaves it RUNNING.
+
+    ``before_upload`` gets the files' sha256 (``{SKLEARN_SHA256_TAG: ..., ONNX_SHA256_TAG: ...}``) once they are
+    written and before anything is uploaded; if it raises, nothing is.
     """
     mlflow_client = client()
     exp_id = experiment_id()
@@ -51,7 +61,7 @@ def model_version_register(*, job_key: str, model_name: str, model: TrainedModel
         run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
         run_id = run.info.run_id
         try:
-            registered = _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model)
+            registered = _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model, before_upload)
         except BaseException:
             with contextlib.suppress(Exception):
                 mlflow_client.set_terminated(run_id, "FAILED")
@@ -74,7 +84,9 @@ def _version_for_job(mlflow_client, exp_id: str, job_key: str, model_name: str) 
     return None
 
 
-def _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel) -> RegisteredVersion:
+def _log_and_register(
+    mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel, before_upload
+) -> RegisteredVersion:
     from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
 
@@ -90,6 +102,8 @@ def _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model:
     with tempfile.TemporaryDirectory(prefix="mds-model-") as tmp:
         model_dir = Path(tmp) / "model"
         checksums = _save_model_dir(model, model_dir)
+        if before_upload is not None:
+            before_upload(checksums)
         logged = mlflow_client.create_logged_model(
             exp_id, name="model", source_run_id=run_id, tags={JOB_TAG: job_key, **checksums}
         )

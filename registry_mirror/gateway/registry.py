@@ -184,6 +184,21 @@ def model_alias_set(*, name: str, alias: str, version: int) -> None:
             raise
 
 
+def model_aliases(*, name: str) -> dict[str, int]:
+    """The aliases of model ``name`` (alias -> version number) as MLflow has them now; ``NotFound`` if no model."""
+    page = registered_models_page(page_size=1, name=name)
+    if not page.items:
+        raise NotFound(f"There is no registered model {name!r}.", extra={"model_name": name})
+    return dict(page.items[0].aliases)
+
+
+def model_alias_delete(*, name: str, alias: str) -> None:
+    """Remove ``alias`` from model ``name`` in MLflow."""
+    mlflow_client = client()
+    with translated_errors():
+        mlflow_client.delete_registered_model_alias(name, alias)
+
+
 def run_artifact_read(*, run_id: str, path: str) -> bytes:
     """The bytes of one (small) run artifact, such as a training plot; ``NotFound`` if it does not exist."""
     from mlflow.exceptions import MlflowException

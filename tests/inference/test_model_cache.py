@@ -39,6 +39,8 @@ def new_cache(**limits) -> tuple[ModelCache, CountingSource]:
     return ModelCache(**options, source=source), source
 
 
+# Loads read the checksums from the database in other threads: on SQLite they must see committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_first_requests_load_a_version_once(train, model_name):
     # given
     version = train()["registered_version"]
@@ -163,7 +165,7 @@ def test_a_damaged_pickle_is_fetched_again_before_it_is_refused(train, model_nam
     assert gateway.file_sha256(pickle_path) == loaded.sklearn_sha256
 
 
-def test_unknown_versions_and_aliases_leave_no_lock_behind(model_name):
+def test_unknown_versions_and_aliases_leave_no_lock_behind(db, model_name):
     # given: a model with one version and no alias
     mlflow_version(model_name)
     cache, _ = new_cache()

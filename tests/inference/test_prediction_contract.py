@@ -81,8 +81,8 @@ def test_bad_parameters_are_400(api_client, csv_upload, model_name, version, que
 
 def test_an_unknown_alias_is_404_naming_it(api_client, csv_upload, model_name, version):
     # when
-    response = predict(api_client, csv_upload, model_name, "@champion")
+    response = predict(api_client, csv_upload, model_name, "@staging")
 
     # then
     assert response.status_code == 404
-    assert response.json()["extra"]["alias"] == "champion"
+    assert response.json()["extra"]["alias"] == "staging"

@@ -201,7 +201,7 @@ def test_a_refused_alias_changes_nothing(staff_client, mlflow_store):
     reserved = staff_client.post(f"{VERSIONS}{version.pk}/alias/", {"alias": "latest"}, follow=True)
 
     # then
-    assert messages_of(bad_name)[0].startswith("Alias not set: Letters, digits")
+    assert messages_of(bad_name)[0].startswith("Alias not set: A letter, then letters, digits")
     assert messages_of(reserved)[0].startswith("Alias not set:")
     assert gateway.client().get_registered_model("weather").aliases == {}
     assert not AliasMove.objects.exists() and ModelVersion.objects.get().aliases == []

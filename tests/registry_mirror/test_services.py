@@ -214,12 +214,12 @@ def test_setting_an_alias_writes_mlflow_then_the_mirror_and_audits_the_move(mlfl
     first, second = ModelVersion.objects.order_by("version")
 
     # when
-    model_alias_set(model_version=first, alias="champion", user=user)
-    move = model_alias_set(model_version=second, alias="champion", user=user)
+    model_alias_set(name="weather", alias="champion", version=first.version, user=user)
+    move = model_alias_set(name="weather", alias="champion", version=second.version, user=user)
 
     # then
     assert int(gateway.client().get_model_version_by_alias("weather", "champion").version) == 2
-    assert (move.from_version, move.to_version, move.moved_by, move.source) == (1, 2, user, AliasMove.Source.ADMIN)
+    assert (move.from_version, move.to_version, move.moved_by, move.source) == (1, 2, user, AliasMove.Source.API)
     assert dict(ModelVersion.objects.values_list("version", "aliases")) == {1: [], 2: ["champion"]}
     assert RegisteredModel.objects.get().aliases == {"champion": 2}
     assert AliasMove.objects.count() == 2
@@ -235,7 +235,7 @@ def test_setting_an_alias_while_mlflow_is_down_changes_nothing(mlflow_store, mlf
 
     # when
     with pytest.raises(MlflowUnavailable):
-        model_alias_set(model_version=ModelVersion.objects.get(), alias="champion", user=UserFactory())
+        model_alias_set(name="weather", alias="champion", version=1, user=UserFactory())
 
     # then
     assert mirror_state() == before

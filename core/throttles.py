@@ -1,0 +1,22 @@
+"""Per-user request rates read from settings, counted in Django's cache.
+
+The cache is shared by every process when it is Redis (``CACHE_URL``/``REDIS_URL``), so a limit holds across
+gunicorn workers and servers; in the embedded mode it is the process's memory.
+"""
+
+from django.conf import settings
+from rest_framework.throttling import UserRateThrottle
+
+
+class SettingRateThrottle(UserRateThrottle):
+    """A ``UserRateThrottle`` whose rate (``"30/hour"``; empty or ``off`` for none) is the setting ``setting``.
+
+    Read on every request rather than from ``DEFAULT_THROTTLE_RATES`` at import, so tests and deployments can
+    change it like any other setting.
+    """
+
+    setting = ""
+
+    def get_rate(self) -> str | None:
+        rate = str(getattr(settings, self.setting, "") or "").strip()
+        return None if rate.lower() in ("", "off", "none", "0") else rate

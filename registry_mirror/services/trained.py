@@ -1,0 +1,69 @@
+"""Registering the versions this service trains, anchored in our database.
+
+The sha256 of both artifacts is written to ``TrainedVersion`` before the files are uploaded, so the record never
+depends on what MLflow says afterwards; serving checks every file it loads against it.
+"""
+
+import logging
+
+from django.db import transaction
+
+from core import contract
+
+from .. import gateway
+from ..models import TrainedVersion
+from .aliases import model_first_version_promote, save_checked
+
+logger = logging.getLogger(__name__)
+
+
+def trained_version_register(
+    *, job_key: str, model_name: str, model: gateway.TrainedModel, user=None
+) -> gateway.RegisteredVersion:
+    """Register ``model`` in MLflow as a new version of ``model_name`` (idempotent per ``job_key``) and record it.
+
+    A new model's first version also gets the serving alias (``MDS_SERVING_ALIAS``); later versions never move it.
+
+    Raises:
+        MlflowUnavailable: MLflow could not be reached; a retry with the same ``job_key`` finds what was done.
+    """
+
+    def record_checksums(checksums: dict[str, str]) -> None:
+        _trained_version_checksums_record(
+            job_key=job_key,
+            name=model_name,
+            sklearn_sha256=checksums[contract.SKLEARN_SHA256_TAG],
+            onnx_sha256=checksums[contract.ONNX_SHA256_TAG],
+        )
+
+    registered = gateway.model_version_register(
+        job_key=job_key, model_name=model_name, model=model, before_upload=record_checksums
+    )
+    _trained_version_number_record(job_key=job_key, name=model_name, version=registered.version)
+    model_first_version_promote(name=model_name, version=registered.version, user=user)
+    return registered
+
+
+@transaction.atomic
+def _trained_version_checksums_record(*, job_key: str, name: str, sklearn_sha256: str, onnx_sha256: str) -> None:
+    # A retried job that uploads again replaces the checksums of its earlier, unregistered attempt.
+    row = TrainedVersion.objects.select_for_update().filter(job_key=job_key).first() or TrainedVersion(job_key=job_key)
+    row.name, row.version = name, None
+    row.sklearn_sha256, row.onnx_sha256 = sklearn_sha256, onnx_sha256
+    save_checked(row)
+
+
+@transaction.atomic
+def _trained_version_number_record(*, job_key: str, name: str, version: int) -> None:
+    row = TrainedVersion.objects.select_for_update().filter(job_key=job_key).first()
+    if row is None:
+        # Uploaded by an attempt that predates these records: served as ONNX only, never unpickled.
+        logger.warning("No checksums recorded for %s version %s (job %s); it is not trusted", name, version, job_key)
+        return
+    if row.version == version:
+        return
+    # A model deleted and created again in MLflow numbers its versions from 1 again: an older row of the same
+    # number describes files that are gone.
+    TrainedVersion.objects.filter(name=name, version=version).exclude(pk=row.pk).update(version=None)
+    row.version = version
+    save_checked(row)
