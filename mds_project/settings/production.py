@@ -36,5 +36,20 @@ CELERY_TASK_ALWAYS_EAGER = False
 # collectstatic writes compressed copies with content hashes in their names, so they can be cached forever.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}  # noqa: F405
 
+
+# --- HTTPS and browser security ------------------------------------------------------------------------------
+# Secure by default; each can be turned off explicitly for a deployment served over plain HTTP on a trusted
+# network (`make stack` on 127.0.0.1, the compose example on localhost), never by forgetting a variable.
+# https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+# Container and load-balancer health checks call over plain HTTP: they are answered, not redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind a TLS-terminating proxy, the header it sets to say the client used HTTPS, as "HEADER,value"
+# (e.g. "HTTP_X_FORWARDED_PROTO,https"). Only set it if the proxy always sets or strips that header.
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if len(_proxy_ssl_header) == 2 else None
