@@ -8,7 +8,8 @@
 #   scripts/stack.sh manage COMMAND ...   a Django management command with the services' settings
 #
 # Services: postgres redis s3 mlflow migrate web inference worker beat. PostgreSQL and Redis already listening
-# are used as they are and never stopped. `manage.py stack_provision` makes the databases, buckets, secrets and
+# are used as they are and never stopped. The services connect to PostgreSQL as a role of their own (no superuser)
+# and to MLflow through its basic auth. `manage.py stack_provision` makes the databases, buckets, secrets and
 # API token and writes $STACK_DIR/stack.env (URLs, token, keys for clients and the integration suite).
 # supervisord's configuration, socket and logs (logs/NAME.log) and every service's data live under $STACK_DIR.
 # STACK_FRESH=1 starts from nothing: it empties the stack's databases, its Redis database and its S3 data first.
@@ -31,11 +32,14 @@ fi
 # A Redis database of its own, so a shared Redis's other users never see (or take) our Celery messages.
 : "${STACK_REDIS_DB:=2}"
 : "${STACK_PG_USER:=postgres}" "${STACK_DJANGO_DB:=mds}" "${STACK_MLFLOW_DB:=mlflow}"
+# The services' PostgreSQL role: owns the stack's two databases, may do nothing else; STACK_PG_USER (a superuser)
+# only provisions.
+: "${STACK_DB_ROLE:=${STACK_DJANGO_DB}_app}"
 : "${STACK_DATASETS_BUCKET:=datasets}" "${STACK_ARTIFACTS_BUCKET:=mlflow}" "${STACK_WORKER_CONCURRENCY:=1}"
 : "${CELERY_VISIBILITY_TIMEOUT:=3600}" "${CELERY_TASK_SOFT_TIME_LIMIT:=1800}" "${CELERY_TASK_TIME_LIMIT:=2100}"
 : "${STACK_WAIT_SECONDS:=90}" "${STACK_FRESH:=0}"
 SAVED=(VENV STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT
-  STACK_REDIS_DB STACK_PG_USER STACK_DJANGO_DB STACK_MLFLOW_DB STACK_DATASETS_BUCKET STACK_ARTIFACTS_BUCKET
+  STACK_REDIS_DB STACK_PG_USER STACK_DB_ROLE STACK_DJANGO_DB STACK_MLFLOW_DB STACK_DATASETS_BUCKET STACK_ARTIFACTS_BUCKET
   STACK_WORKER_CONCURRENCY CELERY_VISIBILITY_TIMEOUT CELERY_TASK_SOFT_TIME_LIMIT CELERY_TASK_TIME_LIMIT)
 export "${SAVED[@]}" STACK_DIR STACK_WAIT_SECONDS STACK_FRESH
 
@@ -48,13 +52,23 @@ ALL_SERVICES=(postgres redis s3 mlflow migrate web inference worker beat)
 
 set -a
 DJANGO_SETTINGS_MODULE=mds_project.settings.production
-# Plain HTTP on loopback: the session cookie cannot be Secure-only here.
+# Plain HTTP on loopback: the production settings' HTTPS protections are turned off explicitly (Secure-only
+# cookies, the redirect to https://, HSTS).
 DJANGO_SECURE_COOKIES=false
+DJANGO_SECURE_SSL_REDIRECT=false
+DJANGO_SECURE_HSTS_SECONDS=0
 DJANGO_ALLOWED_HOSTS="$HOST,localhost"
 MDS_DATA_DIR=$STACK_DIR/data
-DATABASE_URL=postgres://$STACK_PG_USER@$HOST:$STACK_PG_PORT/$STACK_DJANGO_DB
+DATABASE_URL=postgres://$STACK_DB_ROLE@$HOST:$STACK_PG_PORT/$STACK_DJANGO_DB
 CELERY_BROKER_URL=redis://$HOST:$STACK_REDIS_PORT/$STACK_REDIS_DB
+# Throttle counters, shared by every process (Celery's keys in the same database have their own names).
+CACHE_URL=$CELERY_BROKER_URL
 MLFLOW_TRACKING_URI=http://$HOST:$STACK_MLFLOW_PORT
+# MLflow's basic auth (its configuration is written by stack_provision): the admin account, made on the server's
+# first start with MLFLOW_TRACKING_PASSWORD from secrets.env, is the one the services sign in with.
+MLFLOW_TRACKING_USERNAME=mds-admin
+MLFLOW_AUTH_ADMIN_USERNAME=$MLFLOW_TRACKING_USERNAME
+MLFLOW_AUTH_CONFIG_PATH=$STACK_DIR/mlflow-auth.ini
 MLFLOW_UI_URL=$MLFLOW_TRACKING_URI
 MDS_S3_BUCKET=$STACK_DATASETS_BUCKET
 MDS_S3_ENDPOINT_URL=http://$HOST:$STACK_S3_PORT
@@ -156,11 +170,12 @@ EOF
       -filer.port=$((p + 6)) -filer.port.grpc=$((p + 7)) -admin.port=$((p + 8)) -admin.port.grpc=$((p + 9)) \
       -bucket="$STACK_ARTIFACTS_BUCKET,$STACK_DATASETS_BUCKET"
   fi
-  program mlflow 30 "$BIN/mlflow" server \
-    --backend-store-uri "postgresql+psycopg://$STACK_PG_USER@$HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
+  program mlflow 30 "$BIN/mlflow" server --app-name basic-auth \
+    --backend-store-uri "postgresql+psycopg://$STACK_DB_ROLE@$HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
     --artifacts-destination "s3://$STACK_ARTIFACTS_BUCKET" --serve-artifacts \
     --host "$HOST" --port "$STACK_MLFLOW_PORT" --workers 1 \
     --allowed-hosts "localhost,$HOST,localhost:$STACK_MLFLOW_PORT,$HOST:$STACK_MLFLOW_PORT"
+  echo 'environment=MLFLOW_AUTH_ADMIN_PASSWORD="%(ENV_MLFLOW_TRACKING_PASSWORD)s"'
   # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS).
   program web 40 "$BIN/gunicorn" mds_project.wsgi --config gunicorn.conf.py --bind "$HOST:$STACK_WEB_PORT" \
     --name mds-web

@@ -1,6 +1,7 @@
 """Provision the local stack that ``scripts/stack.sh`` supervises, in two steps around its services' start.
 
-    manage.py stack_provision prepare   before any service: data directories, secrets.env, the two databases
+    manage.py stack_provision prepare   before any service: data directories, secrets.env, the services' database
+                                        role and its two databases, MLflow's basic-auth configuration
     manage.py stack_provision finish    once S3 runs and Django's database is migrated: the Redis database,
                                         the S3 buckets, the API token, stack.env for clients and tests
 
@@ -61,6 +62,7 @@ class Command(BaseCommand):
             self._directories()
             self._secrets()
             self._databases()
+            self._mlflow_auth()
         else:
             self._redis()
             self._buckets()
@@ -81,28 +83,96 @@ class Command(BaseCommand):
             path.mkdir(exist_ok=True)
 
     def _secrets(self) -> None:
-        """Made once per stack directory and kept out of the repository (``var/`` is ignored)."""
+        """Made once per stack directory and kept out of the repository (``var/`` is ignored); a secret added
+        since the directory was made is added to it."""
         path = self.stack_dir / "secrets.env"
-        if path.exists():
-            return
-        self._log(f"generating {path}")
-        values = {
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
-            "AWS_ACCESS_KEY_ID": f"mds-{secrets.token_hex(6)}",
-            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(32),
+        wanted = {
+            "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(32),
+            "AWS_ACCESS_KEY_ID": lambda: f"mds-{secrets.token_hex(6)}",
+            "AWS_SECRET_ACCESS_KEY": lambda: secrets.token_urlsafe(32),
+            "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_urlsafe(32),
         }
-        _write_private(path, values)
+        values = {}
+        if path.exists():
+            lines = path.read_text().splitlines()
+            values = {
+                name: shlex.split(value)[0] for name, _, value in (line.partition("=") for line in lines) if value
+            }
+        missing = [name for name in wanted if name not in values]
+        if not missing:
+            return
+        self._log(f"generating {', '.join(missing)} in {path}")
+        _write_private(path, {**values, **{name: wanted[name]() for name in missing}})
 
     def _databases(self) -> None:
         server = {"host": HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
+        role = _env("STACK_DB_ROLE")
         with psycopg.connect(**server, autocommit=True) as connection:
+            # The services' role: logs in (local trust, as the stack's superuser does) and owns the two databases.
+            if not connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                self._log(f"creating role {role}")
+                connection.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION").format(
+                        sql.Identifier(role)
+                    )
+                )
             for name in (_env("STACK_DJANGO_DB"), _env("STACK_MLFLOW_DB")):
                 if self.fresh:
                     self._log(f"dropping database {name} (STACK_FRESH=1)")
                     connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-                if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                    self._log(f"creating database {name}")
-                    connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                found = connection.execute(
+                    "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", [name]
+                ).fetchone()
+                if found is None:
+                    self._log(f"creating database {name} (owner {role})")
+                    connection.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role))
+                    )
+                elif found[0] != role:
+                    self._database_hand_over(server, name, role)
+
+    def _database_hand_over(self, server: dict, name: str, role: str) -> None:
+        """A database an earlier stack made as the superuser: it and what its public schema holds go to ``role``."""
+        self._log(f"handing database {name} to role {role}")
+        with psycopg.connect(**server, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(role))
+            )
+        with psycopg.connect(**{**server, "dbname": name}, autocommit=True) as connection:
+            objects = connection.execute(
+                """
+                SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
+                                      WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, c.oid::regclass::text
+                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+                   AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+                   -- a sequence that belongs to a column moves with its table
+                   AND NOT (c.relkind = 'S' AND EXISTS (
+                       SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+                UNION ALL
+                SELECT 'TYPE', t.oid::regtype::text
+                  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd')
+                   AND t.typowner <> (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+                """,
+                {"role": role},
+            ).fetchall()
+            for kind, qualified in objects:
+                # `qualified` is PostgreSQL's own quoted name of the object (regclass/regtype text).
+                connection.execute(
+                    sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), sql.SQL(qualified), sql.Identifier(role))
+                )
+
+    def _mlflow_auth(self) -> None:
+        """The basic auth's configuration: its users and permissions in a SQLite file beside the stack's data."""
+        path = Path(_env("MLFLOW_AUTH_CONFIG_PATH"))
+        path.write_text(
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{self.stack_dir / 'data' / 'mlflow-auth.db'}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "grant_default_workspace_access = false\n"
+        )
 
     def _redis(self) -> None:
         """Empty the stack's own Redis database; a shared Redis's other databases are never touched."""
@@ -144,7 +214,8 @@ class Command(BaseCommand):
 
     def _token(self) -> str:
         out = StringIO()
-        call_command("issue_token", os.environ.get("STACK_API_USER", "stack"), stdout=out)
+        # The operator's token: every API, promotion included.
+        call_command("issue_token", os.environ.get("STACK_API_USER", "stack"), "--role", "maintainer", stdout=out)
         return out.getvalue().strip()
 
     def _stack_env(self, token: str) -> None:
@@ -157,6 +228,9 @@ class Command(BaseCommand):
             "MDS_STACK_INFERENCE_URL": f"http://{HOST}:{_env('STACK_INFERENCE_PORT')}",
             "MDS_STACK_TOKEN": token,
             "MDS_STACK_MLFLOW_URI": _env("MLFLOW_TRACKING_URI"),
+            # MLflow clients (the integration suite's too) sign in with these.
+            "MLFLOW_TRACKING_USERNAME": _env("MLFLOW_TRACKING_USERNAME"),
+            "MLFLOW_TRACKING_PASSWORD": _env("MLFLOW_TRACKING_PASSWORD"),
             "MDS_STACK_S3_ENDPOINT": _env("MDS_S3_ENDPOINT_URL"),
             "MDS_STACK_S3_ACCESS_KEY": _env("AWS_ACCESS_KEY_ID"),
             "MDS_STACK_S3_SECRET_KEY": _env("AWS_SECRET_ACCESS_KEY"),
