@@ -238,3 +238,46 @@ def test_a_plot_the_run_does_not_have_is_404_and_an_unreachable_mlflow_is_503(st
     # then
     assert missing.status_code == 404
     assert unreachable.status_code == 503 and b"MLflow is unreachable" in unreachable.content
+
+
+def test_the_admin_applies_the_rmse_gate_forces_past_it_and_removes_aliases(staff_client, mlflow_store):
+    # given: champion on a good version, a much worse second one
+    mlflow_version("weather", metrics={"rmse": 10.0})
+    mlflow_version("weather", metrics={"rmse": 20.0})
+    gateway.model_alias_set(name="weather", alias="champion", version=1)
+    registry_mirror_sync()
+    second = ModelVersion.objects.get(version=2)
+    url = f"{VERSIONS}{second.pk}/alias/"
+
+    # when
+    refused = staff_client.post(url, {"alias": "champion"}, follow=True)
+    forced = staff_client.post(url, {"alias": "champion", "force": "1"}, follow=True)
+    removed = staff_client.post(f"{VERSIONS}{second.pk}/alias/remove/", {"alias": "champion"}, follow=True)
+
+    # then
+    assert messages_of(refused)[0].startswith("Alias not set: Version 2 of 'weather' has a holdout RMSE of 20")
+    assert "@champion now points at weather v2 (moved from v1), forced past the RMSE gate." in messages_of(forced)
+    assert "@champion removed from weather." in messages_of(removed)
+    assert gateway.model_aliases(name="weather") == {}
+    moves = list(AliasMove.objects.order_by("id").values_list("from_version", "to_version", "forced", "source"))
+    assert moves[-2:] == [(1, 2, True, "admin"), (2, None, False, "admin")]
+    assert ModelVersion.objects.get(version=2).aliases == [] and RegisteredModel.objects.get().aliases == {}
+
+
+def test_a_staff_trainer_cannot_move_or_remove_aliases_in_the_admin(client, mlflow_store):
+    # given
+    mlflow_version("weather")
+    gateway.model_alias_set(name="weather", alias="champion", version=1)
+    registry_mirror_sync()
+    version = ModelVersion.objects.get()
+    client.force_login(UserFactory(role="trainer", is_staff=True))
+
+    # when
+    page = client.get(f"{VERSIONS}{version.pk}/change/")
+    moved = client.post(f"{VERSIONS}{version.pk}/alias/", {"alias": "staging"})
+    removed = client.post(f"{VERSIONS}{version.pk}/alias/remove/", {"alias": "champion"})
+
+    # then: the trainer reads the page, without the alias form
+    assert page.status_code == 200 and b'id="set-alias"' not in page.content
+    assert moved.status_code == removed.status_code == 403
+    assert gateway.model_aliases(name="weather") == {"champion": 1}

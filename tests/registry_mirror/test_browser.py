@@ -95,14 +95,18 @@ def test_a_staff_user_uploads_a_dataset_and_sees_the_new_version_with_its_plot(b
     assert f"{model_name} v1" in body and "Holdout: predicted vs actual" in body
     assert "onnx_max_abs_diff" in body and "n_estimators" in body
 
-    # when: point @champion at it with the form on the page
+    # when: point @staging at it with the form on the page (a new model's first version is @champion already)
+    assert "champion" in browser.find_element(By.ID, "mirror-extras").text
+    alias = browser.find_element(By.ID, "id_alias")
+    alias.clear()
+    alias.send_keys("staging")
     browser.find_element(By.ID, "set-alias").click()
 
     # then: MLflow took it, the mirror shows it and the history records who moved it
     message = WebDriverWait(browser, 30).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li"))
     )
-    assert message.text == f"@champion now points at {model_name} v1."
+    assert message.text == f"@staging now points at {model_name} v1."
     assert "browser-admin" in browser.find_element(By.ID, "mirror-extras").text
     plot = browser.find_element(By.ID, "plot-predicted_vs_actual")
     if os.environ.get("MDS_BROWSER_SCREENSHOT"):
