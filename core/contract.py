@@ -13,6 +13,9 @@ ONNX_SHA256_TAG = "mds.onnx_sha256"
 # Files of a logged model's directory.
 ONNX_FILE = "model.onnx"
 SKLEARN_FILE = "model.pkl"
+# The training window's reference profile of each feature (training/profile.py), read back to measure drift.
+PROFILE_FILE = "feature_profile.json"
+PROFILE_FORMAT = 1  # the ``format`` field of that file; bumped if its layout ever changes
 
 # Run metrics that say how far the ONNX predictions stray from sklearn's (training/ml.py parity_metrics).
 PARITY_METRICS = ("onnx_max_abs_diff", "onnx_max_rel_diff")
@@ -22,6 +25,7 @@ PLOT_DIR = "plots"
 PLOTS = {
     "predicted_vs_actual": "Holdout: predicted vs actual",
     "feature_importances": "Feature importances",
+    "residuals_over_time": "Holdout: residuals over time",
 }
 
 

@@ -37,7 +37,9 @@ class UntrustedArtifact(ApplicationError):
 
 
 class Conflict(ApplicationError):
-    """The request clashes with the current state (a promotion worse than the current holder, say)."""
+    """The request clashes with the current state or with what is already recorded (a promotion worse than the
+    current holder, different actuals for the same prediction).
+    """
 
     code = "conflict"
 

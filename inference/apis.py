@@ -1,4 +1,13 @@
-"""``/predict``: predictions for rows of CSV or MLflow scoring JSON from a registered model version."""
+"""``/predict``: predictions for rows of CSV or MLflow scoring JSON from a registered model version.
+
+Every answer carries a request id (``X-Request-Id``, and ``request_id`` in a JSON body): the key to send actuals
+back with (``POST /feedback``). A well-formed incoming ``X-Request-Id`` (a UUID, as proxies and tracing
+gateways make them) is kept, so one id follows a request through the whole system; anything else is replaced by a
+fresh UUID. A client that reuses an id keeps the first prediction logged under it.
+"""
+
+import time
+import uuid
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -23,7 +32,10 @@ from .api_parts import (
     PredictThrottle,
     body_too_large,
 )
+from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
+from .model_cache import model_cache
 from .parsing import write_csv
+from .prediction_log import prediction_log_submit
 from .serializers import PredictionRequestSerializer, PredictionSerializer
 from .services import FORMATS, model_cache_status, prediction_create
 
@@ -60,29 +72,82 @@ class PredictionViewSet(viewsets.GenericViewSet):
     renderer_classes = [FastJSONRenderer, CSVRenderer]
     content_negotiation_class = AcceptCSVNegotiation
 
+    def initial(self, request, *args, **kwargs):
+        # Before authentication, so a refused request is timed and carries its id too.
+        request.started = time.perf_counter()
+        request.request_id = _request_id(request.META.get("HTTP_X_REQUEST_ID"))
+        request.served, request.rows = None, 0
+        super().initial(request, *args, **kwargs)
+
     @PREDICT_SCHEMA
     def create(self, request):
         body, body_format, form = _request_body(request)
         params = PredictionRequestSerializer(data={**request.query_params.dict(), **form})
         params.is_valid(raise_exception=True)
         options = params.validated_data
+        model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
+        request.asked = (model_name, options["version"], options["format"])
         prediction = prediction_create(
-            model_name=options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
+            model_name=model_name,
             version=options["version"],
             model_format=options["format"],
             body=body,
             body_format=body_format,
         )
+        request.served, request.rows = (
+            (prediction.name, str(prediction.version), prediction.model_format),
+            len(prediction.values),
+        )
+        prediction_log_submit(
+            request_id=request.request_id,
+            model_name=prediction.name,
+            model_version=prediction.version,
+            engine=prediction.model_format,
+            feature_names=prediction.feature_names,
+            inputs=prediction.features,
+            predictions=prediction.values,
+        )
         headers = {"X-Model-Version": str(prediction.version)}
         if request.accepted_renderer.format == "csv":
             return Response(write_csv(prediction.table, prediction.values), headers=headers)
-        return Response(self.get_serializer(prediction).data, headers=headers)
+        data = self.get_serializer(prediction).data
+        data["request_id"] = str(request.request_id)
+        return Response(data, headers=headers)
 
     def finalize_response(self, request, response, *args, **kwargs):
         if response.status_code >= 400:
             # Errors are always JSON ({"message", "code", "extra"}), whatever the client asked for.
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
-        return super().finalize_response(request, response, *args, **kwargs)
+        response = super().finalize_response(request, response, *args, **kwargs)
+        request_id = getattr(request, "request_id", None)
+        if request_id is not None:
+            response["X-Request-Id"] = str(request_id)
+            _count(request, response.status_code)
+        return response
+
+
+def _request_id(incoming: str | None) -> uuid.UUID:
+    """The client's (or a proxy's) X-Request-Id if it is a UUID, else a fresh one."""
+    if incoming and len(incoming) <= 40:
+        try:
+            return uuid.UUID(incoming)
+        except ValueError:
+            pass
+    return uuid.uuid4()
+
+
+def _count(request, status: int) -> None:
+    """Counts and times the answer under the version that served it; an error under the version asked for when
+    this process knows it (never a name or alias a client made up, which would grow labels without bound)."""
+    served = request.served
+    if served is None:
+        asked = getattr(request, "asked", None)
+        known = model_cache().known_version(asked[0], asked[1]) if asked else None
+        served = (asked[0], str(known), asked[2]) if known is not None else ("", "", "")
+    PREDICTIONS.labels(*served, str(status)).inc()
+    if status < 400:
+        PREDICTION_SECONDS.labels(*served).observe(time.perf_counter() - request.started)
+        PREDICTED_ROWS.labels(*served).inc(request.rows)
 
 
 def _request_body(request) -> tuple[bytes, str, dict]:

@@ -21,6 +21,9 @@ class Prediction:
     version: int
     model_format: str
     table: Table
+    # The float32 matrix the model saw, and its columns: what the prediction log keeps.
+    features: np.ndarray | None = None
+    feature_names: list[str] | None = None
 
 
 def prediction_create(
@@ -66,6 +69,8 @@ def prediction_create(
         version=loaded.version,
         model_format=engine,
         table=table,
+        features=X,
+        feature_names=loaded.feature_names,
     )
 
 

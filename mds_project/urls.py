@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from core.metrics import MetricsView
 from inference.apis import PredictionViewSet, ready
 from training.apis import TrainingJobViewSet
 
@@ -21,11 +22,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("health/ready", ready, name="health-ready"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(
         "api/redoc", SpectacularRedocView.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"
     ),
     *router.urls,
+    # Before the mirror's routes: /models/<name>/versions/<v>/{performance,drift} are serving's (it owns the log).
+    path("", include("inference.urls")),
     path("", include("registry_mirror.urls")),
 ]

@@ -8,6 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from inference.model_cache import model_cache
+from inference.prediction_log import prediction_log_writer
 
 from .factories import UserFactory, weather_csv
 
@@ -61,6 +62,12 @@ def _fresh_model_cache():
     model_cache().clear()
     yield
     model_cache().clear()
+
+
+@pytest.fixture(autouse=True)
+def _empty_prediction_log_queue():
+    # Answers of earlier tests would otherwise be written into this test's database by its first flush.
+    prediction_log_writer().clear()
 
 
 @pytest.fixture

@@ -11,3 +11,9 @@ class TrainingConfig(AppConfig):
         from .selectors import model_version_origin_links
 
         origin_links_register(model_version_origin_links)
+
+        from core.metrics import collector_register
+
+        from .metrics import TrainingJobCollector
+
+        collector_register(TrainingJobCollector())

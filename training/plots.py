@@ -8,7 +8,12 @@ from core.contract import PLOTS
 
 
 def training_figures(
-    *, y_test: np.ndarray, y_pred: np.ndarray, feature_names: list[str], importances: np.ndarray
+    *,
+    y_test: np.ndarray,
+    y_pred: np.ndarray,
+    feature_names: list[str],
+    importances: np.ndarray,
+    timestamps: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Matplotlib figures keyed by plot name (``core.contract.PLOTS``); the Agg backend keeps workers headless."""
     import matplotlib
@@ -30,4 +35,22 @@ def training_figures(
     ax.barh([feature_names[i] for i in order], importances[order])
     ax.set(xlabel="importance", title=PLOTS["feature_importances"])
     bars.tight_layout()
-    return {"predicted_vs_actual": scatter, "feature_importances": bars}
+    figures = {"predicted_vs_actual": scatter, "feature_importances": bars}
+    if timestamps is not None:
+        figures["residuals_over_time"] = residuals_figure(timestamps=timestamps, y_test=y_test, y_pred=y_pred)
+    return figures
+
+
+def residuals_figure(*, timestamps: np.ndarray, y_test: np.ndarray, y_pred: np.ndarray) -> Any:
+    """Actual minus predicted along the holdout's timestamps: a trend or a seasonal wave shows what the model
+    misses as time moves away from its training window."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.5), dpi=100)
+    ax = figure.subplots()
+    ax.plot(timestamps, y_test - y_pred, marker=".", markersize=3, linewidth=0.6)
+    ax.axhline(0.0, color="grey", linewidth=1, linestyle="--")
+    ax.set(xlabel="timestamp", ylabel="actual - predicted", title=PLOTS["residuals_over_time"])
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    return figure

@@ -135,7 +135,7 @@ def training_job_execute(*, job_id: int) -> TrainingJob:
         registered = trained_version_register(
             job_key=str(job.key),
             model_name=job.model_name,
-            model=_trained_model(job, result, params),
+            model=_trained_model(job, result, params, data),
             user=job.created_by,
         )
     except MlflowUnavailable:
@@ -178,10 +178,16 @@ def _training_job_stage(job: TrainingJob, stage: str) -> None:
     TrainingJob.objects.filter(pk=job.pk).update(stage=stage, updated_at=timezone.now())
 
 
-def _trained_model(job: TrainingJob, result: ml.TrainingResult, params: ml.TrainingParams) -> gateway.TrainedModel:
+def _trained_model(
+    job: TrainingJob, result: ml.TrainingResult, params: ml.TrainingParams, data: ml.PreparedData
+) -> gateway.TrainedModel:
     import pandas as pd
 
     from .plots import training_figures
+    from .profile import feature_profile
+
+    # The training rows come first in time order; the holdout is the rest (ml.chronological_split).
+    n_train = result.counts["n_train"]
 
     example = pd.DataFrame(result.X_test[:5].astype("float64"), columns=result.feature_names)
     return gateway.TrainedModel(
@@ -202,7 +208,10 @@ def _trained_model(job: TrainingJob, result: ml.TrainingResult, params: ml.Train
             y_pred=result.y_pred_test,
             feature_names=result.feature_names,
             importances=result.estimator.feature_importances_,
+            timestamps=data.timestamps.iloc[n_train:].dt.tz_convert(None).to_numpy(),
         ),
+        # What drift is measured against: the rows the model learnt from, not the holdout.
+        profile=feature_profile(data.X[:n_train], result.feature_names),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from core.errors import ApplicationError, NotFound
 from registry_mirror import gateway
 
+from ..metrics import CACHE_EVICTIONS, CACHE_HITS, CACHE_LOAD_SECONDS, CACHE_LOADS
 from .versions import LoadedVersion, load_version
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,20 @@ class ModelCache:
             loaded = self._entries.get(key)
             if loaded is not None:
                 self._entries.move_to_end(key)
-                return loaded
-            key_lock = self._key_lock_acquire(key)
+            else:
+                key_lock = self._key_lock_acquire(key)
+        if loaded is not None:
+            CACHE_HITS.labels(name, str(version)).inc()
+            return loaded
         try:
             with key_lock.lock:
                 with self._lock:
                     if key in self._entries:
                         return self._entries[key]
+                started = time.monotonic()
                 loaded = load_version(name=name, version=version, source=self.source)
+                CACHE_LOAD_SECONDS.observe(time.monotonic() - started)
+                CACHE_LOADS.labels(name, str(version)).inc()
                 loaded.on_grow = self.enforce_bounds
                 # Before the entry is visible: a sklearn request that finds it then waits for this download.
                 loaded.prefetch_sklearn()
@@ -109,7 +116,17 @@ class ModelCache:
                 evicted.append(self._entries.popitem(last=False)[1])
         for entry in evicted:
             logger.info("Evicted %s version %s from the model cache", entry.name, entry.version)
+            CACHE_EVICTIONS.labels(entry.name, str(entry.version)).inc()
             entry.close()
+
+    def known_version(self, name: str, reference: str) -> int | None:
+        """The version ``reference`` stands for if this process has loaded or resolved it; never asks MLflow."""
+        with self._lock:
+            if reference.isdigit():
+                return int(reference) if (name, int(reference)) in self._entries else None
+            reference = reference if reference == "latest" else "@" + reference.removeprefix("@")
+            known = self._resolved.get((name, reference))
+            return known.version if known is not None else None
 
     def loaded(self) -> list[LoadedVersion]:
         with self._lock:

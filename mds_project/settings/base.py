@@ -269,3 +269,41 @@ MDS_PROMOTION_TOLERANCE = env.float("MDS_PROMOTION_TOLERANCE", default=0.05)
 # Seconds a process trusts an API token (and its user's permissions) once checked: a revoked token or role
 # works that long there.
 MDS_TOKEN_CACHE_TTL = env.float("MDS_TOKEN_CACHE_TTL", default=60.0)
+
+# --- Prediction log, feedback and drift ----------------------------------------------------------------------
+# Every /predict answer is logged (inputs, outputs, version, engine) off the request path; `false` turns it off.
+MDS_PREDICTION_LOG = env.bool("MDS_PREDICTION_LOG", default=True)
+# Logged predictions (and the actuals fed back for them) are deleted after this many days by beat.
+MDS_PREDICTION_LOG_DAYS = env.int("MDS_PREDICTION_LOG_DAYS", default=30)
+# The in-process queue in front of the database: past either bound new entries are dropped (and counted), so a
+# slow or absent database never slows predictions down nor grows a worker's memory without end.
+MDS_PREDICTION_LOG_QUEUE = env.int("MDS_PREDICTION_LOG_QUEUE", default=10_000)
+MDS_PREDICTION_LOG_QUEUE_BYTES = env.int("MDS_PREDICTION_LOG_QUEUE_BYTES", default=128 * 1024 * 1024)
+# Rows per INSERT, and the longest a logged prediction waits in the queue (seconds).
+MDS_PREDICTION_LOG_BATCH = env.int("MDS_PREDICTION_LOG_BATCH", default=200)
+MDS_PREDICTION_LOG_INTERVAL = env.float("MDS_PREDICTION_LOG_INTERVAL", default=1.0)
+# A writer thread per process drains the queue; tests write it explicitly instead (prediction_log_flush).
+MDS_PREDICTION_LOG_BACKGROUND = True
+# A feature has drifted when the population stability index of its logged inputs against the training window's
+# deciles exceeds this (0.1-0.25 is the usual "moderate shift" band); below MDS_DRIFT_MIN_ROWS logged rows the
+# answer is `null`, since sampling noise alone gives a PSI of about (bins - 1) / rows.
+MDS_DRIFT_PSI_THRESHOLD = env.float("MDS_DRIFT_PSI_THRESHOLD", default=0.2)
+MDS_DRIFT_MIN_ROWS = env.int("MDS_DRIFT_MIN_ROWS", default=200)
+# Beat runs these once a day: the monitoring report of every version with logged predictions, and the pruning.
+CELERY_BEAT_SCHEDULE |= {
+    "monitoring-reports": {
+        "task": "inference.tasks.monitoring_reports_record_task",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600.0},
+    },
+    "prediction-log-prune": {
+        "task": "inference.tasks.prediction_log_prune_task",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600.0},
+    },
+}
+
+# --- Metrics -------------------------------------------------------------------------------------------------
+# /metrics answers a valid API token, or any request from the loopback interface without X-Forwarded-For; set this
+# to false where a reverse proxy on the same machine would make every client look local.
+MDS_METRICS_ALLOW_LOOPBACK = env.bool("MDS_METRICS_ALLOW_LOOPBACK", default=True)

@@ -19,3 +19,5 @@ DEBUG = WHITENOISE_AUTOREFRESH = False
 # Tests run tasks in-process unless a test starts a real worker.
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Logged predictions are written by the test (prediction_log_flush), inside its transaction.
+MDS_PREDICTION_LOG_BACKGROUND = False

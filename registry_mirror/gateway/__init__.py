@@ -25,7 +25,7 @@ from .registry import (
     run_artifact_read,
     run_data_get,
 )
-from .serving import model_version_fetch, model_version_number, serves_over_rest
+from .serving import model_version_fetch, model_version_file_read, model_version_number, serves_over_rest
 
 __all__ = [
     "PIP_REQUIREMENTS",
@@ -42,6 +42,7 @@ __all__ = [
     "model_alias_set",
     "model_aliases",
     "model_version_fetch",
+    "model_version_file_read",
     "model_version_flavors",
     "model_version_number",
     "model_version_register",

@@ -1,13 +1,22 @@
 """Logging a trained model as one MLflow run with one logged model (sklearn + onnx), registered as one version."""
 
 import contextlib
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.contract import JOB_TAG, ONNX_FILE, ONNX_SHA256_TAG, SKLEARN_FILE, SKLEARN_SHA256_TAG, plot_path
+from core.contract import (
+    JOB_TAG,
+    ONNX_FILE,
+    ONNX_SHA256_TAG,
+    PROFILE_FILE,
+    SKLEARN_FILE,
+    SKLEARN_SHA256_TAG,
+    plot_path,
+)
 
 from .client import client, experiment_id, file_sha256, translated_errors
 
@@ -26,6 +35,8 @@ class TrainedModel:
     metrics: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)  # plot name (core.contract.PLOTS) -> matplotlib Figure
+    # The training window's feature profile (training/profile.py), saved as PROFILE_FILE beside the model files.
+    profile: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,8 @@ def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
         pip_requirements=PIP_REQUIREMENTS,
     )
     (model_dir / ONNX_FILE).write_bytes(model.onnx_model.SerializeToString())
+    if model.profile is not None:
+        (model_dir / PROFILE_FILE).write_text(json.dumps(model.profile))
     mlmodel = Model.load(str(model_dir / "MLmodel"))
     mlmodel.add_flavor(
         "onnx",

@@ -60,6 +60,25 @@ def model_version_fetch(*, name: str, version: int, files: list[str], dst: str) 
     }
 
 
+def model_version_file_read(*, name: str, version: int, file: str) -> bytes:
+    """One small file of a version's model directory (such as its feature profile); ``NotFound`` if the version
+    or the file does not exist."""
+    with tempfile.TemporaryDirectory(prefix="mds-file-") as tmp:
+        try:
+            fetched = model_version_fetch(name=name, version=version, files=[file], dst=tmp)
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            # The local store reports a missing file as an OSError or an MlflowException of its own wording.
+            if isinstance(exc, OSError) or type(exc).__name__ == "MlflowException":
+                raise NotFound(
+                    f"Version {version} of {name!r} has no file {file!r}.",
+                    extra={"model_name": name, "version": version, "file": file},
+                ) from exc
+            raise
+        return Path(fetched["paths"][file]).read_bytes()
+
+
 def serves_over_rest() -> bool:
     """Whether the serving calls can use MLflow's REST API directly (an MLflow server) instead of the client."""
     return settings.MLFLOW_TRACKING_URI.startswith(("http://", "https://"))

@@ -1,0 +1,19 @@
+"""Celery entry points of serving's monitoring, run daily by beat: thin wrappers around the services."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def monitoring_reports_record_task() -> None:
+    """Record the last day's drift and live performance of every version that served predictions in it."""
+    from .monitoring import monitoring_reports_record
+
+    monitoring_reports_record()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prediction_log_prune_task() -> None:
+    """Delete logged predictions older than ``MDS_PREDICTION_LOG_DAYS`` days."""
+    from .monitoring import prediction_log_prune
+
+    prediction_log_prune()
