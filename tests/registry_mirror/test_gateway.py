@@ -88,7 +88,11 @@ def test_the_run_records_params_metrics_dataset_and_plots(train):
     dataset = TrainingJob.objects.get(pk=job["id"]).dataset
     assert run.data.tags["mds.dataset_sha256"] == dataset.sha256
     assert run.data.tags["mds.dataset_size_bytes"] == str(dataset.size_bytes)
-    assert artifacts == {"plots/predicted_vs_actual.png", "plots/feature_importances.png"}
+    assert artifacts == {
+        "plots/predicted_vs_actual.png",
+        "plots/feature_importances.png",
+        "plots/residuals_over_time.png",
+    }
 
 
 def test_resolving_versions_by_number_latest_and_alias(train, model_name):
