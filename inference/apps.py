@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class InferenceConfig(AppConfig):
     name = "inference"
+
+    def ready(self) -> None:
+        # Live performance and drift on a version's page, without the mirror knowing this app exists.
+        from registry_mirror.panels import version_panels_register
+
+        from .admin import version_monitoring_panels
+
+        version_panels_register(version_monitoring_panels)

@@ -18,6 +18,7 @@ from . import gateway, selectors
 from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFilter
 from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
 from .origins import model_version_origin_links
+from .panels import model_version_panels
 from .services import model_alias_remove, model_alias_set, registry_mirror_sync
 
 
@@ -146,6 +147,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                 if version.run_id
                 else [],
                 alias_moves=selectors.alias_moves_of(model_name=version.name),
+                panels=model_version_panels(version),
                 alias_form=AliasForm(),
                 can_set_alias=request.user.has_perm("registry_mirror.set_alias"),
             )

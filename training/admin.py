@@ -1,14 +1,16 @@
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from core.contract import MODEL_NAME_PATTERN
 from core.errors import ApplicationError
 
 from . import ml
 from .models import Dataset, TrainingJob
-from .selectors import visible_to
+from .selectors import training_job_links, visible_to
 from .services import dataset_inspect, training_job_start
 
 
@@ -67,8 +69,14 @@ class DatasetAdmin(admin.ModelAdmin):
         "columns",
         "uploaded_by",
         "created_at",
+        "job_links",
     ]
     show_full_result_count = False
+
+    @admin.display(description="training jobs")
+    def job_links(self, obj: Dataset) -> str:
+        jobs = [(reverse("admin:training_trainingjob_change", args=[job.pk]), job) for job in obj.training_jobs.all()]
+        return format_html_join("", '<div><a href="{}">{}</a></div>', jobs) or "-"
 
     @admin.display(description="sha256")
     def short_sha256(self, obj: Dataset) -> str:
@@ -111,6 +119,8 @@ class DatasetAdmin(admin.ModelAdmin):
         # The admin redirects to and logs against the object it saved: point it at the stored dataset.
         obj.pk = job.dataset.pk
         obj.refresh_from_db()
+        url = reverse("admin:training_trainingjob_change", args=[job.pk])
+        self.message_user(request, format_html('Started <a href="{}">{}</a> on this file.', url, job), messages.INFO)
 
 
 @admin.register(TrainingJob)
@@ -135,9 +145,17 @@ class TrainingJobAdmin(admin.ModelAdmin):
         return super().get_queryset(request).filter(visible_to(request.user))
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in TrainingJob._meta.fields]
+        return ["links", *(field.name for field in TrainingJob._meta.fields)]
+
+    @admin.display(description="links")
+    def links(self, obj: TrainingJob) -> str:
+        return format_html_join("", '<div>{}: <a href="{}">{}</a></div>', training_job_links(obj)) or "-"
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # A job is written by its task only: the page is for reading (no Save buttons).
         return False
 
     def has_delete_permission(self, request, obj=None):

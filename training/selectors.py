@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from registry_mirror.models import ModelVersion
 from registry_mirror.origins import OriginLink
+from registry_mirror.selectors import mlflow_ui_links
 
 from .models import Dataset, TrainingJob
 
@@ -46,4 +47,26 @@ def model_version_origin_links(version: ModelVersion) -> list[OriginLink]:
         links.append(OriginLink("training job", str(job), reverse("admin:training_trainingjob_change", args=[job.pk])))
     if dataset is not None:
         links.append(OriginLink("dataset", str(dataset), reverse("admin:training_dataset_change", args=[dataset.pk])))
+    return links
+
+
+def training_job_links(job: TrainingJob) -> list[tuple[str, str, str]]:
+    """``(label, url, text)`` of a job's registered version in the mirror and its run in the MLflow UI."""
+    links = []
+    version = (
+        ModelVersion.objects.filter(name=job.model_name, version=job.registered_version).first()
+        if job.registered_version
+        else None
+    )
+    if version is not None:
+        links.append(
+            (
+                "registered version",
+                reverse("admin:registry_mirror_modelversion_change", args=[version.pk]),
+                str(version),
+            )
+        )
+        ui = mlflow_ui_links(version)
+        # The run's page needs its experiment id, which the mirror records (a job only knows the run id).
+        links += [(f"MLflow {key}", ui[key], ui[key]) for key in ("run", "version") if key in ui]
     return links

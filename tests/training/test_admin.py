@@ -3,6 +3,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
+from registry_mirror.models import ModelVersion
 from tests.factories import StaffUserFactory, csv_bytes, weather_csv, weather_frame
 from training.models import Dataset, TrainingJob
 
@@ -81,3 +82,30 @@ def test_an_invalid_model_name_in_the_admin_is_refused(staff_client):
     assert response.status_code == 200
     assert "Registered model name" in response.content.decode()
     assert not Dataset.objects.exists()
+
+
+def test_the_upload_links_to_its_job_whose_page_is_read_only_with_links(
+    staff_client, django_capture_on_commit_callbacks, model_name
+):
+    # given
+    upload = SimpleUploadedFile("weather.csv", weather_csv(60), content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/training/dataset/add/",
+            {"file": upload, "model_name": model_name, "target": "target", "timestamp": "timestamp"},
+            follow=True,
+        )
+    job = TrainingJob.objects.get()
+    job_url = f"/admin/training/trainingjob/{job.pk}/change/"
+
+    # when
+    page = staff_client.get(job_url).content.decode()
+    dataset_page = staff_client.get(f"/admin/training/dataset/{job.dataset.pk}/change/").content.decode()
+
+    # then
+    assert f'href="{job_url}"' in response.content.decode()
+    assert f'href="{job_url}"' in dataset_page
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
+    version = ModelVersion.objects.get(name=model_name, version=job.registered_version)
+    assert f'href="/admin/registry_mirror/modelversion/{version.pk}/change/"' in page
+    assert f"/#/experiments/{version.experiment_id}/runs/{job.mlflow_run_id}" in page
