@@ -9,7 +9,11 @@ starts both model servers cold, one after the other, on the same version and dri
 
 Prints a table and the ratios, and exits 1 if a target is missed. Needs `wrk` (`apt-get install wrk`).
 
-    .venv/bin/python bench/predict.py [--days 12000] [--duration 8] [--rounds 5] [--keep]
+    .venv/bin/python bench/predict.py [--days 12000] [--duration 8] [--rounds 5] [--keep] [--log-overhead]
+
+MDS runs with its prediction log on (the default). ``--log-overhead`` also starts a second MDS server with the log
+off (``MDS_PREDICTION_LOG=false``, port 18004), measures it in the same alternating rounds, and checks that the
+log adds at most 0.2 ms to the 1-row p50 latency.
 
 Each metric is measured ``--rounds`` times, alternating between the servers, and the median is kept.
 """
@@ -29,7 +33,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-MDS_PORT, MLFLOW_PORT, TRACKING_PORT = 18002, 18001, 18003
+MDS_PORT, MLFLOW_PORT, TRACKING_PORT, MDS_NO_LOG_PORT = 18002, 18001, 18003, 18004
+# The most the prediction log may add to the 1-row p50 latency (ms).
+LOG_OVERHEAD_TARGET_MS = 0.2
 MODEL_NAME = "rf_bench"
 FEATURES = [
     "temperature_c",
@@ -77,6 +83,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk measurement")
     parser.add_argument("--rounds", type=int, default=5, help="alternating measurements per metric (median kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--log-overhead", action="store_true", help="also measure MDS with its prediction log off")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
@@ -119,6 +126,15 @@ def main() -> int:
                 "auth": token,
             },
         }
+        if args.log_overhead:
+            no_log_url = f"http://127.0.0.1:{MDS_NO_LOG_PORT}/predict?model_name={MODEL_NAME}&version={version}"
+            targets["MDS, log off"] = {
+                "cmd": [*mds_cmd[:-1], f"127.0.0.1:{MDS_NO_LOG_PORT}"],
+                "env": {**mds_env, "MDS_PREDICTION_LOG": "false"},
+                "one": no_log_url + "&format=onnx",
+                "batch": no_log_url + "&format=auto",
+                "auth": token,
+            }
         samples = {label: {metric: [] for metric in TARGETS} for label in targets}
         # Every measurement alternates between the servers, `rounds` times, and keeps the median: the machine
         # is shared, and noise should not favour whichever server happened to run in a quiet moment.
@@ -156,9 +172,12 @@ def main() -> int:
             for metric, values in by_metric.items():
                 if values:
                     print(f"{label:<13}{metric:<42}" + " ".join(f"{v:.2f}" for v in values))
-        for label, server in zip(("mlflow serve", "MDS"), servers, strict=True):
+        for label, server in zip(targets, servers, strict=True):
             results[label]["RSS after the load (MB)"] = tree_rss_mb(server.pid)
-        return report(results)
+        missed = report(results)
+        if args.log_overhead:
+            missed |= report_log_overhead(samples)
+        return missed
     finally:
         for server in [*servers, *([tracking] if tracking else [])]:
             stop(server)
@@ -305,6 +324,25 @@ def report(results: dict[str, dict[str, float]]) -> int:
         print(f"{metric:<42}{peer:>14.2f}{ours:>12.2f}{ratio:>12.3f}{sign:>4}{target:>6}  {'yes' if ok else 'NO'}")
     print(f"\n{'all targets met' if not missed else f'{missed} target(s) missed'}")
     return 1 if missed else 0
+
+
+def report_log_overhead(samples: dict[str, dict[str, list[float]]]) -> int:
+    """The prediction log's cost: MDS with it on minus MDS with it off, measured in the same rounds."""
+    metric = "1-row p50 latency (ms)"
+    on, off = samples["MDS"][metric], samples["MDS, log off"][metric]
+    paired = statistics.median(a - b for a, b in zip(on, off, strict=True))
+    medians = statistics.median(on) - statistics.median(off)
+    print(f"\nprediction log, 1-row p50: on {statistics.median(on):.3f} ms, off {statistics.median(off):.3f} ms")
+    print(f"  overhead: {medians:+.3f} ms (difference of medians), {paired:+.3f} ms (median of per-round differences)")
+    for metric in TARGETS:
+        if samples["MDS"][metric] and samples["MDS, log off"][metric]:
+            print(
+                f"  {metric:<42} on {statistics.median(samples['MDS'][metric]):>10.2f}"
+                f"   off {statistics.median(samples['MDS, log off'][metric]):>10.2f}"
+            )
+    ok = max(medians, paired) <= LOG_OVERHEAD_TARGET_MS
+    print(f"  target <= {LOG_OVERHEAD_TARGET_MS} ms: {'yes' if ok else 'NO'}")
+    return 0 if ok else 1
 
 
 def stop(server: subprocess.Popen) -> None:

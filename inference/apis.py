@@ -106,6 +106,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
             feature_names=prediction.feature_names,
             inputs=prediction.features,
             predictions=prediction.values,
+            intervals=getattr(prediction, "intervals", None),
         )
         headers = {"X-Model-Version": str(prediction.version)}
         if request.accepted_renderer.format == "csv":

@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -227,11 +228,11 @@ def prediction_log_submit(
     feature_names: list[str],
     inputs: np.ndarray,
     predictions: np.ndarray,
-    intervals: dict | None = None,
+    intervals: Any = None,
 ) -> bool:
     """Queue one answered prediction for the log (when ``MDS_PREDICTION_LOG`` is on); never raises.
 
-    ``intervals`` is the answer's ``{"level", "lower", "upper"}``, if the client asked for intervals.
+    ``intervals`` holds the answer's interval (``level``, ``lower``, ``upper`` attributes), if one was asked for.
     """
     if not settings.MDS_PREDICTION_LOG:
         return False
@@ -246,10 +247,10 @@ def prediction_log_submit(
             inputs=inputs,
             predictions=predictions,
         )
-        if intervals:
-            entry.interval_level = float(intervals["level"])
-            entry.interval_lower = np.asarray(intervals["lower"], dtype=np.float64)
-            entry.interval_upper = np.asarray(intervals["upper"], dtype=np.float64)
+        if intervals is not None:
+            entry.interval_level = float(intervals.level)
+            entry.interval_lower = np.asarray(intervals.lower, dtype=np.float64)
+            entry.interval_upper = np.asarray(intervals.upper, dtype=np.float64)
         return prediction_log_writer().submit(entry)
     except Exception:
         logger.exception("Could not queue a prediction for the log")

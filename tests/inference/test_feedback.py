@@ -4,6 +4,7 @@ import json
 import time
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -169,7 +170,7 @@ def test_interval_bounds_are_stored_and_coverage_measured(api_client, model_name
             feature_names=FEATURES,
             inputs=X,
             predictions=np.array([10.0, 20.0, 30.0, 40.0]),
-            intervals={"level": 0.9, "lower": [5.0, 15.0, 25.0, 35.0], "upper": [15.0, 25.0, 35.0, 45.0]},
+            intervals=SimpleNamespace(level=0.9, lower=[5.0, 15.0, 25.0, 35.0], upper=[15.0, 25.0, 35.0, 45.0]),
         )
     prediction_log_flush()
 
