@@ -140,7 +140,8 @@ def main() -> int:
         # is shared, and noise should not favour whichever server happened to run in a quiet moment.
         for round_ in range(args.rounds):
             for label, target in targets.items():
-                log = data_dir / f"{label[:3]}-{round_}.log"
+                slug = re.sub(r"[^a-z]+", "-", label.lower())
+                log = data_dir / f"{slug}-{round_}.log"
                 server, cold = start_cold(
                     target["cmd"], target["env"], target["one"], target["auth"], bodies["one"], log
                 )
