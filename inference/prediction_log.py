@@ -161,6 +161,7 @@ class PredictionLogWriter:
                 # This thread's own connection: Django closes request threads' connections, nobody closes ours.
                 connection.close_if_unusable_or_obsolete()
             if stopping:
+                connection.close()
                 return
 
     def _take(self, count: int) -> list[LoggedPrediction]:
