@@ -13,12 +13,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError, NotFound
+from core.permissions import requires
 from core.tabular import TableError
 
 from .api_parts import CSVBodyParser, body_too_large
 from .feedback import actuals_from_table, feedback_record, performance_get
 from .monitoring import drift_get, version_known
 from .parsing import parse_csv
+
+# Whoever may predict may send actuals back; whoever may read the registry may read how its versions do.
+CanSendFeedback = requires("registry_mirror.predict")
+CanReadModels = requires("registry_mirror.view_registeredmodel", "registry_mirror.view_modelversion")
 
 WINDOW_PARAMETERS = [
     OpenApiParameter("since", description="ISO 8601; predictions made from then on (drift: default a day ago)."),
@@ -30,6 +35,7 @@ class FeedbackView(APIView):
     """The actuals of a logged prediction, one per predicted row, in order."""
 
     parser_classes = [JSONParser, CSVBodyParser, MultiPartParser]
+    permission_classes = [CanSendFeedback]
 
     @extend_schema(
         parameters=[OpenApiParameter("request_id", description="With a CSV body: the prediction's request id.")],
@@ -115,6 +121,8 @@ def _known_version(name: str, version: str) -> int:
 
 
 class VersionPerformanceView(APIView):
+    permission_classes = [CanReadModels]
+
     @extend_schema(parameters=WINDOW_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: str):
         """Live MAE, RMSE, R² and interval coverage over the feedback, next to the training holdout's."""
@@ -129,6 +137,8 @@ class VersionPerformanceView(APIView):
 
 
 class VersionDriftView(APIView):
+    permission_classes = [CanReadModels]
+
     @extend_schema(parameters=WINDOW_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: str):
         """Per feature, the population stability index of the logged inputs against the training window."""

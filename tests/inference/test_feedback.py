@@ -19,7 +19,8 @@ from inference.prediction_log import (
     prediction_log_flush,
     prediction_log_submit,
 )
-from tests.factories import csv_bytes, weather_frame
+from tests.conftest import token_client
+from tests.factories import UserFactory, csv_bytes, weather_frame
 
 FEATURES = list(weather_frame(1).columns[1:-1])
 
@@ -286,3 +287,20 @@ def test_feedback_json_without_actuals_is_a_400(api_client, db):
 
     # then
     assert (response.status_code, response.json()["code"]) == (400, "no_input")
+
+
+def test_feedback_and_performance_follow_the_roles(role_client, db):
+    # given: a user without a role, and a predictor
+    nobody = token_client(UserFactory())
+    predictor = role_client("predictor")
+    body = {"request_id": str(uuid.uuid4()), "actuals": [1]}
+
+    # when
+    refused = nobody.post("/feedback", body, format="json")
+    refused_read = nobody.get("/models/m/versions/1/performance")
+    allowed = predictor.post("/feedback", body, format="json")
+    read = predictor.get("/models/m/versions/1/performance")
+
+    # then
+    assert refused.status_code == refused_read.status_code == 403
+    assert allowed.status_code == read.status_code == 404
