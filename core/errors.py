@@ -45,13 +45,46 @@ class Conflict(ApplicationError):
 
 
 class Unavailable(ApplicationError):
-    """A dependency could not be reached: a transient fault, worth retrying later."""
+    """A dependency could not be reached: a transient fault, worth retrying later.
+
+    Answered as 503 with ``Retry-After: retry_after`` (seconds); background work retries it with backoff.
+    """
 
     code = "unavailable"
+    retry_after = 5
 
 
 class MlflowUnavailable(Unavailable):
     """The MLflow tracking server or store could not be reached."""
+
+    code = "mlflow_unavailable"
+    # A restarting MLflow server takes ~10 s before it answers again.
+    retry_after = 10
+
+
+class DatabaseUnavailable(Unavailable):
+    """Django's database refused, dropped or timed out a connection."""
+
+    code = "database_unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    """The object store that keeps uploaded datasets (S3) could not be reached."""
+
+    code = "storage_unavailable"
+
+
+class BrokerUnavailable(Unavailable):
+    """The Celery broker (Redis) could not be reached."""
+
+    code = "broker_unavailable"
+
+
+class LeaseLost(Exception):
+    """Another execution took over a training job this one was running: stop without touching the job.
+
+    Not an ApplicationError: it is no answer to anyone, only a signal between a job's execution and its lease.
+    """
 
 
 # Anything not listed here (ApplicationError and its other subclasses) is the client's to fix: 400.

@@ -1,23 +1,34 @@
-"""One error format for the whole API: ``{"message": str, "code": str, "extra": dict}``."""
+"""One error format for the whole API: ``{"message": str, "code": str, "extra": dict}``.
+
+A dependency that is down (database, S3, broker, MLflow) is a 503 with ``Retry-After``, never a 500: in DRF
+views through ``api_exception_handler``, everywhere else (the admin, middleware) through ``server_error``, the
+URLconf's ``handler500``.
+"""
 
 import logging
+import sys
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from .errors import ApplicationError, http_status
+from . import faults
+from .errors import ApplicationError, Unavailable, http_status
 
 logger = logging.getLogger(__name__)
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, ApplicationError):
-        body = {"message": exc.message, "code": exc.code, "extra": exc.extra}
-        return Response(body, status=http_status(exc))
+    error = faults.unavailable(exc) or exc
+    if isinstance(error, ApplicationError):
+        if error is not exc:
+            logger.warning("Answering 503 for %s: %s", type(exc).__name__, exc)
+        body = {"message": error.message, "code": error.code, "extra": error.extra}
+        return Response(body, status=http_status(error), headers=_retry_after(error))
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404 | ObjectDoesNotExist):
@@ -52,3 +63,16 @@ def _first_message(errors, path: str = "") -> str:
     if isinstance(errors, list) and errors:
         return _first_message(errors[0], path)
     return f"{path}: {errors}" if path else str(errors)
+
+
+def server_error(request):
+    """``handler500``: a dependency fault outside DRF (admin pages, middleware) is a 503 too; anything else 500."""
+    error = faults.unavailable(sys.exc_info()[1])
+    if error is None:
+        return defaults.server_error(request)
+    body = {"message": error.message, "code": error.code, "extra": error.extra}
+    return JsonResponse(body, status=http_status(error), headers=_retry_after(error))
+
+
+def _retry_after(error: ApplicationError) -> dict[str, str]:
+    return {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else {}

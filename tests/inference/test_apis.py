@@ -240,7 +240,8 @@ def test_a_cached_version_serves_while_mlflow_is_unavailable(api_client, model_n
     # then
     assert by_number.status_code == by_alias.status_code == 200
     assert unknown.status_code == 503
-    assert unknown.json()["code"] == "unavailable"
+    assert unknown.json()["code"] == "mlflow_unavailable"
+    assert int(unknown["Retry-After"]) > 0
 
 
 def test_a_tampered_sklearn_artifact_is_refused(api_client, model_name, version, rows, settings):
