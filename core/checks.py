@@ -36,3 +36,20 @@ def celery_time_limits(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register("celery")
+def heartbeat_timing(app_configs, **kwargs):
+    """A heartbeat counts as stale only after several missed beats, or live jobs would be re-queued under load."""
+    interval = getattr(settings, "MDS_HEARTBEAT_INTERVAL", None)
+    stale_after = getattr(settings, "MDS_HEARTBEAT_STALE_AFTER", None)
+    if interval is None or stale_after is None or stale_after >= 3 * interval:
+        return []
+    return [
+        Error(
+            f"MDS_HEARTBEAT_STALE_AFTER ({stale_after} s) must be at least 3 x MDS_HEARTBEAT_INTERVAL ({interval} s): "
+            "a job whose heartbeat is merely late would be taken from its live execution.",
+            hint="Raise MDS_HEARTBEAT_STALE_AFTER or lower MDS_HEARTBEAT_INTERVAL.",
+            id="mds.E003",
+        )
+    ]

@@ -10,7 +10,6 @@ import time
 import uuid
 
 from django.conf import settings
-from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
@@ -37,7 +36,7 @@ from .model_cache import model_cache
 from .parsing import write_csv
 from .prediction_log import prediction_log_submit
 from .serializers import PredictionRequestSerializer, PredictionSerializer
-from .services import FORMATS, model_cache_status, prediction_create
+from .services import FORMATS, prediction_create
 
 PREDICT_SCHEMA = extend_schema(
     parameters=[
@@ -165,8 +164,3 @@ def _request_body(request) -> tuple[bytes, str, dict]:
         raise body_too_large(upload.size)
     form = {key: value for key, value in data.items() if key != "file"}
     return upload.read(), "csv", form
-
-
-def ready(request):
-    """Readiness: which versions this process has loaded (and aliases it knows); touches neither DB nor MLflow."""
-    return JsonResponse(model_cache_status())

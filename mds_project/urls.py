@@ -1,18 +1,16 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from core.metrics import MetricsView
-from inference.apis import PredictionViewSet, ready
+from inference.apis import PredictionViewSet
 from training.apis import TrainingJobViewSet
 
+from .health import live, ready
 
-def health(request):
-    """Liveness: the process answers; deliberately touches neither the database nor MLflow."""
-    return JsonResponse({"status": "ok"})
-
+# A dependency that is down answers 503 with Retry-After outside the API too (admin pages, middleware).
+handler500 = "core.exception_handler.server_error"
 
 router = SimpleRouter(trailing_slash=False)
 router.register("train", TrainingJobViewSet, basename="training-job")
@@ -20,7 +18,7 @@ router.register("predict", PredictionViewSet, basename="prediction")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("health", health, name="health"),
+    path("health", live, name="health"),
     path("health/ready", ready, name="health-ready"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),

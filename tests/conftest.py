@@ -1,7 +1,9 @@
+import socket
 import uuid
 from urllib.parse import urlencode
 
 import pytest
+from botocore.config import Config
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
@@ -83,3 +85,29 @@ def train(api_client, csv_upload, django_capture_on_commit_callbacks, model_name
         return client.get(f"/train/{response.json()['id']}").json()
 
     return run
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused for real."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3_down(settings, closed_port):
+    """Datasets on an S3 server that is not running."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "datasets",
+                "endpoint_url": f"http://127.0.0.1:{closed_port}",
+                "access_key": "k",
+                "secret_key": "s",
+                "client_config": Config(retries={"max_attempts": 1}, connect_timeout=1),
+            },
+        },
+    }

@@ -43,8 +43,9 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(
         request={"multipart/form-data": TrainingRequestSerializer},
         responses={200: TrainingJobSerializer, 202: TrainingJobSerializer},
-        description="Options may also be given in the query string. 202 with the queued job; with `wait`, 200 "
-        "with the finished job once it is done.",
+        description="Options may also be given in the query string. 202 with the accepted job; 200 with the "
+        "finished job once it is done within `wait` seconds (or, in embedded mode, ran in the request). 503 with "
+        "`Retry-After` when the dataset storage or the database is unavailable: nothing is stored then.",
     )
     def create(self, request):
         params = TrainingRequestSerializer(data=request_params(request))
@@ -65,10 +66,10 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 test_size=options["test_size"],
             ),
         )
-        if options["wait"]:
-            job = training_job_wait(job_id=job.pk, timeout=options["wait"])
+        # Read back: in embedded mode the job already ran inside this request, and the answer says so.
+        job = training_job_wait(job_id=job.pk, timeout=options["wait"], job=job)
         body = self.get_serializer(job).data
-        answer = status.HTTP_200_OK if job.is_finished and options["wait"] else status.HTTP_202_ACCEPTED
+        answer = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
         return Response(body, status=answer, headers={"Location": body["url"]})
 
     def retrieve(self, request, pk=None):

@@ -67,6 +67,14 @@ class TrainingJob(BaseModel):
     mlflow_run_id = models.CharField(max_length=64, blank=True)
     mlflow_model_id = models.CharField(max_length=64, blank=True)
     registered_version = models.PositiveIntegerField(null=True, blank=True)
+    # The job row is the outbox: set once a message for it reached the broker; a queued job without one (the
+    # broker was down) is sent again by the dispatcher.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The lease of the one execution running the job: an id per claim, the process holding it (host:pid), and
+    # its heartbeat; the dispatcher re-queues a running job whose heartbeat went stale.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(

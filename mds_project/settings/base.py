@@ -210,9 +210,9 @@ MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="http://127.0.0.1:5001")
 MDS_DEFAULT_MODEL_NAME = env.str("MDS_DEFAULT_MODEL_NAME", default="rf_regressor")
 # Longest `?wait=` a client may ask for on POST /train, in seconds.
 MDS_TRAIN_MAX_WAIT = env.int("MDS_TRAIN_MAX_WAIT", default=600)
-# Starts of one training job (Celery retries and redeliveries after a lost worker) before it is failed; above
-# the task's max_retries (5), so an MLflow outage alone never exhausts it.
-MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=8)
+# Starts of one training job (retries, redeliveries, re-queues after a lost worker) before it is failed; above
+# MDS_TRAIN_RETRIES + 1, so a dependency outage alone never exhausts it.
+MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=12)
 # More columns than this in a /train upload or a /predict body is a 400 (`too_many_columns`), checked before
 # any per-column work.
 MDS_MAX_COLUMNS = env.int("MDS_MAX_COLUMNS", default=1000)
@@ -230,6 +230,29 @@ LOGGING = {
     "loggers": {"alembic": {"level": "WARNING"}},
 }
 
+# --- Faults and recovery ----------------------------------------------------------------------------------------
+# A job that hits a transient fault (MLflow, S3 or the database unreachable) is retried up to MDS_TRAIN_RETRIES
+# times, MDS_RETRY_BACKOFF * 2**n seconds apart and at most MDS_RETRY_BACKOFF_MAX: 5, 10, 20, 40, 60, 60... so an
+# outage of ~7 minutes is ridden out, and a job starts again at most a minute after its dependency is back.
+MDS_TRAIN_RETRIES = env.int("MDS_TRAIN_RETRIES", default=10)
+MDS_RETRY_BACKOFF = env.float("MDS_RETRY_BACKOFF", default=5.0)
+MDS_RETRY_BACKOFF_MAX = env.float("MDS_RETRY_BACKOFF_MAX", default=60.0)
+# A running job's execution refreshes `heartbeat_at` this often; the dispatcher re-queues a job whose heartbeat
+# is older than MDS_HEARTBEAT_STALE_AFTER (its worker died, hangs or lost the database), long before the broker's
+# visibility timeout would hand its message out again. Worst case, a job whose whole worker died resumes after
+# STALE_AFTER + DISPATCH_INTERVAL (75 s by default); on the same machine a dead process is noticed at once.
+MDS_HEARTBEAT_INTERVAL = env.float("MDS_HEARTBEAT_INTERVAL", default=10.0)
+MDS_HEARTBEAT_STALE_AFTER = env.float("MDS_HEARTBEAT_STALE_AFTER", default=60.0)
+# The dispatcher (beat, and every worker as it starts) sends jobs that are queued without a message: accepted
+# while the broker was down (after MDS_DISPATCH_GRACE seconds, the time the request's own send has), re-queued
+# from a dead execution, or sent MDS_DISPATCH_RESEND_AFTER seconds ago and still not started (a message lost
+# with its broker). A duplicate message is harmless: the job's claim lets one execution run it.
+MDS_DISPATCH_INTERVAL = env.float("MDS_DISPATCH_INTERVAL", default=15.0)
+MDS_DISPATCH_GRACE = env.float("MDS_DISPATCH_GRACE", default=10.0)
+MDS_DISPATCH_RESEND_AFTER = env.float("MDS_DISPATCH_RESEND_AFTER", default=300.0)
+# Each dependency check of /health/ready answers within this many seconds.
+MDS_READY_TIMEOUT = env.float("MDS_READY_TIMEOUT", default=2.0)
+
 # --- Registry mirror -----------------------------------------------------------------------------------------
 # Models and versions asked of MLflow per request while syncing (MLflow caps registered-model pages at 1000).
 MDS_MIRROR_PAGE_SIZE = env.int("MDS_MIRROR_PAGE_SIZE", default=200)
@@ -237,6 +260,11 @@ MDS_MIRROR_PAGE_SIZE = env.int("MDS_MIRROR_PAGE_SIZE", default=200)
 MDS_MIRROR_SYNC_INTERVAL = env.int("MDS_MIRROR_SYNC_INTERVAL", default=300)
 # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html (run `celery -A mds_project beat`)
 CELERY_BEAT_SCHEDULE = {
+    "training-jobs-dispatch": {
+        "task": "training.tasks.training_jobs_dispatch_task",
+        "schedule": MDS_DISPATCH_INTERVAL,
+        "options": {"expires": MDS_DISPATCH_INTERVAL},
+    },
     "registry-mirror-sync": {
         "task": "registry_mirror.tasks.registry_mirror_sync_task",
         "schedule": float(MDS_MIRROR_SYNC_INTERVAL),

@@ -25,7 +25,13 @@ from .registry import (
     run_artifact_read,
     run_data_get,
 )
-from .serving import model_version_fetch, model_version_file_read, model_version_number, serves_over_rest
+from .serving import (
+    model_version_fetch,
+    model_version_file_read,
+    model_version_number,
+    serves_over_rest,
+    tracking_server_check,
+)
 
 __all__ = [
     "PIP_REQUIREMENTS",
@@ -52,5 +58,6 @@ __all__ = [
     "run_artifact_read",
     "run_data_get",
     "serves_over_rest",
+    "tracking_server_check",
     "translated_errors",
 ]

@@ -53,6 +53,7 @@ def model_version_register(
     model_name: str,
     model: TrainedModel,
     before_upload: Callable[[dict[str, str]], None] | None = None,
+    still_owner: Callable[[], None] | None = None,
 ) -> RegisteredVersion:
     """Log ``model`` as one run with one logged model carrying both flavors, and register one new version.
 
@@ -61,7 +62,9 @@ def model_version_register(
     starts. Whatever fails here ends the run as FAILED, never leaves it RUNNING.
 
     ``before_upload`` gets the files' sha256 (``{SKLEARN_SHA256_TAG: ..., ONNX_SHA256_TAG: ...}``) once they are
-    written and before anything is uploaded; if it raises, nothing is.
+    written and before anything is uploaded; if it raises, nothing is. ``still_owner`` is called right before the
+    version is created and raises if the caller may no longer register one (another execution of the job took it
+    over meanwhile, and registers its own).
     """
     mlflow_client = client()
     exp_id = experiment_id()
@@ -72,7 +75,9 @@ def model_version_register(
         run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
         run_id = run.info.run_id
         try:
-            registered = _log_and_register(mlflow_client, exp_id, run_id, model_name, job_key, model, before_upload)
+            registered = _log_and_register(
+                mlflow_client, exp_id, run_id, model_name, job_key, model, before_upload, still_owner
+            )
         except BaseException:
             with contextlib.suppress(Exception):
                 mlflow_client.set_terminated(run_id, "FAILED")
@@ -96,7 +101,7 @@ def _version_for_job(mlflow_client, exp_id: str, job_key: str, model_name: str) 
 
 
 def _log_and_register(
-    mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel, before_upload
+    mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel, before_upload, still_owner
 ) -> RegisteredVersion:
     from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
@@ -126,6 +131,8 @@ def _log_and_register(
     mlflow_client.finalize_logged_model(logged.model_id, "READY")
     mlflow_client.log_inputs(run_id, models=[LoggedModelInput(logged.model_id)])
     _ensure_registered_model(mlflow_client, model_name)
+    if still_owner is not None:
+        still_owner()
     version = mlflow_client.create_model_version(
         model_name,
         source=f"models:/{logged.model_id}",

@@ -79,6 +79,23 @@ def model_version_file_read(*, name: str, version: int, file: str) -> bytes:
         return Path(fetched["paths"][file]).read_bytes()
 
 
+def tracking_server_check(*, timeout: float) -> str:
+    """Raise ``MlflowUnavailable`` unless the tracking server (or local store) answers within ``timeout`` s."""
+    if not serves_over_rest():
+        with translated_errors():
+            client().search_experiments(max_results=1)
+        return "local store"
+    import requests
+
+    try:
+        response = requests.get(f"{settings.MLFLOW_TRACKING_URI.rstrip('/')}/health", timeout=timeout, **_rest_auth())
+    except requests.RequestException as exc:
+        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
+    if not response.ok:
+        raise MlflowUnavailable(f"MLflow answered its health check with HTTP {response.status_code}")
+    return "server"
+
+
 def serves_over_rest() -> bool:
     """Whether the serving calls can use MLflow's REST API directly (an MLflow server) instead of the client."""
     return settings.MLFLOW_TRACKING_URI.startswith(("http://", "https://"))

@@ -5,6 +5,7 @@ depends on what MLflow says afterwards; serving checks every file it loads again
 """
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 
@@ -18,11 +19,17 @@ logger = logging.getLogger(__name__)
 
 
 def trained_version_register(
-    *, job_key: str, model_name: str, model: gateway.TrainedModel, user=None
+    *,
+    job_key: str,
+    model_name: str,
+    model: gateway.TrainedModel,
+    user=None,
+    still_owner: Callable[[], None] | None = None,
 ) -> gateway.RegisteredVersion:
     """Register ``model`` in MLflow as a new version of ``model_name`` (idempotent per ``job_key``) and record it.
 
     A new model's first version also gets the serving alias (``MDS_SERVING_ALIAS``); later versions never move it.
+    ``still_owner`` raises if the caller may no longer register (``gateway.model_version_register``).
 
     Raises:
         MlflowUnavailable: MLflow could not be reached; a retry with the same ``job_key`` finds what was done.
@@ -37,7 +44,7 @@ def trained_version_register(
         )
 
     registered = gateway.model_version_register(
-        job_key=job_key, model_name=model_name, model=model, before_upload=record_checksums
+        job_key=job_key, model_name=model_name, model=model, before_upload=record_checksums, still_owner=still_owner
     )
     _trained_version_number_record(job_key=job_key, name=model_name, version=registered.version)
     model_first_version_promote(name=model_name, version=registered.version, user=user)

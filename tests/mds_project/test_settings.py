@@ -198,3 +198,12 @@ def test_manage_py_check_refuses_a_time_limit_beyond_the_visibility_timeout(sett
     # then
     assert "mds.E002" in str(refused.value)
     assert "CELERY_VISIBILITY_TIMEOUT" in str(refused.value)
+
+
+@pytest.mark.parametrize(("interval", "stale_after", "expected"), [(10, 60, []), (10, 29, ["mds.E003"])])
+def test_a_heartbeat_must_go_stale_only_after_several_missed_beats(settings, interval, stale_after, expected):
+    # given
+    settings.MDS_HEARTBEAT_INTERVAL, settings.MDS_HEARTBEAT_STALE_AFTER = interval, stale_after
+
+    # when / then
+    assert celery_check_ids() == expected

@@ -1,6 +1,7 @@
 from pathlib import PurePosixPath
 
 import pytest
+from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from tests.factories import csv_bytes, weather_csv, weather_frame
@@ -72,6 +73,29 @@ def test_wait_returns_the_finished_job_in_one_call(api_client, csv_upload, model
     assert response.status_code == 200
     assert response.json()["status"] == "success"
     assert response.json()["trained_models"][0]["version"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_wait_embedded_mode_answers_200_with_the_job_it_ran_in_the_request(api_client, csv_upload, model_name):
+    # when: tasks run in-process (no broker), and the commit really happens, so the job runs before the answer
+    response = api_client.post(f"/train?model_name={model_name}&n_estimators=5", {"file": csv_upload()})
+
+    # then: the answer tells what happened, not "queued"
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["attempts"], body["registered_version"]) == ("success", 1, 1)
+    assert response["Location"].endswith(f"/train/{body['id']}")
+
+
+def test_train_with_the_dataset_storage_down_is_a_503_and_stores_nothing(api_client, csv_upload, s3_down):
+    # when
+    response = api_client.post("/train?n_estimators=5", {"file": csv_upload()})
+
+    # then
+    assert response.status_code == 503, response.json()
+    assert response.json()["code"] == "storage_unavailable"
+    assert int(response["Retry-After"]) > 0
+    assert not Dataset.objects.exists() and not TrainingJob.objects.exists()
 
 
 def test_get_unknown_job_is_404(api_client):
@@ -232,22 +256,32 @@ def test_any_client_file_name_is_stored_under_a_key_of_our_own(api_client, csv_u
     assert dataset.file.read() == weather_csv()
 
 
-def test_a_failure_after_the_file_was_stored_removes_it(api_client, csv_upload, monkeypatch, settings):
+@pytest.mark.parametrize(
+    "fault, status, code",
+    [
+        (RuntimeError("a bug"), 500, "internal_error"),
+        (OperationalError("server closed the connection unexpectedly"), 503, "database_unavailable"),
+    ],
+)
+def test_a_failure_after_the_file_was_stored_removes_it(
+    api_client, csv_upload, monkeypatch, settings, fault, status, code
+):
     # given: creating the job fails after the dataset's file was written (a fault injected for the test)
     from pathlib import Path
 
-    from training import services
+    from training.services import datasets
 
     def broken(**kwargs):
-        raise RuntimeError("database went away")
+        raise fault
 
-    monkeypatch.setattr(services, "training_job_create", broken)
+    monkeypatch.setattr(datasets, "training_job_create", broken)
     before = set(Path(settings.MEDIA_ROOT).rglob("*.csv"))
 
     # when
     response = api_client.post("/train", {"file": csv_upload()})
 
-    # then
-    assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    # then: a database that went away is the client's to retry later, a bug is ours
+    assert response.status_code == status and response.json()["code"] == code
+    assert ("Retry-After" in response) == (status == 503)
     assert set(Path(settings.MEDIA_ROOT).rglob("*.csv")) == before
     assert not Dataset.objects.exists()

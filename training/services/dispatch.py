@@ -1,0 +1,103 @@
+"""Getting training jobs to a worker: the job row is the outbox, a message to the broker only its notice.
+
+A job is committed first and its message sent after the commit; if the broker cannot take it then, the job stays
+queued with no ``dispatched_at`` and the request still answers 202. The dispatcher (``training_jobs_dispatch``,
+on beat every ``MDS_DISPATCH_INTERVAL`` seconds and once as each worker starts) sends such jobs again, re-queues
+running jobs whose execution is gone (``leases``), and re-sends jobs whose message has not started them after
+``MDS_DISPATCH_RESEND_AFTER`` seconds. A job may so get two messages; its claim lets one execution run it.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import TrainingJob
+from .leases import lease_dead_reason
+
+logger = logging.getLogger(__name__)
+
+
+def training_job_dispatch(*, job_id: int, task_id: str) -> bool:
+    """Send the job's message; ``False`` (and the job left for the dispatcher) if the broker cannot take it now."""
+    from ..tasks import training_job_execute_task
+
+    try:
+        training_job_execute_task.apply_async(args=[job_id], task_id=task_id)
+    except Exception as exc:  # whatever the broker client raises, the job is stored: the dispatcher sends it later
+        logger.warning("Could not send training job %s to the broker (%s); it stays queued", job_id, exc)
+        _dispatched_mark(job_id, None)
+        return False
+    _dispatched_mark(job_id, timezone.now())
+    return True
+
+
+def training_job_undispatched(*, job_id: int) -> None:
+    """Record that the job's message did not reach the broker (a retry it could not take), for the dispatcher."""
+    _dispatched_mark(job_id, None)
+
+
+def _dispatched_mark(job_id: int, at) -> None:
+    try:
+        TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED).update(dispatched_at=at)
+    except DatabaseError as exc:
+        # Unrecorded, the job is sent once more later: a duplicate message is harmless.
+        logger.warning("Could not record the dispatch of training job %s: %s", job_id, exc)
+
+
+def training_jobs_dispatch() -> dict[str, list[int]]:
+    """Re-queue running jobs whose execution is gone, then send every queued job that has no message on its way.
+
+    Returns the ids of the jobs re-queued, sent, and not sent (the broker refused; tried again next time).
+    """
+    now = timezone.now()
+    requeued = _abandoned_jobs_requeue(now)
+    due = _due_jobs_take(now, requeued)
+    sent, unsent = [], []
+    for job_id, task_id in due:
+        (sent if training_job_dispatch(job_id=job_id, task_id=task_id) else unsent).append(job_id)
+    if requeued or due:
+        logger.info("Dispatcher: re-queued %s, sent %s, not sent %s", requeued, sent, unsent)
+    return {"requeued": requeued, "sent": sent, "unsent": unsent}
+
+
+@transaction.atomic
+def _abandoned_jobs_requeue(now) -> list[int]:
+    requeued = []
+    # skip_locked: a job a claim or another dispatcher holds right now is theirs this round.
+    for job in TrainingJob.objects.select_for_update(skip_locked=True).filter(status=TrainingJob.Status.RUNNING):
+        reason = lease_dead_reason(job, now)
+        if reason is None:
+            continue
+        logger.warning(
+            "Re-queuing training job %s (attempt %s in %s): %s", job.pk, job.attempts, job.claimed_by, reason
+        )
+        TrainingJob.objects.filter(pk=job.pk).update(
+            status=TrainingJob.Status.QUEUED,
+            stage=TrainingJob.Stage.QUEUED,
+            claim=None,
+            claimed_by="",
+            heartbeat_at=None,
+            dispatched_at=None,
+            updated_at=now,
+        )
+        requeued.append(job.pk)
+    return requeued
+
+
+@transaction.atomic
+def _due_jobs_take(now, requeued: list[int]) -> list[tuple[int, str]]:
+    """The queued jobs to send now, marked as sent so that a dispatcher running at the same time skips them."""
+    never_sent = Q(dispatched_at__isnull=True, updated_at__lt=now - timedelta(seconds=settings.MDS_DISPATCH_GRACE))
+    not_started = Q(dispatched_at__lt=now - timedelta(seconds=settings.MDS_DISPATCH_RESEND_AFTER))
+    due = list(
+        TrainingJob.objects.select_for_update(skip_locked=True)
+        .filter(Q(pk__in=requeued) | never_sent | not_started, status=TrainingJob.Status.QUEUED)
+        .order_by("created_at")
+        .values_list("pk", "celery_task_id")
+    )
+    TrainingJob.objects.filter(pk__in=[job_id for job_id, _ in due]).update(dispatched_at=now)
+    return due

@@ -1,0 +1,206 @@
+"""Running a training job: claim it, train, convert, log and register in MLflow, record the outcome."""
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from core import contract, faults
+from core.errors import ApplicationError, DatabaseUnavailable, LeaseLost
+from core.tabular import read_csv
+from registry_mirror import gateway
+from registry_mirror.services import trained_version_register
+from registry_mirror.tasks import registry_mirror_sync_task
+
+from .. import ml
+from ..models import TrainingJob
+from .leases import Lease, database_retry, lease_dead_reason, this_process
+
+logger = logging.getLogger(__name__)
+
+
+def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob:
+    """Train, convert, log and register the model of a queued or interrupted job; a finished job, or one another
+    live execution is running, is left alone.
+
+    Data problems fail the job for good. A transient fault (MLflow, S3 or the database unreachable) releases the
+    job back to the queue and propagates as ``Unavailable`` so the task retries it; the retry reuses anything
+    MLflow already registered for the job. With ``heartbeat`` (on a worker) a thread keeps the job's heartbeat
+    fresh while it runs.
+    """
+    job = database_retry(lambda: _training_job_claim(job_id=job_id))
+    if job is None:
+        return database_retry(lambda: TrainingJob.objects.get(pk=job_id))
+    interval = settings.MDS_HEARTBEAT_INTERVAL if heartbeat else None
+    with Lease(job, heartbeat_interval=interval) as lease:
+        try:
+            with job.dataset.file.open("rb") as handle:
+                frame = read_csv(handle)
+            data = ml.prepare_data(frame, target=job.target_column, timestamp=job.timestamp_column)
+            lease.stage(TrainingJob.Stage.TRAINING)
+            params = ml.TrainingParams(**job.params)
+            result = ml.train(data, params)
+            lease.stage(TrainingJob.Stage.REGISTERING)
+            registered = trained_version_register(
+                job_key=str(job.key),
+                model_name=job.model_name,
+                model=_trained_model(job, result, params, data),
+                user=job.created_by,
+                still_owner=lease.confirm,
+            )
+        except LeaseLost as exc:
+            logger.warning("Stopping: %s", exc)
+            return job
+        except Exception as exc:
+            unavailable = faults.unavailable(exc)
+            if unavailable is not None:
+                logger.warning("Training job %s will be retried: %s (%s)", job.pk, unavailable.message, exc)
+                lease.release()
+                if unavailable is exc:
+                    raise
+                raise unavailable from exc
+            if isinstance(exc, ApplicationError):
+                return _training_job_fail_recorded(job, lease, exc.code, exc.message)
+            logger.exception("Training job %s failed", job.pk)
+            _training_job_fail_recorded(job, lease, "internal_error", f"{type(exc).__name__}: {exc}")
+            raise
+        try:
+            return database_retry(lambda: _training_job_succeed(job_id=job.pk, result=result, registered=registered))
+        except (OperationalError, InterfaceError) as exc:
+            # MLflow holds the version; the retry finds it by the job key and records it then.
+            lease.release()
+            raise DatabaseUnavailable(f"Could not record training job {job.pk}'s version: {exc}") from exc
+
+
+@transaction.atomic
+def _training_job_claim(*, job_id: int) -> TrainingJob | None:
+    """Take the job for this execution, or ``None`` if it is finished, run by a live execution, or failed now for
+    having started too often."""
+    job = TrainingJob.objects.select_for_update().select_related("dataset").get(pk=job_id)
+    if job.is_finished:
+        logger.info("Training job %s is already %s; nothing to do", job.pk, job.status)
+        return None
+    if job.status == TrainingJob.Status.RUNNING:
+        reason = lease_dead_reason(job)
+        if reason is None:
+            # A duplicate message (re-sent by the dispatcher, redelivered by the broker): one execution is enough.
+            logger.info("Training job %s is running in %s; leaving it there", job.pk, job.claimed_by)
+            return None
+        logger.warning("Taking over training job %s from %s: %s", job.pk, job.claimed_by, reason)
+    if job.attempts >= settings.MDS_TRAIN_MAX_ATTEMPTS:
+        # A job whose worker dies every time (out of memory, say) is redelivered forever otherwise.
+        job.status = TrainingJob.Status.FAILED
+        job.error_code = "too_many_attempts"
+        job.error_message = f"The training was started {job.attempts} times without finishing; giving up."
+        job.finished_at = timezone.now()
+        job.full_clean()
+        job.save()
+        return None
+    now = timezone.now()
+    job.status = TrainingJob.Status.RUNNING
+    job.stage = TrainingJob.Stage.LOADING
+    job.attempts += 1
+    job.started_at = job.started_at or now
+    job.claim = uuid.uuid4()
+    job.claimed_by = this_process()
+    job.heartbeat_at = now
+    job.full_clean()
+    job.save()
+    return job
+
+
+def _trained_model(
+    job: TrainingJob, result: ml.TrainingResult, params: ml.TrainingParams, data: ml.PreparedData
+) -> gateway.TrainedModel:
+    import pandas as pd
+
+    from ..plots import training_figures
+    from ..profile import feature_profile
+
+    # The training rows come first in time order; the holdout is the rest (ml.chronological_split).
+    n_train = result.counts["n_train"]
+
+    example = pd.DataFrame(result.X_test[:5].astype("float64"), columns=result.feature_names)
+    return gateway.TrainedModel(
+        estimator=result.estimator,
+        onnx_model=result.onnx_model,
+        input_example=example,
+        params={**params.as_dict(), "target": job.target_column, "timestamp": job.timestamp_column},
+        metrics=result.metrics | {key: float(value) for key, value in result.counts.items()},
+        tags={
+            contract.DATASET_SHA256_TAG: job.dataset.sha256,
+            "mds.dataset_size_bytes": str(job.dataset.size_bytes),
+            "mds.dataset_rows": str(job.dataset.n_rows),
+            "mds.dataset_name": job.dataset.original_name,
+            "mds.training_job": str(job.pk),
+        },
+        figures=training_figures(
+            y_test=result.y_test,
+            y_pred=result.y_pred_test,
+            feature_names=result.feature_names,
+            importances=result.estimator.feature_importances_,
+            timestamps=data.timestamps.iloc[n_train:].dt.tz_convert(None).to_numpy(),
+        ),
+        # What drift is measured against: the rows the model learnt from, not the holdout.
+        profile=feature_profile(data.X[:n_train], result.feature_names),
+    )
+
+
+@transaction.atomic
+def _training_job_succeed(
+    *, job_id: int, result: ml.TrainingResult, registered: gateway.RegisteredVersion
+) -> TrainingJob:
+    job = TrainingJob.objects.select_for_update().get(pk=job_id)
+    if job.is_finished:
+        # Another execution of this job recorded it first: the same version, found by the job key.
+        return job
+    job.status = TrainingJob.Status.SUCCEEDED
+    job.stage = TrainingJob.Stage.DONE
+    job.metrics = result.metrics
+    job.counts = result.counts
+    job.mlflow_run_id = registered.run_id
+    job.mlflow_model_id = registered.model_id
+    job.registered_version = registered.version
+    job.finished_at = timezone.now()
+    job.full_clean()
+    job.save()
+    # The new version shows in the admin's registry mirror without waiting for the periodic sync.
+    model_name = job.model_name
+    transaction.on_commit(lambda: _registry_mirror_sync_later(model_name))
+    return job
+
+
+def _registry_mirror_sync_later(model_name: str) -> None:
+    try:
+        registry_mirror_sync_task.delay(model_name=model_name)
+    except Exception as exc:  # the broker is down: the job succeeded all the same, the periodic sync catches up
+        logger.warning("Could not queue the registry mirror's sync of %s: %s", model_name, exc)
+
+
+def _training_job_fail_recorded(job: TrainingJob, lease: Lease, code: str, message: str) -> TrainingJob:
+    try:
+        return database_retry(lambda: training_job_fail(job_id=job.pk, code=code, message=message, claim=lease.claim))
+    except (OperationalError, InterfaceError) as exc:
+        # Not recorded is not lost: the retry runs the job again and records its failure then.
+        raise DatabaseUnavailable(f"Could not record training job {job.pk}'s failure: {exc}") from exc
+
+
+@transaction.atomic
+def training_job_fail(*, job_id: int, code: str, message: str, claim: uuid.UUID | None = None) -> TrainingJob:
+    """Mark a job FAILED with its error. A job that already finished keeps its outcome, and so does one that
+    another live execution (holding a claim other than ``claim``) is running."""
+    job = TrainingJob.objects.select_for_update().get(pk=job_id)
+    if job.is_finished:
+        return job
+    if job.status == TrainingJob.Status.RUNNING and job.claim != claim and lease_dead_reason(job) is None:
+        logger.info("Not failing training job %s: %s runs it now", job.pk, job.claimed_by)
+        return job
+    job.status = TrainingJob.Status.FAILED
+    job.error_code = code or "internal_error"
+    job.error_message = message or "The training failed without a message."
+    job.finished_at = timezone.now()
+    job.full_clean()
+    job.save()
+    return job
