@@ -237,5 +237,7 @@ class Command(BaseCommand):
             "MDS_STACK_DATASETS_BUCKET": _env("STACK_DATASETS_BUCKET"),
             "MDS_STACK_ARTIFACTS_BUCKET": _env("STACK_ARTIFACTS_BUCKET"),
             "MDS_STACK_VISIBILITY_TIMEOUT": _env("CELERY_VISIBILITY_TIMEOUT"),
+            # The services' own database: the fault suite cuts their connections to it.
+            "MDS_STACK_DATABASE_URL": _env("DATABASE_URL"),
         }
         _write_private(path, values)
