@@ -28,6 +28,7 @@ class Stack:
     artifacts_bucket: str
     directory: Path
     visibility_timeout: int
+    database_url: str
 
     @property
     def auth(self) -> dict[str, str]:
@@ -48,6 +49,7 @@ def stack_from_env() -> Stack:
         artifacts_bucket=env["MDS_STACK_ARTIFACTS_BUCKET"],
         directory=Path(env["MDS_STACK_DIR"]),
         visibility_timeout=int(env.get("MDS_STACK_VISIBILITY_TIMEOUT", "3600")),
+        database_url=env.get("MDS_STACK_DATABASE_URL", ""),
     )
 
 
@@ -62,12 +64,19 @@ def train(http: requests.Session, stack: Stack, csv: bytes, file_name: str, **pa
 
 
 def job_wait(http, stack: Stack, job_id: int, *, until=lambda job: job["status"] in TERMINAL, timeout=180.0) -> dict:
-    """Poll GET /train/<id> until ``until(job)`` holds; fail with the last state seen after ``timeout``."""
+    """Poll GET /train/<id> until ``until(job)`` holds; fail with the last state seen after ``timeout``.
+
+    A 503 (the database briefly unavailable, as some tests make it) is polled through.
+    """
     deadline = time.monotonic() + timeout
+    job = None
     while True:
-        job = http.get(f"{stack.web_url}/train/{job_id}", timeout=10).json()
-        if until(job):
-            return job
+        response = http.get(f"{stack.web_url}/train/{job_id}", timeout=10)
+        if response.status_code != 503:
+            assert response.status_code == 200, response.text
+            job = response.json()
+            if until(job):
+                return job
         if time.monotonic() > deadline:
             pytest.fail(f"job {job_id} stuck after {timeout:.0f}s: {job}")
         time.sleep(0.2)
@@ -103,14 +112,17 @@ def _is_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def stack_service(stack: Stack, action: str, service: str) -> None:
-    """``scripts/stack.sh start|stop SERVICE``: one service of the running stack, with the stack's own settings."""
-    subprocess.run(
+def stack_service(stack: Stack, action: str, service: str) -> str:
+    """``scripts/stack.sh start|stop|status [SERVICE]``: one service of the running stack, with its own settings."""
+    result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "stack.sh"), action, service],
         env={**os.environ, "STACK_DIR": str(stack.directory)},
         check=True,
         timeout=120,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    return result.stdout
 
 
 def worker_start(stack: Stack) -> None:
