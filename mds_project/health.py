@@ -1,11 +1,11 @@
 """``/health`` (liveness) and ``/health/ready`` (readiness: each dependency's state, and the loaded versions).
 
 ``/health`` touches nothing: a process that answers is alive. ``/health/ready`` checks the database, the broker,
-the dataset storage (S3) and MLflow, in parallel and each within ``MDS_READY_TIMEOUT`` seconds, and answers 200
-while this process serves, with ``"status": "degraded"`` and the failing dependency's error when one is down:
-a shared dependency being down is no reason for a load balancer to take every instance out at once. A balancer
-that should act on some of them names them: ``/health/ready?require=database,broker`` answers 503 (with
-``Retry-After``) when one of those is down.
+the dataset storage (S3) and MLflow, in parallel and each within ``MDS_READY_TIMEOUT`` seconds (the database within
+its connect timeout), and answers 200 while this process serves, with ``"status": "degraded"`` and the failing
+dependency's error when one is down: a shared dependency being down is no reason for a load balancer to take every
+instance out at once. A balancer that should act on some of them names them: ``/health/ready?require=database,broker``
+answers 503 (with ``Retry-After``) when one of those is down.
 """
 
 import time

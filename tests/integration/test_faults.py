@@ -70,6 +70,17 @@ def predict(http, stack, name: str, version: int) -> requests.Response:
     )
 
 
+def predict_once_back(http, stack, name: str, version: int):
+    """The first answer other than a 503 to /predict of ``version`` (a service just started may need a moment)."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = answer("cold", predict(http, stack, name, version))
+        if result.status != 503 or time.monotonic() > deadline:
+            return result
+        assert result.allowed, result
+        time.sleep(1)
+
+
 def own_redis(stack) -> bool:
     """Whether the stack started its Redis itself (a shared one is used, never stopped, by scripts/stack.sh)."""
     status = dict(line.split(None, 1) for line in stack_service(stack, "status", "redis").splitlines() if line)
@@ -107,11 +118,12 @@ def test_a_service_stopped_under_load_loses_no_job_and_answers_no_500(
         try:
             time.sleep(OUTAGE_SECONDS)
             during = answer("cold", predict(http, stack, served.name, cold))
+            readiness = requests.get(f"{stack.web_url}/health/ready", timeout=30).json()
         finally:
             stack_service(stack, "start", service)
         returned = time.monotonic()
         time.sleep(3)
-    after = answer("cold", predict(http, stack, served.name, cold))
+    after = predict_once_back(http, stack, served.name, cold)
 
     # then: the outcome table
     assert_answers_allowed([*traffic.answers, during, after])
@@ -119,6 +131,9 @@ def test_a_service_stopped_under_load_loses_no_job_and_answers_no_500(
     assert_jobs_succeed_once(http, stack, mlflow_client, jobs, since=returned)
     assert_no_job_left_behind(http, stack)
 
+    # then: readiness named the dependency that was down
+    dependency = {"redis": "broker"}.get(service, service)
+    assert (readiness["status"], readiness["dependencies"][dependency]["ok"]) == ("degraded", False), readiness
     # then: a loaded version served throughout; one never loaded needs MLflow and the artifacts in S3
     assert [item.status for item in traffic.of("predict")] == [200] * len(traffic.of("predict"))
     assert (during.status, after.status) == ((200, 200) if service == "redis" else (503, 200))
