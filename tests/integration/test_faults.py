@@ -7,6 +7,7 @@ heartbeat (``MDS_DISPATCH_INTERVAL``, ``MDS_HEARTBEAT_STALE_AFTER``).
 """
 
 import os
+import re
 import signal
 import threading
 import time
@@ -227,16 +228,18 @@ def test_a_hung_worker_loses_its_job_to_another_one_within_two_minutes(stack, ht
     os.killpg(frozen, signal.SIGSTOP)
     hung_at = time.monotonic()
     try:
-        with TwinWorker(stack):
+        with TwinWorker(stack) as twin:
             resumed = job_wait(http, stack, accepted["id"], until=lambda job: job["attempts"] >= 2, timeout=150)
             resumed_after = time.monotonic() - hung_at
             job = job_wait(http, stack, accepted["id"], timeout=180)
     finally:
         os.killpg(frozen, signal.SIGCONT)
 
-    # then: taken over within two minutes, finished once
+    # then: taken over within two minutes, because its heartbeat went stale, and finished once
     assert resumed_after < RECOVERY_SECONDS, resumed
     assert (job["status"], job["attempts"]) == ("success", 2), job
+    takeover = rf"(Re-queuing|Taking over) training job {job['id']} .*heartbeat is \d+ s old"
+    assert re.search(takeover, twin.log.read_text(errors="replace")), takeover
     # then: the hung execution, awake again, notices and registers nothing
     deadline = time.monotonic() + 120
     while "was taken over" not in worker_log(stack)[log_before:] and time.monotonic() < deadline:

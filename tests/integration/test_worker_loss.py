@@ -5,6 +5,8 @@ the pool process dies (the OOM killer's usual victim), and the main worker proce
 Either way the job's lease names a process that is gone, so the next claim or dispatcher takes the job over.
 """
 
+import re
+
 import pytest
 
 from tests.factories import weather_csv
@@ -47,6 +49,8 @@ def test_job_survives_its_pool_process_killed_mid_training(stack, http, mlflow_c
     job = job_wait(http, stack, accepted["id"], timeout=240)
     assert job["attempts"] == 2, job
     _assert_one_version_for(job, mlflow_client, unique_model_name)
+    takeover = rf"(Re-queuing|Taking over) training job {job['id']} .*its process \d+ is gone"
+    assert re.search(takeover, worker_log(stack)), takeover
     assert "Worker exited prematurely: signal 9 (SIGKILL)" in worker_log(stack)
     assert pool_process not in worker_children(worker_pid(stack))
 
@@ -69,3 +73,5 @@ def test_job_survives_the_whole_worker_killed_mid_training(stack, http, mlflow_c
     job = job_wait(http, stack, accepted["id"], timeout=240)
     assert job["attempts"] == 2, job
     _assert_one_version_for(job, mlflow_client, unique_model_name)
+    takeover = rf"(Re-queuing|Taking over) training job {job['id']} .*its process \d+ is gone"
+    assert re.search(takeover, worker_log(stack)), takeover
