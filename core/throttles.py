@@ -4,8 +4,14 @@ The cache is shared by every process when it is Redis (``CACHE_URL``/``REDIS_URL
 gunicorn workers and servers; in the embedded mode it is the process's memory.
 """
 
+import logging
+
 from django.conf import settings
 from rest_framework.throttling import UserRateThrottle
+
+from . import faults
+
+logger = logging.getLogger(__name__)
 
 
 class SettingRateThrottle(UserRateThrottle):
@@ -16,6 +22,17 @@ class SettingRateThrottle(UserRateThrottle):
     """
 
     setting = ""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:
+            if faults.unavailable(exc) is None:
+                raise
+            # The counters live in Redis, the broker's server: while it is down a request is let through (and a
+            # /train is accepted, its job sent later) rather than refused for want of a count.
+            logger.warning("Throttle %s not counted, its cache is unavailable: %s", self.scope, exc)
+            return True
 
     def get_rate(self) -> str | None:
         rate = str(getattr(settings, self.setting, "") or "").strip()

@@ -85,3 +85,25 @@ def test_a_database_down_under_the_admin_is_a_503_too(db, client, monkeypatch):
     assert response.status_code == 503
     assert response.json()["code"] == "database_unavailable"
     assert int(response["Retry-After"]) > 0
+
+
+def test_training_is_accepted_while_the_throttle_counters_are_unreachable(
+    api_client, csv_upload, settings, closed_port, model_name
+):
+    # given: a tight training throttle counted in a Redis that is down (the broker's server, in production)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+        }
+    }
+    settings.MDS_THROTTLE_TRAIN = "1/hour"
+
+    # when
+    answers = [
+        api_client.post(f"/train?model_name={model_name}&n_estimators=5", {"file": csv_upload()}).status_code
+        for _ in range(2)
+    ]
+
+    # then: counted nowhere, refused never
+    assert answers == [202, 202]
