@@ -91,6 +91,8 @@ class Command(BaseCommand):
             "AWS_ACCESS_KEY_ID": lambda: f"mds-{secrets.token_hex(6)}",
             "AWS_SECRET_ACCESS_KEY": lambda: secrets.token_urlsafe(32),
             "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_urlsafe(32),
+            # MLflow's basic auth refuses to start without a key of its own for its CSRF protection.
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
         }
         values = {}
         if path.exists():
