@@ -51,14 +51,11 @@ class Traffic:
     """A client thread sending ``/train`` every ``train_every`` seconds and, twice a second, ``/predict`` of a
     loaded version and ``GET /train/<id>`` of the last accepted job; every answer and accepted job is kept."""
 
-    def __init__(self, stack: Stack, *, model_name: str, csv: bytes, loaded: tuple[str, int], train_every=4.0):
-        self.stack, self.model_name, self.csv, self.loaded, self.train_every = (
-            stack,
-            model_name,
-            csv,
-            loaded,
-            train_every,
-        )
+    def __init__(
+        self, stack: Stack, auth: dict, *, model_name: str, csv: bytes, loaded: tuple[str, int], train_every=4.0
+    ):
+        self.stack, self.auth, self.model_name, self.csv = stack, auth, model_name, csv
+        self.loaded, self.train_every = loaded, train_every
         self.answers: list[Answer] = []
         self.accepted: list[int] = []
         self._stop = threading.Event()
@@ -77,7 +74,7 @@ class Traffic:
 
     def _run(self) -> None:
         session = requests.Session()
-        session.headers.update(self.stack.auth)
+        session.headers.update(self.auth)
         next_train = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_train:

@@ -131,3 +131,16 @@ def worker_start(stack: Stack) -> None:
 
 def worker_log(stack: Stack) -> str:
     return (stack.directory / "logs" / "worker.log").read_text(errors="replace")
+
+
+def stack_token(stack: Stack, username: str, role: str = "trainer") -> str:
+    """The API token of ``username`` (made with ``role`` if new), through the stack's ``manage issue_token``."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stack.sh"), "manage", "issue_token", username, "--role", role],
+        env={**os.environ, "STACK_DIR": str(stack.directory)},
+        check=True,
+        timeout=120,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return result.stdout.strip().splitlines()[-1]

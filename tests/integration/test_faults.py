@@ -11,6 +11,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from .outcomes import (
     assert_jobs_succeed_once,
     assert_no_job_left_behind,
 )
-from .support import job_wait, stack_service, train, worker_log, worker_pid
+from .support import job_wait, stack_service, stack_token, train, worker_log, worker_pid
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +38,14 @@ OUTAGE_SECONDS = 10
 # Long enough on two cores that a service can be stopped while the job trains, short enough to keep the suite quick.
 BUSY_TRAINING = {"n_estimators": 150, "max_depth": 10}
 SERVICES = ("redis", "s3", "mlflow")
+
+
+@pytest.fixture
+def trainer(stack) -> requests.Session:
+    """A client of its own per test: training is throttled per user (``MDS_THROTTLE_TRAIN``, 30 an hour)."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {stack_token(stack, f'faults_{uuid.uuid4().hex[:8]}')}"
+    return session
 
 
 @dataclass(frozen=True)
@@ -99,13 +108,13 @@ def dataset_keys(s3, stack) -> set[str]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_service_stopped_under_load_loses_no_job_and_answers_no_500(
-    service, stack, http, s3, mlflow_client, served, unique_model_name
+    service, stack, http, trainer, s3, mlflow_client, served, unique_model_name
 ):
     if service == "redis" and not own_redis(stack):
         pytest.fail("the stack uses a Redis it did not start; give it its own (STACK_REDIS_PORT)", pytrace=False)
     # given: a job training right now, and clients at work
     running = train(
-        http, stack, weather_csv(days=1500, seed=31), f"{unique_model_name}.csv", model_name=unique_model_name,
+        trainer, stack, weather_csv(days=1500, seed=31), f"{unique_model_name}.csv", model_name=unique_model_name,
         **BUSY_TRAINING,
     )  # fmt: skip
     job_wait(http, stack, running["id"], until=busy, timeout=90)
@@ -113,7 +122,8 @@ def test_a_service_stopped_under_load_loses_no_job_and_answers_no_500(
     csv = weather_csv(days=120, seed=32)
     cold = served.cold[service]
 
-    with Traffic(stack, model_name=unique_model_name, csv=csv, loaded=(served.name, served.loaded)) as traffic:
+    loaded = (served.name, served.loaded)
+    with Traffic(stack, trainer.headers, model_name=unique_model_name, csv=csv, loaded=loaded) as traffic:
         # when: the service stops for a while, then comes back
         stack_service(stack, "stop", service)
         try:
@@ -148,19 +158,22 @@ def test_a_service_stopped_under_load_loses_no_job_and_answers_no_500(
         assert trains == [202] * len(trains)
 
 
-def test_database_connections_cut_mid_request_and_mid_task(stack, http, mlflow_client, served, unique_model_name):
+def test_database_connections_cut_mid_request_and_mid_task(
+    stack, http, trainer, mlflow_client, served, unique_model_name
+):
     assert stack.database_url, "stack.env names no database (MDS_STACK_DATABASE_URL): restart the stack"
     # given: a job training right now, and clients at work
     running = train(
-        http, stack, weather_csv(days=1500, seed=33), f"{unique_model_name}.csv", model_name=unique_model_name,
+        trainer, stack, weather_csv(days=1500, seed=33), f"{unique_model_name}.csv", model_name=unique_model_name,
         **BUSY_TRAINING,
     )  # fmt: skip
     job_wait(http, stack, running["id"], until=busy, timeout=90)
     csv = weather_csv(days=120, seed=34)
 
     # when: every connection of the services to their database is cut, again and again, for a while
+    loaded = (served.name, served.loaded)
     with Traffic(
-        stack, model_name=unique_model_name, csv=csv, loaded=(served.name, served.loaded), train_every=2
+        stack, trainer.headers, model_name=unique_model_name, csv=csv, loaded=loaded, train_every=2
     ) as traffic:
         with ConnectionCutter(stack.database_url, every=0.3) as cutter:
             time.sleep(OUTAGE_SECONDS)
@@ -177,13 +190,13 @@ def test_database_connections_cut_mid_request_and_mid_task(stack, http, mlflow_c
     assert [item.status for item in traffic.of("predict")] == [200] * len(traffic.of("predict"))
 
 
-def test_twenty_trainings_at_once_make_twenty_versions(stack, mlflow_client, http, unique_model_name):
+def test_twenty_trainings_at_once_make_twenty_versions(stack, mlflow_client, http, trainer, unique_model_name):
     # given
     csv = weather_csv(days=90, seed=35)
 
     def post(_) -> requests.Response:
         with requests.Session() as session:
-            session.headers.update(stack.auth)
+            session.headers.update(trainer.headers)
             return session.post(
                 f"{stack.web_url}/train",
                 params={"model_name": unique_model_name, "n_estimators": 5},
