@@ -44,6 +44,18 @@ PREDICT_SCHEMA = extend_schema(
         OpenApiParameter("version", description="A number, `latest` or `@alias` (default: `@champion`)."),
         OpenApiParameter("alias", description="An alias such as `champion`, instead of `version`."),
         OpenApiParameter("format", enum=FORMATS, description="Engine; `auto` picks the faster one."),
+        OpenApiParameter(
+            "interval",
+            OpenApiTypes.FLOAT,
+            description="A level in (0, 1), such as 0.9: adds split-conformal prediction intervals "
+            "(`intervals` in JSON, `prediction_lower` and `prediction_upper` columns in CSV).",
+        ),
+        OpenApiParameter(
+            "explain",
+            OpenApiTypes.BOOL,
+            description="Adds each feature's contribution per row (`contributions`; `contribution_*` columns in "
+            "CSV), at most `MDS_EXPLAIN_MAX_ROWS` rows.",
+        ),
     ],
     request={
         "multipart/form-data": inline_serializer("PredictionUpload", {"file": serializers.FileField()}),
@@ -92,6 +104,8 @@ class PredictionViewSet(viewsets.GenericViewSet):
             model_format=options["format"],
             body=body,
             body_format=body_format,
+            interval=options.get("interval"),
+            explain=options.get("explain", False),
         )
         request.served, request.rows = (
             (prediction.name, str(prediction.version), prediction.model_format),
@@ -105,11 +119,13 @@ class PredictionViewSet(viewsets.GenericViewSet):
             feature_names=prediction.feature_names,
             inputs=prediction.features,
             predictions=prediction.values,
-            intervals=getattr(prediction, "intervals", None),
+            intervals=prediction.intervals,
         )
         headers = {"X-Model-Version": str(prediction.version)}
         if request.accepted_renderer.format == "csv":
-            return Response(write_csv(prediction.table, prediction.values), headers=headers)
+            return Response(
+                write_csv(prediction.table, prediction.values, more=_csv_columns(prediction)), headers=headers
+            )
         data = self.get_serializer(prediction).data
         data["request_id"] = str(request.request_id)
         return Response(data, headers=headers)
@@ -148,6 +164,20 @@ def _count(request, status: int) -> None:
     if status < 400:
         PREDICTION_SECONDS.labels(*served).observe(time.perf_counter() - request.started)
         PREDICTED_ROWS.labels(*served).inc(request.rows)
+
+
+def _csv_columns(prediction) -> dict | None:
+    """The CSV columns after ``prediction``: the interval's bounds, then the base and each contribution."""
+    columns = {}
+    if prediction.intervals is not None:
+        columns["prediction_lower"] = prediction.intervals.lower
+        columns["prediction_upper"] = prediction.intervals.upper
+    if prediction.contributions is not None:
+        contributions = prediction.contributions
+        columns["contribution_base"] = [contributions.base] * len(contributions.values)
+        for index, feature in enumerate(contributions.features):
+            columns[f"contribution_{feature}"] = contributions.values[:, index]
+    return columns or None
 
 
 def _request_body(request) -> tuple[bytes, str, dict]:

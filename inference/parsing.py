@@ -195,14 +195,25 @@ def features(table: Table, names: Sequence[str]) -> np.ndarray:
     return X
 
 
-def write_csv(table: Table, predictions: Sequence[float], *, column: str = "prediction") -> str:
-    """The input rows plus a ``prediction`` column, with every cell a spreadsheet would run as a formula
-    neutralised (prefixed with ``'``)."""
+def write_csv(
+    table: Table,
+    predictions: Sequence[float],
+    *,
+    column: str = "prediction",
+    more: dict[str, Sequence[float]] | None = None,
+) -> str:
+    """The input rows plus a ``prediction`` column (and the ``more`` columns after it), with every cell a
+    spreadsheet would run as a formula neutralised (prefixed with ``'``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([_safe_cell(name) for name in [*table.columns, column]])
-    for row, value in zip(table.iter_rows(), predictions, strict=True):
-        writer.writerow([*(_safe_cell(cell) for cell in row), repr(float(value))])
+    more = more or {}
+    writer.writerow([_safe_cell(name) for name in [*table.columns, column, *more]])
+    if not more:
+        for row, value in zip(table.iter_rows(), predictions, strict=True):
+            writer.writerow([*(_safe_cell(cell) for cell in row), repr(float(value))])
+        return buffer.getvalue()
+    for row, value, *others in zip(table.iter_rows(), predictions, *more.values(), strict=True):
+        writer.writerow([*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))])
     return buffer.getvalue()
 
 

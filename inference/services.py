@@ -5,13 +5,29 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from core.errors import UntrustedArtifact
+from core.errors import ApplicationError, TooLarge, UntrustedArtifact
+from core.intervals import Calibration
 from core.tabular import TableError
 
 from .model_cache import LoadedVersion, model_cache, prediction_threads
 from .parsing import Table, features, parse_csv, parse_json
 
 FORMATS = ("onnx", "sklearn", "auto")
+
+
+@dataclass(frozen=True)
+class Intervals:
+    level: float
+    method: str
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True)
+class Contributions:
+    base: float
+    features: list[str]
+    values: np.ndarray  # rows x features
 
 
 @dataclass(frozen=True)
@@ -24,10 +40,19 @@ class Prediction:
     # The float32 matrix the model saw, and its columns: what the prediction log keeps.
     features: np.ndarray | None = None
     feature_names: list[str] | None = None
+    intervals: Intervals | None = None
+    contributions: Contributions | None = None
 
 
 def prediction_create(
-    *, model_name: str, version: str, model_format: str, body: bytes, body_format: str
+    *,
+    model_name: str,
+    version: str,
+    model_format: str,
+    body: bytes,
+    body_format: str,
+    interval: float | None = None,
+    explain: bool = False,
 ) -> Prediction:
     """Predict one value per input row with ``model_name`` at ``version`` (a number, ``latest``, an alias).
 
@@ -35,15 +60,22 @@ def prediction_create(
     feature columns, and other columns are ignored.
 
     ``auto`` picks the faster engine for the batch: ONNX, or sklearn for large batches and for versions whose
-    recorded ONNX parity is outside ``MDS_AUTO_MAX_REL_DIFF``, but never a pickle that is not trusted.
+    recorded ONNX parity is outside ``MDS_AUTO_MAX_REL_DIFF``, but never a pickle that is not trusted. It picks
+    sklearn also when the answer needs the forest's trees anyway: ``explain``, or an ``interval`` of a version
+    calibrated with the ``scaled`` method (an untrusted pickle then answers 409).
+
+    ``interval`` (a level in (0, 1)) adds split-conformal prediction intervals (``core.intervals``); ``explain``
+    adds each feature's contribution per row (``inference.forest``). Both engines give the same interval offsets.
 
     Raises:
         NotFound: no such model, version or alias.
         TableError: the input lacks a feature column, holds an empty or non-numeric cell, or has more than
             ``MDS_MAX_COLUMNS`` columns (checked before any per-column work).
-        TooLarge: past ``MDS_PREDICT_MAX_ROWS`` rows.
-        UntrustedArtifact: ``format=sklearn`` for a version whose pickle this service did not record, or whose
-            artifact does not match the record.
+        TooLarge: past ``MDS_PREDICT_MAX_ROWS`` rows, or ``MDS_EXPLAIN_MAX_ROWS`` with ``explain``.
+        UntrustedArtifact: ``format=sklearn``, ``explain`` or a ``scaled`` interval for a version whose pickle this
+            service did not record, or whose artifact does not match the record.
+        ApplicationError: ``invalid_input`` for a level the version's calibration cannot answer;
+            ``intervals_unavailable`` for a version without a usable calibration.
     """
     cache = model_cache()
     loaded = cache.get(model_name, cache.resolve(model_name, version))
@@ -55,28 +87,74 @@ def prediction_create(
     if len(table) == 0:
         raise TableError("There are no rows to predict.", code="empty_file")
     X = features(table, loaded.feature_names)
-    engine = _engine(loaded, model_format, len(X))
-    if engine == "sklearn" and model_format == "auto":
+    if explain and len(X) > settings.MDS_EXPLAIN_MAX_ROWS:
+        raise TooLarge(
+            f"explain=true answers at most {settings.MDS_EXPLAIN_MAX_ROWS} rows; this request has {len(X)}.",
+            extra={"rows": len(X), "max_rows": settings.MDS_EXPLAIN_MAX_ROWS},
+        )
+    calibration = _calibration(loaded, interval) if interval is not None else None
+    needs_spread = calibration is not None and calibration.needs_spread
+    needs_trees = explain or needs_spread
+    engine = _engine(loaded, model_format, len(X), needs_trees=needs_trees)
+    if engine == "sklearn" and model_format == "auto" and not needs_trees:
         try:
             loaded.sklearn_model()
         except UntrustedArtifact:
             engine = "onnx"
-    threads = prediction_threads()
-    values = loaded.predict_sklearn(X, threads) if engine == "sklearn" else loaded.predict_onnx(X, threads)
+    values, spread = _predict(loaded, X, engine, needs_spread=needs_spread)
+    intervals = None
+    if calibration is not None:
+        half = calibration.half_width(interval, spread)
+        intervals = Intervals(level=interval, method=calibration.method, lower=values - half, upper=values + half)
+    contributions = None
+    if explain:
+        base, contributed = loaded.contributions(X, prediction_threads())
+        contributions = Contributions(base=base, features=loaded.feature_names, values=contributed)
     return Prediction(
-        values=np.asarray(values, dtype=np.float64),
+        values=values,
         name=model_name,
         version=loaded.version,
         model_format=engine,
         table=table,
         features=X,
         feature_names=loaded.feature_names,
+        intervals=intervals,
+        contributions=contributions,
     )
 
 
-def _engine(loaded: LoadedVersion, model_format: str, n_rows: int) -> str:
+def _predict(
+    loaded: LoadedVersion, X: np.ndarray, engine: str, *, needs_spread: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The engine's predictions and, if asked, the spread of the sklearn trees' predictions."""
+    threads = prediction_threads()
+    if engine == "sklearn":
+        if needs_spread:
+            # One pass over the trees gives both: the spread costs a few vector operations per tree.
+            return loaded.predict_sklearn_with_spread(X, threads)
+        return np.asarray(loaded.predict_sklearn(X, threads), dtype=np.float64), None
+    values = np.asarray(loaded.predict_onnx(X, threads), dtype=np.float64)
+    # The spread comes from the same trees whichever engine predicts, so both give the same interval offsets.
+    return values, loaded.predict_sklearn_with_spread(X, threads)[1] if needs_spread else None
+
+
+def _calibration(loaded: LoadedVersion, level: float) -> Calibration:
+    """The version's calibration, once it is known to answer ``level`` (checked before any prediction runs)."""
+    if loaded.calibration is None:
+        raise ApplicationError(
+            loaded.calibration_problem or f"Version {loaded.version} has no prediction intervals.",
+            code="intervals_unavailable",
+            extra={"model_name": loaded.name, "version": loaded.version},
+        )
+    loaded.calibration.quantile(level)
+    return loaded.calibration
+
+
+def _engine(loaded: LoadedVersion, model_format: str, n_rows: int, *, needs_trees: bool = False) -> str:
     if model_format != "auto":
         return model_format
+    if needs_trees:
+        return "sklearn"
     if not loaded.sklearn_trusted:
         return "onnx"
     if not loaded.parity_within(settings.MDS_AUTO_MAX_REL_DIFF):

@@ -117,7 +117,7 @@ class AliasMove(BaseModel):
 
 
 class TrainedVersion(BaseModel):
-    """A version this service trained, with the sha256 of both its artifacts, recorded here before they went to MLflow.
+    """A version this service trained, with the sha256 of its artifacts, recorded here before they went to MLflow.
 
     The trust anchor of serving: an artifact is loaded only if it hashes to what this row says, so whoever can
     write to MLflow (its tags included) cannot make this service unpickle a file of theirs, and a version this
@@ -131,6 +131,8 @@ class TrainedVersion(BaseModel):
     version = models.PositiveIntegerField(null=True, blank=True)
     sklearn_sha256 = models.CharField(max_length=64)
     onnx_sha256 = models.CharField(max_length=64)
+    # The prediction intervals' calibration file; empty for a version trained before intervals existed.
+    intervals_sha256 = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["name", "-version"]

@@ -64,6 +64,7 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 max_depth=options["max_depth"],
                 random_state=options["random_state"],
                 test_size=options["test_size"],
+                calibration_size=options["calibration_size"],
             ),
         )
         # Read back: in embedded mode the job already ran inside this request, and the answer says so.

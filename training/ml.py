@@ -1,7 +1,9 @@
 """The ML core: prepare a time-series table, fit a random forest, convert it to ONNX, measure both. No Django.
 
 Rows are ordered by timestamp and the holdout is the most recent ``test_size`` share, so the reported metrics
-say how the model does on the future rather than on shuffled neighbours of its training rows.
+say how the model does on the future rather than on shuffled neighbours of its training rows. The forest is fit on
+the rest (the training window), whose newest ``calibration_size`` share also calibrates the prediction intervals
+(``training.conformal``).
 """
 
 from dataclasses import dataclass, field
@@ -11,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from core.tabular import TableError, feature_matrix, require_columns, row_number
+
+from . import conformal
 
 # Fewer rows than this cannot give both a training set and a holdout worth a metric.
 MIN_ROWS = 10
@@ -23,6 +27,7 @@ class TrainingParams:
     max_depth: int | None = None
     random_state: int = 42
     test_size: float = 0.2
+    calibration_size: float = 0.2
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -30,6 +35,7 @@ class TrainingParams:
             "max_depth": self.max_depth,
             "random_state": self.random_state,
             "test_size": self.test_size,
+            "calibration_size": self.calibration_size,
         }
 
 
@@ -53,6 +59,7 @@ class TrainingResult:
     X_test: np.ndarray
     y_test: np.ndarray
     y_pred_test: np.ndarray
+    intervals: conformal.ConformalResult
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -119,6 +126,17 @@ def chronological_split(n_samples: int, test_size: float) -> int:
     return n_samples - n_test
 
 
+def calibration_split(n_window: int, calibration_size: float) -> int:
+    """Index of the first calibration row: the newest ``calibration_size`` share of the training window."""
+    n_calibration = max(1, int(round(n_window * calibration_size)))
+    if n_window - n_calibration < MIN_HOLDOUT_ROWS:
+        raise TableError(
+            f"calibration_size={calibration_size} leaves too few rows to fit the forest on out of {n_window}.",
+            code="too_few_rows",
+        )
+    return n_window - n_calibration
+
+
 def fit_random_forest(X: np.ndarray, y: np.ndarray, params: TrainingParams):
     from sklearn.ensemble import RandomForestRegressor
 
@@ -171,13 +189,29 @@ def parity_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, fl
 
 
 def train(data: PreparedData, params: TrainingParams) -> TrainingResult:
-    """Fit on the older rows, evaluate on the newest, convert to ONNX and measure the conversion on the holdout."""
+    """Fit on the older rows, evaluate on the newest, calibrate the prediction intervals, convert to ONNX and
+    measure the conversion on the holdout."""
     split = chronological_split(len(data.y), params.test_size)
-    X_train, X_test, y_train, y_test = data.X[:split], data.X[split:], data.y[:split], data.y[split:]
-    estimator = fit_random_forest(X_train, y_train, params)
+    fit_end = calibration_split(split, params.calibration_size)
+    X_test, y_test = data.X[split:], data.y[split:]
+    estimator = fit_random_forest(data.X[:split], data.y[:split], params)
     y_pred = estimator.predict(X_test)
+    # A twin forest, fit without the calibration slice, gives residuals on rows it never saw; the served forest
+    # keeps the whole training window, so calibrating costs its accuracy nothing (see training.conformal).
+    twin = fit_random_forest(data.X[:fit_end], data.y[:fit_end], params)
+    intervals = conformal.calibrate(
+        twin,
+        data.X[fit_end:split],
+        data.y[fit_end:split],
+        estimator,
+        X_test,
+        y_test,
+        np.asarray(y_pred, dtype=np.float64),
+    )
+    del twin
     onnx_model = to_onnx(estimator, len(data.feature_names))
     metrics = regression_metrics(y_test, y_pred) | parity_metrics(y_pred, onnx_predict(onnx_model, X_test))
+    metrics |= intervals.metrics
     return TrainingResult(
         estimator=estimator,
         onnx_model=onnx_model,
@@ -186,8 +220,10 @@ def train(data: PreparedData, params: TrainingParams) -> TrainingResult:
         X_test=X_test,
         y_test=y_test,
         y_pred_test=y_pred,
+        intervals=intervals,
         counts={
             "n_train": int(split),
+            "n_calibration": int(split - fit_end),
             "n_test": int(len(y_test)),
             "n_features": len(data.feature_names),
             "dropped_missing_target": data.dropped_missing_target,

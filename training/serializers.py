@@ -20,6 +20,7 @@ class TrainingRequestSerializer(serializers.Serializer):
     max_depth = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=200)
     random_state = serializers.IntegerField(default=42, min_value=0, max_value=2**32 - 1)
     test_size = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.9)
+    calibration_size = serializers.FloatField(default=0.2, min_value=0.05, max_value=0.5)
     wait = serializers.FloatField(default=0, min_value=0)
 
     def validate_file(self, value):

@@ -19,7 +19,10 @@ import numpy as np
 
 from core import contract
 from core.errors import ApplicationError, MlflowUnavailable, UntrustedArtifact
+from core.intervals import Calibration
 from registry_mirror import gateway, selectors
+
+from ..forest import forest_trees, mean_and_spread, path_sums, path_table, sum_of_trees, tree_moments
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +46,15 @@ class LoadedVersion:
     sklearn_sha256: str = ""
     nbytes: int = 0
     source: Any = None
+    # The prediction intervals' calibration; ``None`` with the reason in ``calibration_problem``.
+    calibration: Calibration | None = None
+    calibration_problem: str = ""
     # Called after the sklearn model adds its size to ``nbytes``: the cache re-checks its byte bound.
     on_grow: Callable[[], None] | None = None
     _sklearn: Any = None
     _sklearn_lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetch: threading.Thread | None = None
+    _path_tables: list | None = None
 
     @property
     def sklearn_loaded(self) -> bool:
@@ -76,12 +83,33 @@ class LoadedVersion:
         tree; summing each thread's share of ``tree_.predict`` is the same arithmetic at ~2/3 of the time.
         """
         model = self.sklearn_model()
-        trees = _forest_trees(model)
+        trees = forest_trees(model)
         if trees is None or threads <= 1 or len(X) < ONNX_SPLIT_MIN_ROWS:
             return np.asarray(model.predict(X), dtype=np.float64).ravel()
         X = np.ascontiguousarray(X, dtype=np.float32)
-        shares = _executor(threads).map(_sum_of_trees, [trees[i::threads] for i in range(threads)], [X] * threads)
+        shares = _executor(threads).map(sum_of_trees, [trees[i::threads] for i in range(threads)], [X] * threads)
         return sum(shares) / len(trees)
+
+    def predict_sklearn_with_spread(self, X: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """sklearn predictions and the spread of the trees' predictions, in one pass over the trees."""
+        trees = self._trees()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if threads <= 1 or len(X) < ONNX_SPLIT_MIN_ROWS:
+            return mean_and_spread([tree_moments(trees, X)])
+        shares = [trees[i::threads] for i in range(threads)]
+        return mean_and_spread(list(_executor(threads).map(tree_moments, shares, [X] * threads)))
+
+    def contributions(self, X: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
+        """The sklearn forest's base value and each feature's contribution per row (``inference.forest``)."""
+        trees = self._trees()
+        if self._path_tables is None:
+            # Built once per version (~50 ms for 100 full-depth trees); concurrent first requests may both build.
+            self._path_tables = [path_table(tree) for tree in trees]
+        tables = self._path_tables
+        threads = max(1, min(threads, len(trees)))
+        shares = [(trees[i::threads], tables[i::threads]) for i in range(threads)]
+        parts = list(_executor(threads).map(lambda share: path_sums(*share, X), shares))
+        return sum(part[0] for part in parts) / len(trees), sum(part[1] for part in parts) / len(trees)
 
     def prefetch_sklearn(self) -> None:
         """Download the pickle in the background, so the sklearn format later needs no MLflow call."""
@@ -104,6 +132,17 @@ class LoadedVersion:
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _trees(self) -> list:
+        trees = forest_trees(self.sklearn_model())
+        if trees is None:
+            raise ApplicationError(
+                f"Version {self.version} of {self.name!r} is not a single-output random forest: it has no spread"
+                " of trees to scale intervals by, nor tree paths to explain with.",
+                code="unservable_model",
+                extra={"model_name": self.name, "version": self.version},
+            )
+        return trees
 
     def _load_sklearn(self):
         if not self.sklearn_trusted:
@@ -166,7 +205,15 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
     trained = selectors.trained_version_get(name=name, version=version)
     workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_workdir_root()))
     try:
-        fetched = _fetch_checked(source, name, version, contract.ONNX_FILE, workdir, trained and trained.onnx_sha256)
+        fetched = _fetch_checked(
+            source,
+            name,
+            version,
+            contract.ONNX_FILE,
+            workdir,
+            trained and trained.onnx_sha256,
+            optional=(contract.INTERVALS_FILE,),
+        )
         fetched_at = time.monotonic()
         onnx_path = Path(fetched["paths"][contract.ONNX_FILE])
         options = ort.SessionOptions()
@@ -189,6 +236,8 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             fetched_at - started,
             time.monotonic() - fetched_at,
         )
+        calibration, problem = _read_calibration(name, version, fetched, trained.intervals_sha256 if trained else "")
+        intervals_path = fetched["paths"].get(contract.INTERVALS_FILE)
         return LoadedVersion(
             name=name,
             version=version,
@@ -198,18 +247,25 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             onnx_session=session,
             workdir=workdir,
             sklearn_sha256=trained.sklearn_sha256 if trained else "",
-            nbytes=onnx_path.stat().st_size,
+            nbytes=onnx_path.stat().st_size + (Path(intervals_path).stat().st_size if intervals_path else 0),
             source=source,
+            calibration=calibration,
+            calibration_problem=problem,
         )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
 
 
-def _fetch_checked(source, name: str, version: int, file: str, workdir: Path, expected: str | None) -> dict:
-    """Fetch ``file`` of a version; with an ``expected`` sha256, fetch once more on a mismatch, then refuse it."""
+def _fetch_checked(
+    source, name: str, version: int, file: str, workdir: Path, expected: str | None, optional: tuple[str, ...] = ()
+) -> dict:
+    """Fetch ``file`` (and the ``optional`` files the version has) of a version; with an ``expected`` sha256, fetch
+    once more on a mismatch, then refuse it."""
     for attempt in (1, 2):
-        fetched = source.model_version_fetch(name=name, version=version, files=[file], dst=str(workdir))
+        fetched = source.model_version_fetch(
+            name=name, version=version, files=[file], optional=optional, dst=str(workdir)
+        )
         if not expected:
             return fetched
         actual = gateway.file_sha256(Path(fetched["paths"][file]))
@@ -232,6 +288,25 @@ def _fetch_checked(source, name: str, version: int, file: str, workdir: Path, ex
     )
 
 
+def _read_calibration(name: str, version: int, fetched: dict, expected: str) -> tuple[Calibration | None, str]:
+    """The version's interval calibration, or ``None`` and why: a file that is missing or does not match the
+    checksum recorded when this service trained the version (``expected``, from our database) costs the version
+    its intervals, never its predictions."""
+    path = fetched["paths"].get(contract.INTERVALS_FILE)
+    if path is None or not expected:
+        return None, (
+            f"Version {version} of {name!r} has no prediction intervals: it was trained before they existed, or"
+            " not by this service."
+        )
+    try:
+        if gateway.file_sha256(Path(path)) != expected:
+            raise ValueError("the file does not match the checksum recorded at training")
+        return Calibration.from_json(Path(path).read_bytes()), ""
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.error("The interval calibration of %s version %s is unusable: %s", name, version, exc)
+        return None, f"The interval calibration of version {version} of {name!r} is unusable: {exc}."
+
+
 def _load_trusted_pickle(loaded: LoadedVersion, path: Path, actual: str):
     import cloudpickle
 
@@ -251,22 +326,6 @@ def _sha256(loaded: LoadedVersion, path: Path) -> str:
         return gateway.file_sha256(path)
     except OSError as exc:
         raise MlflowUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
-
-
-def _forest_trees(model) -> list | None:
-    """The fitted trees of a single-output random forest (or extra-trees) regressor, else ``None``."""
-    from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
-
-    if isinstance(model, RandomForestRegressor | ExtraTreesRegressor) and model.n_outputs_ == 1:
-        return [estimator.tree_ for estimator in model.estimators_]
-    return None
-
-
-def _sum_of_trees(trees: list, X: np.ndarray) -> np.ndarray:
-    total = np.zeros(len(X), dtype=np.float64)
-    for tree in trees:
-        total += tree.predict(X).ravel()
-    return total
 
 
 def _release_freed_memory() -> None:

@@ -8,15 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.contract import (
-    JOB_TAG,
-    ONNX_FILE,
-    ONNX_SHA256_TAG,
-    PROFILE_FILE,
-    SKLEARN_FILE,
-    SKLEARN_SHA256_TAG,
-    plot_path,
-)
+from core.contract import FILE_SHA256_TAGS, JOB_TAG, ONNX_FILE, PROFILE_FILE, plot_path
 
 from .client import client, experiment_id, file_sha256, translated_errors
 
@@ -37,6 +29,8 @@ class TrainedModel:
     figures: dict[str, Any] = field(default_factory=dict)  # plot name (core.contract.PLOTS) -> matplotlib Figure
     # The training window's feature profile (training/profile.py), saved as PROFILE_FILE beside the model files.
     profile: dict[str, Any] | None = None
+    # More files of the model directory, beside the two formats (file name -> content).
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +155,8 @@ def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
     (model_dir / ONNX_FILE).write_bytes(model.onnx_model.SerializeToString())
     if model.profile is not None:
         (model_dir / PROFILE_FILE).write_text(json.dumps(model.profile))
+    for name, content in model.files.items():
+        (model_dir / name).write_bytes(content)
     mlmodel = Model.load(str(model_dir / "MLmodel"))
     mlmodel.add_flavor(
         "onnx",
@@ -171,8 +167,7 @@ def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
     )
     mlmodel.save(str(model_dir / "MLmodel"))
     return {
-        SKLEARN_SHA256_TAG: file_sha256(model_dir / SKLEARN_FILE),
-        ONNX_SHA256_TAG: file_sha256(model_dir / ONNX_FILE),
+        tag: file_sha256(model_dir / name) for name, tag in FILE_SHA256_TAGS.items() if (model_dir / name).exists()
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from core.contract import PARITY_METRICS
+from core.contract import FILE_SHA256_TAGS, PARITY_METRICS
 from core.errors import ApplicationError, MlflowUnavailable, NotFound
 
 from .client import client, translated_errors
@@ -29,14 +29,19 @@ def model_version_number(*, name: str, version: str) -> int:
     return int(model_version_resolve(name=name, version=version).version)
 
 
-def model_version_fetch(*, name: str, version: int, files: list[str], dst: str) -> dict[str, Any]:
+def model_version_fetch(
+    *, name: str, version: int, files: list[str], dst: str, optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Download only ``files`` of a version's model directory into ``dst``, with what serving needs to know.
+
+    A file of ``optional`` is downloaded only if the version records its checksum (``FILE_SHA256_TAGS``):
+    versions trained before that file existed lack it, and are served without it.
 
     Returns a JSON-able dict: ``feature_names`` (the signature's inputs), ``tags`` (checksums recorded at
     training), ``metrics`` (the run's ONNX parity) and ``paths`` (file name -> local path).
     """
     if serves_over_rest():
-        return _rest_model_version_fetch(name, version, files, Path(dst))
+        return _rest_model_version_fetch(name, version, files, optional, Path(dst))
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
@@ -48,7 +53,7 @@ def model_version_fetch(*, name: str, version: int, files: list[str], dst: str) 
             file: download_artifacts(
                 artifact_uri=f"{source}/{file}", dst_path=dst, tracking_uri=settings.MLFLOW_TRACKING_URI
             )
-            for file in ["MLmodel", *files]
+            for file in ["MLmodel", *files, *_recorded(optional, model_version.tags)]
         }
         metrics = mlflow_client.get_run(model_version.run_id).data.metrics if model_version.run_id else {}
     signature = Model.load(paths.pop("MLmodel")).signature
@@ -94,6 +99,10 @@ def tracking_server_check(*, timeout: float) -> str:
     if not response.ok:
         raise MlflowUnavailable(f"MLflow answered its health check with HTTP {response.status_code}")
     return "server"
+
+
+def _recorded(optional: tuple[str, ...], tags: dict[str, str]) -> list[str]:
+    return [file for file in optional if FILE_SHA256_TAGS.get(file) in tags]
 
 
 def serves_over_rest() -> bool:
@@ -158,20 +167,24 @@ def _rest_model_version(name: str, version: str) -> dict[str, Any]:
         raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias}) from exc
 
 
-def _rest_model_version_fetch(name: str, version: int, files: list[str], dst: Path) -> dict[str, Any]:
+def _rest_model_version_fetch(
+    name: str, version: int, files: list[str], optional: tuple[str, ...], dst: Path
+) -> dict[str, Any]:
     import yaml
 
     model_version = _rest_model_version(name, str(version))
+    tags = {tag["key"]: tag["value"] for tag in model_version.get("tags", [])}
     source = _rest("mlflow/model-versions/get-download-uri", name=name, version=str(version))["artifact_uri"]
     dst.mkdir(parents=True, exist_ok=True)
-    paths = {file: str(_rest_download(source.rstrip("/"), file, dst)) for file in ["MLmodel", *files]}
+    wanted = ["MLmodel", *files, *_recorded(optional, tags)]
+    paths = {file: str(_rest_download(source.rstrip("/"), file, dst)) for file in wanted}
     run_id = model_version.get("run_id")
     metrics = _rest("mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", []) if run_id else []
     mlmodel = yaml.safe_load(Path(paths.pop("MLmodel")).read_text())
     inputs = json.loads((mlmodel.get("signature") or {}).get("inputs") or "[]")
     return {
         "feature_names": [column["name"] for column in inputs if "name" in column],
-        "tags": {tag["key"]: tag["value"] for tag in model_version.get("tags", [])},
+        "tags": tags,
         "metrics": {m["key"]: float(m["value"]) for m in metrics if m["key"] in PARITY_METRICS},
         "paths": paths,
     }

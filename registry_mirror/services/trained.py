@@ -1,6 +1,6 @@
 """Registering the versions this service trains, anchored in our database.
 
-The sha256 of both artifacts is written to ``TrainedVersion`` before the files are uploaded, so the record never
+The sha256 of the artifacts is written to ``TrainedVersion`` before the files are uploaded, so the record never
 depends on what MLflow says afterwards; serving checks every file it loads against it.
 """
 
@@ -41,6 +41,7 @@ def trained_version_register(
             name=model_name,
             sklearn_sha256=checksums[contract.SKLEARN_SHA256_TAG],
             onnx_sha256=checksums[contract.ONNX_SHA256_TAG],
+            intervals_sha256=checksums.get(contract.INTERVALS_SHA256_TAG, ""),
         )
 
     registered = gateway.model_version_register(
@@ -52,11 +53,13 @@ def trained_version_register(
 
 
 @transaction.atomic
-def _trained_version_checksums_record(*, job_key: str, name: str, sklearn_sha256: str, onnx_sha256: str) -> None:
+def _trained_version_checksums_record(
+    *, job_key: str, name: str, sklearn_sha256: str, onnx_sha256: str, intervals_sha256: str
+) -> None:
     # A retried job that uploads again replaces the checksums of its earlier, unregistered attempt.
     row = TrainedVersion.objects.select_for_update().filter(job_key=job_key).first() or TrainedVersion(job_key=job_key)
     row.name, row.version = name, None
-    row.sklearn_sha256, row.onnx_sha256 = sklearn_sha256, onnx_sha256
+    row.sklearn_sha256, row.onnx_sha256, row.intervals_sha256 = sklearn_sha256, onnx_sha256, intervals_sha256
     save_checked(row)
 
 

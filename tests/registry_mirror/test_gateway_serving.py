@@ -63,7 +63,11 @@ def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_
     assert gateway.serves_over_rest()
     numbers = {ref: gateway.model_version_number(name=model_name, version=ref) for ref in ("latest", "@champion")}
     fetched = gateway.model_version_fetch(
-        name=model_name, version=first, files=["model.onnx", "model.pkl"], dst=str(tmp_path / "rest")
+        name=model_name,
+        version=first,
+        files=["model.onnx", "model.pkl"],
+        optional=(contract.INTERVALS_FILE,),
+        dst=str(tmp_path / "rest"),
     )
 
     # then
@@ -72,6 +76,8 @@ def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_
     assert fetched["tags"][contract.SKLEARN_SHA256_TAG] == expected["tags"][contract.SKLEARN_SHA256_TAG]
     assert fetched["metrics"] == expected["metrics"]
     assert gateway.file_sha256(Path(fetched["paths"]["model.pkl"])) == fetched["tags"][contract.SKLEARN_SHA256_TAG]
+    intervals = Path(fetched["paths"][contract.INTERVALS_FILE])
+    assert gateway.file_sha256(intervals) == fetched["tags"][contract.INTERVALS_SHA256_TAG]
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

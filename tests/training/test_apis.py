@@ -52,7 +52,8 @@ def test_a_trained_job_reports_its_version_metrics_and_formats(train, model_name
         }
     ]
     assert {"r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff"} <= job["metrics"].keys()
-    assert job["counts"]["n_test"] == 24 and job["counts"]["n_train"] == 96
+    assert {"interval_coverage_90", "interval_mean_width_90"} <= job["metrics"].keys()
+    assert (job["counts"]["n_train"], job["counts"]["n_calibration"], job["counts"]["n_test"]) == (96, 19, 24)
     assert job["duration_seconds"] > 0
 
 

@@ -132,7 +132,13 @@ def test_train_is_reproducible_and_onnx_agrees_with_sklearn():
 
     # then: same inputs, same model (up to the summation order of parallel prediction)
     np.testing.assert_allclose(first.y_pred_test, second.y_pred_test, rtol=1e-12)
-    assert first.counts == {"n_train": 160, "n_test": 40, "n_features": 8, "dropped_missing_target": 0}
+    assert first.counts == {
+        "n_train": 160,
+        "n_calibration": 32,
+        "n_test": 40,
+        "n_features": 8,
+        "dropped_missing_target": 0,
+    }
     # the forest learned the structure of the demand curve
     assert first.metrics["r2"] > 0.5
     assert first.metrics["rmse"] >= first.metrics["mae"] > 0

@@ -22,7 +22,9 @@ from .leases import database_retry
 logger = logging.getLogger(__name__)
 
 
-def dataset_inspect(*, raw: bytes, target: str, timestamp: str, test_size: float) -> ml.PreparedData:
+def dataset_inspect(
+    *, raw: bytes, target: str, timestamp: str, test_size: float, calibration_size: float = 0.2
+) -> ml.PreparedData:
     """Run every check a training would run on the data, so bad files are refused before anything is stored.
 
     Raises:
@@ -31,7 +33,7 @@ def dataset_inspect(*, raw: bytes, target: str, timestamp: str, test_size: float
     """
     frame = read_csv(raw, max_columns=settings.MDS_MAX_COLUMNS)
     data = ml.prepare_data(frame, target=target, timestamp=timestamp)
-    ml.chronological_split(len(data.y), test_size)
+    ml.calibration_split(ml.chronological_split(len(data.y), test_size), calibration_size)
     return data
 
 
@@ -77,7 +79,13 @@ def training_job_start(
         StorageUnavailable, DatabaseUnavailable: the file or its rows could not be stored; nothing is kept.
     """
     raw = file.read()
-    data = dataset_inspect(raw=raw, target=target, timestamp=timestamp, test_size=params.test_size)
+    data = dataset_inspect(
+        raw=raw,
+        target=target,
+        timestamp=timestamp,
+        test_size=params.test_size,
+        calibration_size=params.calibration_size,
+    )
     n_rows = len(data.y) + data.dropped_missing_target
     columns = [timestamp, *data.feature_names, target]
     dataset = None

@@ -135,7 +135,9 @@ def _trained_model(
             "mds.dataset_rows": str(job.dataset.n_rows),
             "mds.dataset_name": job.dataset.original_name,
             "mds.training_job": str(job.pk),
+            contract.INTERVAL_METHOD_TAG: result.intervals.calibration.method,
         },
+        files={contract.INTERVALS_FILE: result.intervals.to_json()},
         figures=training_figures(
             y_test=result.y_test,
             y_pred=result.y_pred_test,
