@@ -7,6 +7,9 @@ starts both model servers cold, one after the other, on the same version and dri
     1-row CSV latency (1 connection), 1-row throughput (8 connections), 10k-row batches (rows/s, 1 connection),
     cold start to first prediction, and the RSS of each server's whole process tree after the load.
 
+Then, on MDS alone, the time ``interval=0.9`` adds to a 10k-row batch: the same batch with and without it, request
+after request, 20 pairs per round, and the median of the pairs' time ratios (target: at most 10 % more).
+
 Prints a table and the ratios, and exits 1 if a target is missed. Needs `wrk` (`apt-get install wrk`).
 
     .venv/bin/python bench/predict.py [--days 12000] [--duration 8] [--rounds 5] [--keep] [--log-overhead]
@@ -36,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MDS_PORT, MLFLOW_PORT, TRACKING_PORT, MDS_NO_LOG_PORT = 18002, 18001, 18003, 18004
 # The most the prediction log may add to the 1-row p50 latency (ms).
 LOG_OVERHEAD_TARGET_MS = 0.2
+# MDS alone: extra time per 10k-row batch with prediction intervals (interval=0.9), at most this share.
+INTERVAL_OVERHEAD_TARGET = 0.10
 MODEL_NAME = "rf_bench"
 FEATURES = [
     "temperature_c",
@@ -123,6 +128,7 @@ def main() -> int:
                 "env": mds_env,
                 "one": mds_url + "&format=onnx",
                 "batch": mds_url + "&format=auto",
+                "batch_interval": mds_url + "&format=auto&interval=0.9",
                 "auth": token,
             },
         }
@@ -173,11 +179,20 @@ def main() -> int:
             for metric, values in by_metric.items():
                 if values:
                     print(f"{label:<13}{metric:<42}" + " ".join(f"{v:.2f}" for v in values))
+        # Interval overhead: the same batch with and without interval=0.9, request after request (in turns, so
+        # neither always goes first), and the median of the pairs' time ratios: load from other work on a shared
+        # machine drifts over seconds, and a pair of consecutive requests sees the same load.
+        mds = targets["MDS"]
+        warm(mds["batch_interval"], mds["auth"], bodies["batch"], 3)
+        ratios = paired_time_ratios(
+            mds["batch"], mds["batch_interval"], mds["auth"], bodies["batch"], 20 * args.rounds
+        )
         for label, server in zip(targets, servers, strict=True):
             results[label]["RSS after the load (MB)"] = tree_rss_mb(server.pid)
         missed = report(results)
         if args.log_overhead:
             missed |= report_log_overhead(samples)
+        missed |= report_interval_overhead(ratios, interval_method(mds, bodies["one"]))
         return missed
     finally:
         for server in [*servers, *([tracking] if tracking else [])]:
@@ -273,6 +288,34 @@ def warm(url: str, token: str, body: Path, count: int) -> None:
             response.raise_for_status()
 
 
+def paired_time_ratios(plain_url: str, other_url: str, token: str, body: Path, pairs: int) -> list[float]:
+    """Seconds of a request to ``other_url`` over seconds of the same request to ``plain_url``, ``pairs`` times."""
+    headers = {"Content-Type": "text/csv", "Authorization": f"Token {token}"}
+    payload = body.read_bytes()
+    ratios = []
+    with requests.Session() as session:
+
+        def timed(url: str) -> float:
+            started = time.perf_counter()
+            session.post(url, data=payload, headers=headers, timeout=120).raise_for_status()
+            return time.perf_counter() - started
+
+        for pair in range(pairs):
+            if pair % 2:
+                other, plain = timed(other_url), timed(plain_url)
+            else:
+                plain, other = timed(plain_url), timed(other_url)
+            ratios.append(other / plain)
+    return ratios
+
+
+def interval_method(target: dict, body: Path) -> str:
+    """The interval method training chose for the bench's version (``absolute`` or ``scaled``)."""
+    headers = {"Content-Type": "text/csv", "Authorization": f"Token {target['auth']}"}
+    answer = requests.post(target["batch_interval"], data=body.read_bytes(), headers=headers, timeout=60)
+    return answer.json()["intervals"]["method"]
+
+
 def wrk(url: str, token: str, body: Path, *, connections: int, duration: int) -> dict[str, float]:
     script = body.parent / "post.lua"
     script.write_text(WRK_SCRIPT)
@@ -343,6 +386,18 @@ def report_log_overhead(samples: dict[str, dict[str, list[float]]]) -> int:
             )
     ok = max(medians, paired) <= LOG_OVERHEAD_TARGET_MS
     print(f"  target <= {LOG_OVERHEAD_TARGET_MS} ms: {'yes' if ok else 'NO'}")
+    return 0 if ok else 1
+
+
+def report_interval_overhead(ratios: list[float], method: str) -> int:
+    """What interval=0.9 adds to a 10k-row batch: the median of the paired time ratios."""
+    overhead = statistics.median(ratios) - 1
+    quartiles = statistics.quantiles(ratios, n=4)
+    ok = overhead <= INTERVAL_OVERHEAD_TARGET
+    print(f"\ninterval=0.9 on 10k-row batches ({method} intervals), {len(ratios)} request pairs:")
+    print(f"  time ratio: median {1 + overhead:.3f}, quartiles {quartiles[0]:.3f} {quartiles[2]:.3f}")
+    target = f"target <= {100 * INTERVAL_OVERHEAD_TARGET:.0f} %"
+    print(f"  overhead {100 * overhead:+.1f} %, {target}: {'yes' if ok else 'NO'}")
     return 0 if ok else 1
 
 
