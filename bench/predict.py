@@ -253,7 +253,12 @@ def prepare(data_dir: Path, env: dict, days: int) -> tuple[int, str, dict[str, P
     version = int(out.stdout.strip().splitlines()[-1])
     print(f"registered {MODEL_NAME} version {version} ({days} rows) in {time.monotonic() - started:.0f} s")
     token = subprocess.run(
-        [*manage, "issue_token", "bench"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [*manage, "issue_token", "bench", "--role", "predictor"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return version, token, bodies
 
