@@ -96,3 +96,11 @@ def _narrower_and_covering(measured: dict, n_test: int) -> bool:
         if scaled[key]["coverage"] < min(level, absolute[key]["coverage"]) - noise:
             return False
     return True
+
+
+def holdout_half_widths(calibration: Calibration, estimator, X_test: np.ndarray, level: float) -> np.ndarray | None:
+    """Half the width of each holdout row's interval at ``level`` (for plots); ``None`` past ``max_level``."""
+    if level > calibration.max_level:
+        return None
+    spread = tree_predictions(estimator, X_test).std(axis=0) if calibration.needs_spread else None
+    return np.broadcast_to(calibration.half_width(level, spread), (len(X_test),)).astype(np.float64)

@@ -14,8 +14,12 @@ def training_figures(
     feature_names: list[str],
     importances: np.ndarray,
     timestamps: np.ndarray | None = None,
+    band: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Matplotlib figures keyed by plot name (``core.contract.PLOTS``); the Agg backend keeps workers headless."""
+    """Matplotlib figures keyed by plot name (``core.contract.PLOTS``); the Agg backend keeps workers headless.
+
+    ``band`` is the half width of the 90 % prediction interval on each holdout row, drawn around the residuals.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,19 +41,28 @@ def training_figures(
     bars.tight_layout()
     figures = {"predicted_vs_actual": scatter, "feature_importances": bars}
     if timestamps is not None:
-        figures["residuals_over_time"] = residuals_figure(timestamps=timestamps, y_test=y_test, y_pred=y_pred)
+        figures["residuals_over_time"] = residuals_figure(
+            timestamps=timestamps, y_test=y_test, y_pred=y_pred, band=band
+        )
     return figures
 
 
-def residuals_figure(*, timestamps: np.ndarray, y_test: np.ndarray, y_pred: np.ndarray) -> Any:
+def residuals_figure(
+    *, timestamps: np.ndarray, y_test: np.ndarray, y_pred: np.ndarray, band: np.ndarray | None = None
+) -> Any:
     """Actual minus predicted along the holdout's timestamps: a trend or a seasonal wave shows what the model
-    misses as time moves away from its training window."""
+    misses as time moves away from its training window. A residual inside the band is an actual its interval
+    covered."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 3.5), dpi=100)
     ax = figure.subplots()
     ax.plot(timestamps, y_test - y_pred, marker=".", markersize=3, linewidth=0.6)
     ax.axhline(0.0, color="grey", linewidth=1, linestyle="--")
+    if band is not None:
+        half = np.broadcast_to(np.asarray(band, dtype=np.float64), np.shape(y_test))
+        ax.fill_between(timestamps, -half, half, color="tab:orange", alpha=0.2, label="90 % prediction interval")
+        ax.legend(loc="upper left", fontsize="small")
     ax.set(xlabel="timestamp", ylabel="actual - predicted", title=PLOTS["residuals_over_time"])
     figure.autofmt_xdate()
     figure.tight_layout()

@@ -5,7 +5,8 @@ import pandas as pd
 
 from core.intervals import ABSOLUTE, SCALED
 from tests.factories import weather_frame
-from training import ml
+from training import conformal, ml
+from training.plots import residuals_figure
 
 
 def noisy_frame(n: int, noise_for_high_x: float, seed: int = 4) -> pd.DataFrame:
@@ -65,3 +66,41 @@ def test_a_target_without_spread_gets_absolute_intervals_only():
     assert result.intervals.calibration.method == ABSOLUTE
     assert set(result.intervals.candidates) == {ABSOLUTE}
     assert result.metrics["interval_mean_width_90"] == 0.0 and result.metrics["interval_coverage_90"] == 1.0
+
+
+def test_the_holdout_band_is_each_rows_interval_half_width():
+    # given
+    varying = train(noisy_frame(1000, noise_for_high_x=40))
+    steady = train(weather_frame(3 * 365))
+
+    # when
+    scaled = conformal.holdout_half_widths(varying.intervals.calibration, varying.estimator, varying.X_test, 0.9)
+    absolute = conformal.holdout_half_widths(steady.intervals.calibration, steady.estimator, steady.X_test, 0.9)
+    beyond = conformal.holdout_half_widths(steady.intervals.calibration, steady.estimator, steady.X_test, 0.9999)
+
+    # then: the band covers as the recorded holdout coverage says, and is one width for `absolute`
+    covered = np.abs(varying.y_test - varying.y_pred_test) <= scaled
+    assert covered.mean() == varying.metrics["interval_coverage_90"]
+    assert scaled.shape == (len(varying.X_test),) and scaled.std() > 0
+    assert np.all(absolute == steady.intervals.calibration.quantile(0.9))
+    assert beyond is None
+
+
+def test_the_residuals_plot_draws_the_band():
+    # given
+    result = train(weather_frame(3 * 365))
+    n = len(result.y_test)
+    band = conformal.holdout_half_widths(result.intervals.calibration, result.estimator, result.X_test, 0.9)
+
+    # when
+    figure = residuals_figure(
+        timestamps=pd.date_range("2024-01-01", periods=n).to_numpy(),
+        y_test=result.y_test,
+        y_pred=result.y_pred_test,
+        band=band,
+    )
+
+    # then
+    (ax,) = figure.axes
+    assert ax.get_legend().get_texts()[0].get_text() == "90 % prediction interval"
+    assert len(ax.collections) == 1

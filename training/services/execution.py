@@ -116,6 +116,7 @@ def _trained_model(
 ) -> gateway.TrainedModel:
     import pandas as pd
 
+    from .. import conformal
     from ..plots import training_figures
     from ..profile import feature_profile
 
@@ -144,6 +145,7 @@ def _trained_model(
             feature_names=result.feature_names,
             importances=result.estimator.feature_importances_,
             timestamps=data.timestamps.iloc[n_train:].dt.tz_convert(None).to_numpy(),
+            band=conformal.holdout_half_widths(result.intervals.calibration, result.estimator, result.X_test, 0.9),
         ),
         # What drift is measured against: the rows the model learnt from, not the holdout.
         profile=feature_profile(data.X[:n_train], result.feature_names),
