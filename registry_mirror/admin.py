@@ -3,6 +3,8 @@
 Two things write, MLflow first: the sync button on every mirror list and the alias form on a version's page.
 """
 
+import functools
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -20,6 +22,23 @@ from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
 from .origins import model_version_origin_links
 from .panels import model_version_panels
 from .services import model_alias_remove, model_alias_set, registry_mirror_sync
+
+
+def _admin_write(permission: str):
+    """The admin's write views take a POST from a user holding ``permission``, nothing else."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def guarded(self, request, *args, **kwargs):
+            if request.method != "POST":
+                return HttpResponseNotAllowed(["POST"])
+            if not request.user.has_perm(permission):
+                raise PermissionDenied
+            return view(self, request, *args, **kwargs)
+
+        return guarded
+
+    return decorate
 
 
 class ReadOnlyMirrorAdmin(admin.ModelAdmin):
@@ -157,11 +176,8 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
     def _changelist_url() -> str:
         return reverse("admin:registry_mirror_modelversion_changelist")
 
+    @_admin_write("registry_mirror.sync_mirror")
     def sync_view(self, request):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm("registry_mirror.sync_mirror"):
-            raise PermissionDenied
         try:
             result = registry_mirror_sync()
         except ApplicationError as exc:
@@ -173,11 +189,8 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
             back = self._changelist_url()
         return HttpResponseRedirect(back)
 
+    @_admin_write("registry_mirror.set_alias")
     def alias_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm("registry_mirror.set_alias"):
-            raise PermissionDenied
         version = _version_or_404(object_id)
         page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
         form = AliasForm(request.POST)
@@ -205,11 +218,8 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                 self.message_user(request, f"@{alias} now points at {version}{moved}{forced}.", messages.SUCCESS)
         return HttpResponseRedirect(page)
 
+    @_admin_write("registry_mirror.set_alias")
     def alias_remove_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm("registry_mirror.set_alias"):
-            raise PermissionDenied
         version = _version_or_404(object_id)
         page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
         alias = request.POST.get("alias", "")
