@@ -157,6 +157,22 @@ def test_anonymous_users_cannot_sync_or_set_aliases(client):
     assert not AliasMove.objects.exists()
 
 
+@pytest.mark.parametrize("action", ["sync/", "{pk}/alias/", "{pk}/alias/remove/"])
+def test_the_admin_write_views_take_only_a_post_from_a_user_with_the_permission(client, action):
+    # given
+    version = ModelVersionFactory()
+    url = VERSIONS + action.format(pk=version.pk)
+    client.force_login(UserFactory(is_staff=True))
+
+    # when
+    read = client.get(url)
+    write = client.post(url, {"alias": "champion"})
+
+    # then
+    assert (read.status_code, write.status_code) == (405, 403)
+    assert not AliasMove.objects.exists()
+
+
 @pytest.mark.parametrize("object_id", ["abc", "1.5", "99999999999999999999999"])
 def test_a_version_id_that_is_not_one_is_404_on_the_alias_and_plot_urls(staff_client, object_id):
     # given
