@@ -20,7 +20,8 @@ class PredictionRequestSerializer(serializers.Serializer):
             "model_name": serializers.RegexField(MODEL_NAME_PATTERN, required=False),
             "version": serializers.RegexField(VERSION_PATTERN, required=False),
             "alias": serializers.RegexField(ALIAS_PATTERN, required=False),
-            "format": serializers.ChoiceField(choices=FORMATS, default="onnx"),
+            # Without one, the server picks the faster engine per request (``services._engine``).
+            "format": serializers.ChoiceField(choices=FORMATS, default="auto"),
         }
         # Only when asked for: a plain prediction pays nothing for them.
         asked = getattr(self, "initial_data", {})

@@ -55,6 +55,9 @@ class LoadedVersion:
     _sklearn_lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetch: threading.Thread | None = None
     _path_tables: list | None = None
+    _background_load: threading.Thread | None = None
+    # Set once the pickle is refused (untrusted, or not matching its record): the default engine stops asking.
+    _sklearn_refused: bool = False
 
     @property
     def sklearn_loaded(self) -> bool:
@@ -110,6 +113,42 @@ class LoadedVersion:
         shares = [(trees[i::threads], tables[i::threads]) for i in range(threads)]
         parts = list(_executor(threads).map(lambda share: path_sums(*share, X), shares))
         return sum(part[0] for part in parts) / len(trees), sum(part[1] for part in parts) / len(trees)
+
+    def sklearn_ready(self) -> bool:
+        """Whether the sklearn model is loaded and usable now; if not yet, it starts loading in the background.
+
+        The default engine asks this rather than waiting: unpickling a full-depth forest takes ~1 s, while ONNX
+        answers the same batch in a fraction of that, so the requests meanwhile go to ONNX.
+        """
+        if self._sklearn is not None:
+            return True
+        if not self.sklearn_trusted or self._sklearn_refused:
+            return False
+        with self._sklearn_lock:
+            if self._background_load is None:
+                self._background_load = threading.Thread(target=self._load_quietly, daemon=True)
+                self._background_load.start()
+        return False
+
+    def sklearn_usable(self) -> bool:
+        """Loads the sklearn model (waiting for it) and says whether it may serve: ``False`` for a refused pickle."""
+        if not self.sklearn_trusted or self._sklearn_refused:
+            return False
+        try:
+            self.sklearn_model()
+        except UntrustedArtifact:
+            self._sklearn_refused = True
+            return False
+        return True
+
+    def _load_quietly(self) -> None:
+        try:
+            self.sklearn_usable()
+        except Exception as exc:
+            # MLflow unreachable, the version evicted meanwhile: a later request tries again.
+            logger.warning("Could not load the sklearn model of %s version %s: %s", self.name, self.version, exc)
+        finally:
+            self._background_load = None
 
     def prefetch_sklearn(self) -> None:
         """Download the pickle in the background, so the sklearn format later needs no MLflow call."""
