@@ -56,6 +56,7 @@ class LoadedVersion:
     _prefetch: threading.Thread | None = None
     _path_tables: list | None = None
     _background_load: threading.Thread | None = None
+    _background_lock: threading.Lock = field(default_factory=threading.Lock)
     # Set once the pickle is refused (untrusted, or not matching its record): the default engine stops asking.
     _sklearn_refused: bool = False
 
@@ -124,7 +125,8 @@ class LoadedVersion:
             return True
         if not self.sklearn_trusted or self._sklearn_refused:
             return False
-        with self._sklearn_lock:
+        # Not `_sklearn_lock`: the load holds that while it unpickles, and this must not wait for it.
+        with self._background_lock:
             if self._background_load is None:
                 self._background_load = threading.Thread(target=self._load_quietly, daemon=True)
                 self._background_load.start()

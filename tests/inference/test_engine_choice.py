@@ -1,5 +1,6 @@
 """Which engine answers /predict: the faster one by default, the asked one with ``format``, no untrusted pickle."""
 
+import threading
 import time
 
 import numpy as np
@@ -114,3 +115,28 @@ def test_the_default_stops_trying_a_pickle_that_was_refused(api_client, model_na
     assert loaded._sklearn_refused
     assert engine(response) == "onnx"
     assert explicit.status_code == 409 and explicit.json()["code"] == "untrusted_artifact"
+
+
+def test_a_large_batch_does_not_wait_for_a_sklearn_load_in_progress(api_client, model_name, version, settings):
+    # given: a sklearn load in progress, which holds the version's sklearn lock while it unpickles
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
+    loaded = model_cache().get(model_name, version)
+    holding, answered, seen = threading.Event(), threading.Event(), {}
+
+    def load_in_progress():
+        with loaded._sklearn_lock:
+            holding.set()
+            seen["answered_meanwhile"] = answered.wait(timeout=30)
+
+    loader = threading.Thread(target=load_in_progress)
+    loader.start()
+    holding.wait(timeout=10)
+
+    # when
+    response = post(api_client, model_name, 50)
+    answered.set()
+    loader.join()
+
+    # then: ONNX answered while the lock was held, instead of waiting for the load
+    assert engine(response) == "onnx"
+    assert seen["answered_meanwhile"]
