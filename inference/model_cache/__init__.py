@@ -15,7 +15,8 @@ from django.conf import settings
 
 from ..cpu_budget import ThreadShare, cpu_budget
 from .cache import ModelCache
-from .versions import LoadedVersion, load_version
+from .loading import load_version
+from .versions import LoadedVersion
 
 __all__ = ["LoadedVersion", "ModelCache", "load_version", "model_cache", "prediction_threads", "thread_share"]
 
