@@ -43,7 +43,11 @@ PREDICT_SCHEMA = extend_schema(
         OpenApiParameter("model_name", description="Registered model (default rf_regressor)."),
         OpenApiParameter("version", description="A number, `latest` or `@alias` (default: `@champion`)."),
         OpenApiParameter("alias", description="An alias such as `champion`, instead of `version`."),
-        OpenApiParameter("format", enum=FORMATS, description="Engine; `auto` picks the faster one."),
+        OpenApiParameter(
+            "format",
+            enum=FORMATS,
+            description="Engine (default `auto`: the faster one for the request; `X-Model-Format` names it).",
+        ),
         OpenApiParameter(
             "interval",
             OpenApiTypes.FLOAT,
@@ -121,7 +125,8 @@ class PredictionViewSet(viewsets.GenericViewSet):
             predictions=prediction.values,
             intervals=prediction.intervals,
         )
-        headers = {"X-Model-Version": str(prediction.version)}
+        # The engine that ran, also for CSV answers (which have no `model` object): the default picks per request.
+        headers = {"X-Model-Version": str(prediction.version), "X-Model-Format": prediction.model_format}
         if request.accepted_renderer.format == "csv":
             return Response(
                 write_csv(prediction.table, prediction.values, more=_csv_columns(prediction)), headers=headers

@@ -2,8 +2,9 @@
 
 Inputs are a CSV body (the upload of the original service, or ``text/csv``) and MLflow's scoring JSON
 (``dataframe_split``, ``dataframe_records``, ``instances``/``inputs``), so MLflow clients work unchanged. A small
-CSV is read with the ``csv`` module: pandas costs ~2 ms per call, more than the model. Large CSVs go through
-``core.tabular``, the same parser and checks training uses. Row numbers in errors count data rows
+CSV is read with the ``csv`` module: pandas costs ~2 ms per call, more than the model. Large CSVs are read by
+pyarrow (``inference.arrow_csv``) when their feature columns are clean numbers, else by ``core.tabular``, the same
+parser and checks training uses. Row numbers in errors count data rows
 from 1, as a spreadsheet user reads them.
 """
 
@@ -28,6 +29,8 @@ from core.tabular import (
     require_columns,
 )
 
+from .arrow_csv import arrow_read, numeric_matrix
+
 # Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
 SMALL_CSV_BYTES = 64 * 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -37,19 +40,30 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass
 class Table:
-    """Parsed input rows: ``rows`` (cells as given) for small inputs, ``frame`` (pandas) for large CSVs."""
+    """Parsed input rows: ``rows`` (cells as given) for small inputs; for large CSVs a pyarrow table (``arrow``,
+    with the body in ``raw``) or a pandas ``frame``, made from ``raw`` when first needed."""
 
     columns: list[str]
     rows: list[list[Any]] | None = None
     frame: Any = None
+    arrow: Any = None
+    raw: bytes = b""
 
     def __len__(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.frame)
+        if self.rows is not None:
+            return len(self.rows)
+        return self.arrow.num_rows if self.arrow is not None else len(self.frame)
 
     def iter_rows(self) -> Iterator[list[Any]]:
         if self.rows is not None:
             return iter(self.rows)
-        return (list(row) for row in self.frame.itertuples(index=False, name=None))
+        return (list(row) for row in self.pandas().itertuples(index=False, name=None))
+
+    def pandas(self) -> Any:
+        """The rows as the pandas frame ``core.tabular`` reads (and checks) from the body."""
+        if self.frame is None:
+            self.frame = read_csv(self.raw)
+        return self.frame
 
 
 def too_many_rows(n_rows: int, max_rows: int) -> TooLarge:
@@ -63,10 +77,12 @@ def parse_csv(raw: bytes, *, max_rows: int, max_columns: int | None = None) -> T
     """Read a CSV body; ``TableError`` if it is not CSV or has more than ``max_columns`` columns, ``too_large``
     past ``max_rows`` data rows."""
     if len(raw) > SMALL_CSV_BYTES:
-        frame = read_csv(raw, max_columns=max_columns)
-        if len(frame) > max_rows:
-            raise too_many_rows(len(frame), max_rows)
-        return Table(columns=list(frame.columns), frame=frame)
+        arrow = _arrow_table(raw, max_columns)
+        table = arrow or Table(columns=[], frame=read_csv(raw, max_columns=max_columns))
+        table.columns = table.columns or list(table.frame.columns)
+        if len(table) > max_rows:
+            raise too_many_rows(len(table), max_rows)
+        return table
     text = decode_text(raw)
     try:
         records = [row for row in csv.reader(io.StringIO(text), skipinitialspace=True) if row]
@@ -183,8 +199,14 @@ def features(table: Table, names: Sequence[str]) -> np.ndarray:
     Raises:
         TableError: listing the missing columns, or naming the first empty or non-numeric cell.
     """
-    if table.frame is not None:
-        return feature_matrix(table.frame, names)
+    if table.arrow is not None:
+        require_columns(table.columns, names)
+        position_of = {name: position for position, name in enumerate(table.columns)}
+        X = numeric_matrix(table.arrow, [position_of[name] for name in names])
+        if X is not None:
+            return X
+    if table.rows is None:
+        return feature_matrix(table.pandas(), names)
     require_columns(table.columns, names)
     position_of = {name: position for position, name in enumerate(table.columns)}
     positions = [position_of[name] for name in names]
@@ -215,6 +237,21 @@ def write_csv(
     for row, value, *others in zip(table.iter_rows(), predictions, *more.values(), strict=True):
         writer.writerow([*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))])
     return buffer.getvalue()
+
+
+def _arrow_table(raw: bytes, max_columns: int | None) -> Table | None:
+    """The body read by pyarrow, its header checked as ``core.tabular`` checks it; ``None`` if pyarrow cannot
+    read it (then pandas does, and says what is wrong)."""
+    text = decode_text(raw)
+    try:
+        header = [name.strip() for name in next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or None])), [])]
+    except csv.Error:
+        return None
+    check_header(header, max_columns=max_columns)
+    arrow = arrow_read(raw)
+    if arrow is None or arrow.num_columns != len(header):
+        return None
+    return Table(columns=header, arrow=arrow, raw=raw)
 
 
 def _check_rows(rows: Any, max_rows: int) -> None:

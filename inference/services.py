@@ -5,11 +5,11 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from core.errors import ApplicationError, TooLarge, UntrustedArtifact
+from core.errors import ApplicationError, TooLarge
 from core.intervals import Calibration
 from core.tabular import TableError
 
-from .model_cache import LoadedVersion, model_cache, prediction_threads
+from .model_cache import LoadedVersion, model_cache, thread_share
 from .parsing import Table, features, parse_csv, parse_json
 
 FORMATS = ("onnx", "sklearn", "auto")
@@ -59,10 +59,11 @@ def prediction_create(
     ``body`` is CSV or, with ``body_format="json"``, MLflow's scoring JSON; the version's signature names the
     feature columns, and other columns are ignored.
 
-    ``auto`` picks the faster engine for the batch: ONNX, or sklearn for large batches and for versions whose
-    recorded ONNX parity is outside ``MDS_AUTO_MAX_REL_DIFF``, but never a pickle that is not trusted. It picks
-    sklearn also when the answer needs the forest's trees anyway: ``explain``, or an ``interval`` of a version
-    calibrated with the ``scaled`` method (an untrusted pickle then answers 409).
+    ``auto`` (the default) picks the faster engine for the batch (``_engine``): ONNX, or sklearn for large
+    batches once its model is loaded and for versions whose recorded ONNX parity is outside
+    ``MDS_AUTO_MAX_REL_DIFF``, but never a pickle that is not trusted. It picks sklearn also when the answer needs
+    the forest's trees anyway: ``explain``, or an ``interval`` of a version calibrated with the ``scaled`` method
+    (an untrusted pickle then answers 409). ``Prediction.model_format`` names the engine that ran.
 
     ``interval`` (a level in (0, 1)) adds split-conformal prediction intervals (``core.intervals``); ``explain``
     adds each feature's contribution per row (``inference.forest``). Both engines give the same interval offsets.
@@ -96,20 +97,16 @@ def prediction_create(
     needs_spread = calibration is not None and calibration.needs_spread
     needs_trees = explain or needs_spread
     engine = _engine(loaded, model_format, len(X), needs_trees=needs_trees)
-    if engine == "sklearn" and model_format == "auto" and not needs_trees:
-        try:
-            loaded.sklearn_model()
-        except UntrustedArtifact:
-            engine = "onnx"
-    values, spread = _predict(loaded, X, engine, needs_spread=needs_spread)
+    with thread_share().threads() as threads:
+        values, spread = _predict(loaded, X, engine, threads, needs_spread=needs_spread)
+        contributions = None
+        if explain:
+            base, contributed = loaded.contributions(X, threads)
+            contributions = Contributions(base=base, features=loaded.feature_names, values=contributed)
     intervals = None
     if calibration is not None:
         half = calibration.half_width(interval, spread)
         intervals = Intervals(level=interval, method=calibration.method, lower=values - half, upper=values + half)
-    contributions = None
-    if explain:
-        base, contributed = loaded.contributions(X, prediction_threads())
-        contributions = Contributions(base=base, features=loaded.feature_names, values=contributed)
     return Prediction(
         values=values,
         name=model_name,
@@ -124,10 +121,9 @@ def prediction_create(
 
 
 def _predict(
-    loaded: LoadedVersion, X: np.ndarray, engine: str, *, needs_spread: bool
+    loaded: LoadedVersion, X: np.ndarray, engine: str, threads: int, *, needs_spread: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The engine's predictions and, if asked, the spread of the sklearn trees' predictions."""
-    threads = prediction_threads()
+    """The engine's predictions and, if asked, the spread of the sklearn trees' predictions, on ``threads``."""
     if engine == "sklearn":
         if needs_spread:
             # One pass over the trees gives both: the spread costs a few vector operations per tree.
@@ -151,15 +147,22 @@ def _calibration(loaded: LoadedVersion, level: float) -> Calibration:
 
 
 def _engine(loaded: LoadedVersion, model_format: str, n_rows: int, *, needs_trees: bool = False) -> str:
+    """The engine for this request: the one asked for, else (``auto``) the faster one that may serve.
+
+    ONNX answers small batches (sklearn pays ~15 ms per call), sklearn large ones from
+    ``MDS_AUTO_SKLEARN_MIN_ROWS`` rows (see its setting for the measurement) once its model is loaded; until
+    then ONNX serves while the pickle loads in the background. A version whose ONNX parity is out of tolerance
+    waits for sklearn; a pickle this service did not record, or that does not match its record, never serves.
+    """
     if model_format != "auto":
         return model_format
     if needs_trees:
         return "sklearn"
-    if not loaded.sklearn_trusted:
-        return "onnx"
     if not loaded.parity_within(settings.MDS_AUTO_MAX_REL_DIFF):
+        return "sklearn" if loaded.sklearn_usable() else "onnx"
+    if n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS and loaded.sklearn_ready():
         return "sklearn"
-    return "sklearn" if n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS else "onnx"
+    return "onnx"
 
 
 def model_cache_status() -> dict:

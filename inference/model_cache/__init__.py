@@ -8,18 +8,21 @@ without a restart and a brief MLflow outage does not stop predictions. MLflow is
 ``make run``), so a serving process never imports MLflow; in-process for a local store.
 """
 
-import os
+import functools
 import threading
 
 from django.conf import settings
 
+from ..cpu_budget import ThreadShare, cpu_budget
 from .cache import ModelCache
-from .versions import LoadedVersion, load_version
+from .loading import load_version
+from .versions import LoadedVersion
 
-__all__ = ["LoadedVersion", "ModelCache", "load_version", "model_cache", "prediction_threads"]
+__all__ = ["LoadedVersion", "ModelCache", "load_version", "model_cache", "prediction_threads", "thread_share"]
 
 _cache: ModelCache | None = None
 _cache_lock = threading.Lock()
+_share: ThreadShare | None = None
 
 
 def model_cache() -> ModelCache:
@@ -36,5 +39,21 @@ def model_cache() -> ModelCache:
 
 
 def prediction_threads() -> int:
-    """Threads a large batch is split across (``MDS_ONNX_THREADS``; 0 means one per core)."""
-    return settings.MDS_ONNX_THREADS or os.cpu_count() or 1
+    """Threads one prediction may use when it runs alone (``MDS_ONNX_THREADS``; 0 means the CPU budget: the
+    cores this process's affinity and cgroup quota grant, see ``inference.cpu_budget``)."""
+    return settings.MDS_ONNX_THREADS or _process_cpu_budget()
+
+
+@functools.cache
+def _process_cpu_budget() -> int:
+    # Read once per process: affinity and quota are set before it starts, and requests should not pay the syscalls.
+    return cpu_budget()
+
+
+def thread_share() -> ThreadShare:
+    """This process's split of ``prediction_threads()`` among the predictions in flight."""
+    global _share
+    with _cache_lock:
+        if _share is None or _share.budget != prediction_threads():
+            _share = ThreadShare(prediction_threads())
+        return _share

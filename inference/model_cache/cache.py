@@ -10,7 +10,8 @@ from core.errors import ApplicationError, NotFound
 from registry_mirror import gateway
 
 from ..metrics import CACHE_EVICTIONS, CACHE_HITS, CACHE_LOAD_SECONDS, CACHE_LOADS
-from .versions import LoadedVersion, load_version
+from .loading import load_version
+from .versions import LoadedVersion
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import numpy as np
 from core import contract
 from core.errors import ApplicationError, MlflowUnavailable, UntrustedArtifact
 from core.intervals import Calibration
-from registry_mirror import gateway, selectors
+from registry_mirror import gateway
 
 from ..forest import forest_trees, mean_and_spread, path_sums, path_table, sum_of_trees, tree_moments
 
@@ -55,6 +54,10 @@ class LoadedVersion:
     _sklearn_lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetch: threading.Thread | None = None
     _path_tables: list | None = None
+    _background_load: threading.Thread | None = None
+    _background_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set once the pickle is refused (untrusted, or not matching its record): the default engine stops asking.
+    _sklearn_refused: bool = False
 
     @property
     def sklearn_loaded(self) -> bool:
@@ -110,6 +113,43 @@ class LoadedVersion:
         shares = [(trees[i::threads], tables[i::threads]) for i in range(threads)]
         parts = list(_executor(threads).map(lambda share: path_sums(*share, X), shares))
         return sum(part[0] for part in parts) / len(trees), sum(part[1] for part in parts) / len(trees)
+
+    def sklearn_ready(self) -> bool:
+        """Whether the sklearn model is loaded and usable now; if not yet, it starts loading in the background.
+
+        The default engine asks this rather than waiting: unpickling a full-depth forest takes ~1 s, while ONNX
+        answers the same batch in a fraction of that, so the requests meanwhile go to ONNX.
+        """
+        if self._sklearn is not None:
+            return True
+        if not self.sklearn_trusted or self._sklearn_refused:
+            return False
+        # Not `_sklearn_lock`: the load holds that while it unpickles, and this must not wait for it.
+        with self._background_lock:
+            if self._background_load is None:
+                self._background_load = threading.Thread(target=self._load_quietly, daemon=True)
+                self._background_load.start()
+        return False
+
+    def sklearn_usable(self) -> bool:
+        """Loads the sklearn model (waiting for it) and says whether it may serve: ``False`` for a refused pickle."""
+        if not self.sklearn_trusted or self._sklearn_refused:
+            return False
+        try:
+            self.sklearn_model()
+        except UntrustedArtifact:
+            self._sklearn_refused = True
+            return False
+        return True
+
+    def _load_quietly(self) -> None:
+        try:
+            self.sklearn_usable()
+        except Exception as exc:
+            # MLflow unreachable, the version evicted meanwhile: a later request tries again.
+            logger.warning("Could not load the sklearn model of %s version %s: %s", self.name, self.version, exc)
+        finally:
+            self._background_load = None
 
     def prefetch_sklearn(self) -> None:
         """Download the pickle in the background, so the sklearn format later needs no MLflow call."""
@@ -169,7 +209,7 @@ class LoadedVersion:
             actual = _sha256(self, path)
         model = _load_trusted_pickle(self, path, actual)
         self.nbytes += path.stat().st_size
-        _release_freed_memory()
+        release_freed_memory()
         return model
 
     def _fetch_pickle(self, *, quiet: bool) -> None:
@@ -190,121 +230,6 @@ class LoadedVersion:
 
     def _run_onnx(self, X: np.ndarray) -> np.ndarray:
         return self.onnx_session.run(None, {self.onnx_input: X})[0].ravel()
-
-
-def load_version(*, name: str, version: int, source) -> LoadedVersion:
-    """Download a version's ONNX file and open its session; the sklearn pickle is fetched and loaded later.
-
-    The checksums come from our database (``TrainedVersion``), never from MLflow: an ONNX file of a version this
-    service trained must match its record (else ``UntrustedArtifact``); a version it did not train is served as
-    ONNX only.
-    """
-    import onnxruntime as ort
-
-    started = time.monotonic()
-    trained = selectors.trained_version_get(name=name, version=version)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_workdir_root()))
-    try:
-        fetched = _fetch_checked(
-            source,
-            name,
-            version,
-            contract.ONNX_FILE,
-            workdir,
-            trained and trained.onnx_sha256,
-            optional=(contract.INTERVALS_FILE,),
-        )
-        fetched_at = time.monotonic()
-        onnx_path = Path(fetched["paths"][contract.ONNX_FILE])
-        options = ort.SessionOptions()
-        # One thread per call: small requests are the common case, and large ones are split across threads
-        # by `predict_onnx` instead of paying onnxruntime's thread-pool hand-off on every request.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
-        if not fetched["feature_names"] or len(session.get_inputs()) != 1:
-            raise ApplicationError(
-                f"Version {version} of {name!r} has no input signature or not one ONNX input; it cannot be served.",
-                code="unservable_model",
-                extra={"model_name": name, "version": version},
-            )
-        _release_freed_memory()
-        logger.info(
-            "Loaded %s version %s: fetched in %.2f s, ONNX session in %.2f s",
-            name,
-            version,
-            fetched_at - started,
-            time.monotonic() - fetched_at,
-        )
-        calibration, problem = _read_calibration(name, version, fetched, trained.intervals_sha256 if trained else "")
-        intervals_path = fetched["paths"].get(contract.INTERVALS_FILE)
-        return LoadedVersion(
-            name=name,
-            version=version,
-            feature_names=fetched["feature_names"],
-            onnx_input=session.get_inputs()[0].name,
-            parity=fetched["metrics"],
-            onnx_session=session,
-            workdir=workdir,
-            sklearn_sha256=trained.sklearn_sha256 if trained else "",
-            nbytes=onnx_path.stat().st_size + (Path(intervals_path).stat().st_size if intervals_path else 0),
-            source=source,
-            calibration=calibration,
-            calibration_problem=problem,
-        )
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
-
-
-def _fetch_checked(
-    source, name: str, version: int, file: str, workdir: Path, expected: str | None, optional: tuple[str, ...] = ()
-) -> dict:
-    """Fetch ``file`` (and the ``optional`` files the version has) of a version; with an ``expected`` sha256, fetch
-    once more on a mismatch, then refuse it."""
-    for attempt in (1, 2):
-        fetched = source.model_version_fetch(
-            name=name, version=version, files=[file], optional=optional, dst=str(workdir)
-        )
-        if not expected:
-            return fetched
-        actual = gateway.file_sha256(Path(fetched["paths"][file]))
-        if actual == expected:
-            return fetched
-        if attempt == 1:
-            logger.warning(
-                "The %s of %s version %s does not match its checksum; fetching it again", file, name, version
-            )
-    raise UntrustedArtifact(
-        f"Version {version} of {name!r}: the {file} artifact does not match the checksum recorded at training;"
-        " refusing to load it.",
-        extra={
-            "model_name": name,
-            "version": version,
-            "file": file,
-            "expected_sha256": expected,
-            "actual_sha256": actual,
-        },
-    )
-
-
-def _read_calibration(name: str, version: int, fetched: dict, expected: str) -> tuple[Calibration | None, str]:
-    """The version's interval calibration, or ``None`` and why: a file that is missing or does not match the
-    checksum recorded when this service trained the version (``expected``, from our database) costs the version
-    its intervals, never its predictions."""
-    path = fetched["paths"].get(contract.INTERVALS_FILE)
-    if path is None or not expected:
-        return None, (
-            f"Version {version} of {name!r} has no prediction intervals: it was trained before they existed, or"
-            " not by this service."
-        )
-    try:
-        if gateway.file_sha256(Path(path)) != expected:
-            raise ValueError("the file does not match the checksum recorded at training")
-        return Calibration.from_json(Path(path).read_bytes()), ""
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logger.error("The interval calibration of %s version %s is unusable: %s", name, version, exc)
-        return None, f"The interval calibration of version {version} of {name!r} is unusable: {exc}."
 
 
 def _load_trusted_pickle(loaded: LoadedVersion, path: Path, actual: str):
@@ -328,7 +253,7 @@ def _sha256(loaded: LoadedVersion, path: Path) -> str:
         raise MlflowUnavailable(f"Version {loaded.version} was evicted while loading; retry.") from exc
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     """Hand memory freed after a load back to the OS (glibc keeps it otherwise: ~270 MB per ONNX forest)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -341,7 +266,7 @@ _executors_lock = threading.Lock()
 _root: Path | None = None
 
 
-def _workdir_root() -> Path:
+def workdir_root() -> Path:
     """This process's directory for downloaded model files, removed when the process exits."""
     global _root
     with _executors_lock:

@@ -18,6 +18,7 @@ from django.conf import settings
 from core.contract import FILE_SHA256_TAGS, PARITY_METRICS
 from core.errors import ApplicationError, MlflowUnavailable, NotFound
 
+from . import local_store
 from .client import client, translated_errors
 from .registry import model_version_resolve
 
@@ -26,6 +27,9 @@ def model_version_number(*, name: str, version: str) -> int:
     """The number ``version`` (a number, ``latest`` or an alias) stands for right now; ``NotFound`` if none."""
     if serves_over_rest():
         return int(_rest_model_version(name, version)["version"])
+    local = local_store.model_version(name, version)
+    if local is not None:
+        return local["version"]
     return int(model_version_resolve(name=name, version=version).version)
 
 
@@ -42,6 +46,9 @@ def model_version_fetch(
     """
     if serves_over_rest():
         return _rest_model_version_fetch(name, version, files, optional, Path(dst))
+    local = local_store.model_version(name, str(version))
+    if local is not None:
+        return _files_fetch(local["artifact_uri"], local["tags"], local["metrics"], files, optional, Path(dst))
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
@@ -170,22 +177,30 @@ def _rest_model_version(name: str, version: str) -> dict[str, Any]:
 def _rest_model_version_fetch(
     name: str, version: int, files: list[str], optional: tuple[str, ...], dst: Path
 ) -> dict[str, Any]:
-    import yaml
-
     model_version = _rest_model_version(name, str(version))
     tags = {tag["key"]: tag["value"] for tag in model_version.get("tags", [])}
     source = _rest("mlflow/model-versions/get-download-uri", name=name, version=str(version))["artifact_uri"]
+    run_id = model_version.get("run_id")
+    metrics = _rest("mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", []) if run_id else []
+    metrics = {m["key"]: m["value"] for m in metrics}
+    return _files_fetch(source, tags, metrics, files, optional, dst)
+
+
+def _files_fetch(
+    source: str, tags: dict[str, str], metrics: dict[str, Any], files: list[str], optional: tuple[str, ...], dst: Path
+) -> dict[str, Any]:
+    """What ``model_version_fetch`` returns, for a version whose model directory is at ``source``."""
+    import yaml
+
     dst.mkdir(parents=True, exist_ok=True)
     wanted = ["MLmodel", *files, *_recorded(optional, tags)]
     paths = {file: str(_rest_download(source.rstrip("/"), file, dst)) for file in wanted}
-    run_id = model_version.get("run_id")
-    metrics = _rest("mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", []) if run_id else []
     mlmodel = yaml.safe_load(Path(paths.pop("MLmodel")).read_text())
     inputs = json.loads((mlmodel.get("signature") or {}).get("inputs") or "[]")
     return {
         "feature_names": [column["name"] for column in inputs if "name" in column],
         "tags": tags,
-        "metrics": {m["key"]: float(m["value"]) for m in metrics if m["key"] in PARITY_METRICS},
+        "metrics": {key: float(value) for key, value in metrics.items() if key in PARITY_METRICS},
         "paths": paths,
     }
 

@@ -184,9 +184,10 @@ def test_more_rows_or_bytes_than_the_limits_are_413(api_client, model_name, vers
 
 
 def test_auto_picks_onnx_for_small_batches_and_sklearn_for_large_ones(api_client, model_name, version, settings):
-    # given
+    # given: sklearn loaded (until then ONNX answers while it loads: tests/inference/test_engine_choice.py)
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
     frame = weather_frame(50)
+    model_cache().get(model_name, version).sklearn_model()
 
     # when
     small = post(api_client, model_name, csv_bytes(frame.iloc[:49]), format="auto")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ApplicationError
-from core.tabular import TableError
+from core.tabular import TableError, feature_matrix, read_csv
 from inference.parsing import SMALL_CSV_BYTES, features, parse_csv, parse_json, write_csv
 
 COLUMNS = ["a", "b"]
@@ -162,3 +162,44 @@ def test_csv_output_echoes_the_rows_and_neutralises_formulas():
         "5,6,'+1-2,30.0",
         "7,8,'-x,40.0",
     ]
+
+
+def test_a_large_clean_csv_is_read_by_pyarrow_with_the_matrix_pandas_gives():
+    # given: the same numbers, once clean and once with spaces after the commas
+    rows = [(i, i / 3) for i in range(9000)]
+    clean = ("a,b,when\n" + "".join(f"{a},{b!r},2024-01-01\n" for a, b in rows)).encode()
+    spaced = ("a, b, when\n" + "".join(f"{a}, {b!r}, 2024-01-01\n" for a, b in rows)).encode()
+
+    # when
+    clean_table, spaced_table = parse_csv(clean, max_rows=10_000), parse_csv(spaced, max_rows=10_000)
+    clean_X, spaced_X = features(clean_table, COLUMNS), features(spaced_table, COLUMNS)
+
+    # then
+    assert clean_table.arrow is not None and clean_table.frame is None  # no pandas on the fast path
+    np.testing.assert_array_equal(clean_X, spaced_X)
+    np.testing.assert_array_equal(clean_X, features(parse_csv(clean, max_rows=10_000), COLUMNS))
+    np.testing.assert_array_equal(clean_X, feature_matrix(read_csv(clean), COLUMNS))
+    np.testing.assert_array_equal(clean_X, np.array(rows, dtype=np.float32))
+    assert clean_X.flags.c_contiguous and len(clean_table) == 9000
+
+
+def test_a_large_csv_with_a_row_longer_than_the_header_is_refused():
+    # given
+    body = b"a,b\n" + b"1,2\n" * (SMALL_CSV_BYTES // 4) + b"1,2,3\n"
+
+    # when / then
+    with pytest.raises(TableError) as error:
+        features(parse_csv(body, max_rows=10**6), COLUMNS)
+    assert error.value.code == "not_csv"
+
+
+def test_csv_output_of_a_large_body_echoes_its_rows():
+    # given
+    body = b"a,b,note\n" + b"1,2.5,x\n" * (SMALL_CSV_BYTES // 8 + 1)
+    table = parse_csv(body, max_rows=10**6)
+
+    # when
+    lines = write_csv(table, np.zeros(len(table))).splitlines()
+
+    # then
+    assert lines[0] == "a,b,note,prediction" and lines[1] == "1,2.5,x,0.0" and len(lines) == len(table) + 1

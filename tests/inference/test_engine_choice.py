@@ -1,0 +1,142 @@
+"""Which engine answers /predict: the faster one by default, the asked one with ``format``, no untrusted pickle."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from inference.model_cache import model_cache
+from registry_mirror.models import TrainedVersion
+from tests.factories import csv_bytes, weather_frame
+
+
+def post(api_client, model_name, rows: int, accept: str | None = None, **query):
+    query = {"model_name": model_name, **query}
+    url = "/predict?" + "&".join(f"{key}={value}" for key, value in query.items())
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    return api_client.generic("POST", url, csv_bytes(weather_frame(rows)), content_type="text/csv", **headers)
+
+
+def engine(response) -> str:
+    """The engine the answer names, checked to be the same in the header and in the body."""
+    assert response.status_code == 200, response.content
+    assert response["X-Model-Format"] == response.json()["model"]["format"]
+    return response["X-Model-Format"]
+
+
+@pytest.fixture
+def version(train, model_name):
+    return train()["registered_version"]
+
+
+def wait_for_sklearn(model_name: str, version: int) -> None:
+    loaded = model_cache().get(model_name, version)
+    deadline = time.monotonic() + 60
+    while not loaded.sklearn_loaded and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_without_format_small_batches_get_onnx_and_the_answer_says_so(api_client, model_name, version, settings):
+    # given
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
+
+    # when
+    response = post(api_client, model_name, 49)
+    as_csv = post(api_client, model_name, 49, accept="text/csv")
+
+    # then
+    assert engine(response) == "onnx"
+    assert as_csv.status_code == 200 and as_csv["X-Model-Format"] == "onnx"
+
+
+def test_without_format_a_large_batch_gets_sklearn_once_its_model_is_loaded(api_client, model_name, version, settings):
+    # given: the pickle is not unpickled until the default engine wants it
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
+    assert not model_cache().get(model_name, version).sklearn_loaded
+
+    # when: the first large batch is answered at once by ONNX while sklearn loads in the background
+    first = post(api_client, model_name, 50)
+    wait_for_sklearn(model_name, version)
+    later = post(api_client, model_name, 50)
+
+    # then
+    assert engine(first) == "onnx"
+    assert engine(later) == "sklearn"
+    np.testing.assert_allclose(first.json()["predictions"], later.json()["predictions"], rtol=1e-4)
+
+
+def test_an_explicit_format_wins_over_the_default_choice(api_client, model_name, version, settings):
+    # given: sklearn loaded, and a threshold every batch passes
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 1
+    model_cache().get(model_name, version).sklearn_model()
+
+    # when
+    chosen = post(api_client, model_name, 5)
+    onnx = post(api_client, model_name, 5, format="onnx")
+    sklearn = post(api_client, model_name, 1, format="sklearn")
+
+    # then
+    assert engine(chosen) == "sklearn"
+    assert engine(onnx) == "onnx"
+    assert engine(sklearn) == "sklearn"
+
+
+def test_the_default_never_picks_a_pickle_this_service_did_not_train(api_client, model_name, version, settings):
+    # given: a version with no record of ours, as one registered straight into MLflow
+    TrainedVersion.objects.filter(name=model_name).delete()
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 1
+
+    # when
+    first = post(api_client, model_name, 5)
+    time.sleep(0.5)
+    later = post(api_client, model_name, 5)
+
+    # then: ONNX, and the pickle was never loaded, not even in the background
+    assert engine(first) == engine(later) == "onnx"
+    assert not model_cache().get(model_name, version).sklearn_loaded
+
+
+def test_the_default_stops_trying_a_pickle_that_was_refused(api_client, model_name, version, settings):
+    # given: the recorded checksum no longer matches the pickle (as for one replaced in the artifact store)
+    TrainedVersion.objects.filter(name=model_name).update(sklearn_sha256="0" * 64)
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 1
+    loaded = model_cache().get(model_name, version)
+    post(api_client, model_name, 5)
+    deadline = time.monotonic() + 60
+    while not loaded._sklearn_refused and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    # when
+    response = post(api_client, model_name, 5)
+    explicit = post(api_client, model_name, 5, format="sklearn")
+
+    # then
+    assert loaded._sklearn_refused
+    assert engine(response) == "onnx"
+    assert explicit.status_code == 409 and explicit.json()["code"] == "untrusted_artifact"
+
+
+def test_a_large_batch_does_not_wait_for_a_sklearn_load_in_progress(api_client, model_name, version, settings):
+    # given: a sklearn load in progress, which holds the version's sklearn lock while it unpickles
+    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
+    loaded = model_cache().get(model_name, version)
+    holding, answered, seen = threading.Event(), threading.Event(), {}
+
+    def load_in_progress():
+        with loaded._sklearn_lock:
+            holding.set()
+            seen["answered_meanwhile"] = answered.wait(timeout=30)
+
+    loader = threading.Thread(target=load_in_progress)
+    loader.start()
+    holding.wait(timeout=10)
+
+    # when
+    response = post(api_client, model_name, 50)
+    answered.set()
+    loader.join()
+
+    # then: ONNX answered while the lock was held, instead of waiting for the load
+    assert engine(response) == "onnx"
+    assert seen["answered_meanwhile"]
