@@ -71,7 +71,7 @@ def read_csv(source: bytes | IO[bytes], *, max_columns: int | None = None, nrows
     """
     if isinstance(source, bytes):
         text = decode_text(source)
-        header = read_header(io.StringIO(text), max_columns=max_columns)
+        header = read_header(io.StringIO(text, newline=None), max_columns=max_columns)
         stream: io.StringIO | IO[bytes] = io.StringIO(text)
         encoding = None
     else:

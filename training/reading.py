@@ -125,23 +125,28 @@ def _blocks(source: IO[bytes], header: list[str], dtype: dict | None = None, chu
     """``source``'s rows in frames of ``chunksize``, parsed as the upload's checks parse them."""
     source.seek(0)
     try:
-        with warnings.catch_warnings():
-            # A data row longer than the header would silently lose cells: an error, as at upload.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            # 1e39 cast to float32 is inf, which the checks refuse by name: no warning needed.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            reader = pd.read_csv(
-                source,
-                encoding="utf-8-sig",
-                header=0,
-                names=header,
-                skipinitialspace=True,
-                index_col=False,
-                dtype=dtype,
-                chunksize=chunksize or LOCATE_CHUNK_ROWS,
-            )
-            with reader:
-                yield from reader
+        reader = pd.read_csv(
+            source,
+            encoding="utf-8-sig",
+            header=0,
+            names=header,
+            skipinitialspace=True,
+            index_col=False,
+            dtype=dtype,
+            chunksize=chunksize or LOCATE_CHUNK_ROWS,
+        )
+        with reader:
+            while True:
+                # Around each block only: the warning filters are the process's, not this generator's.
+                with warnings.catch_warnings():
+                    # A data row longer than the header would silently lose cells: an error, as at upload.
+                    warnings.simplefilter("error", pd.errors.ParserWarning)
+                    # 1e39 cast to float32 is inf, which the checks refuse by name: no warning needed.
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    block = next(reader, None)
+                if block is None:
+                    return
+                yield block
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, ValueError) as exc:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
 

@@ -231,6 +231,8 @@ MDS_TRAIN_MAX_UPLOAD_BYTES = env.int("MDS_TRAIN_MAX_UPLOAD_BYTES", default=200 *
 MDS_TRAIN_CHECK_ROWS = env.int("MDS_TRAIN_CHECK_ROWS", default=10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+# Where uploads are spooled (empty: the system's temporary directory): room for one training CSV per request.
+FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default="") or None
 
 LOGGING = {
     "version": 1,
