@@ -53,9 +53,11 @@ class DatasetUploadHandler(FileUploadHandler):
         self.digest: CsvStreamDigest | None = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
-        # A body declared far over the limit is refused before a byte of it is read.
-        ceiling = self.max_bytes + settings.DATA_UPLOAD_MAX_MEMORY_SIZE + MULTIPART_OVERHEAD_BYTES
-        if content_length and content_length > ceiling:
+        # A body declared over the limit plus the most the form fields may take is refused before a byte of it
+        # is read (with form fields unlimited, only the file's own count decides).
+        fields = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        ceiling = None if fields is None else self.max_bytes + fields + MULTIPART_OVERHEAD_BYTES
+        if ceiling is not None and content_length and content_length > ceiling:
             raise TooLarge(
                 f"The request has {content_length} bytes; a file of at most {self.max_bytes} is accepted.",
                 extra={"size_bytes": content_length, "max_bytes": self.max_bytes},

@@ -121,6 +121,9 @@ if MDS_S3_BUCKET:
             "file_overwrite": False,
             # Uploads go in 8 MB parts, two in flight and two read ahead (see below).
             "transfer_config": _transfer_config,
+            # A dataset opened for reading (the worker) is downloaded to a temporary file past 8 MB; django-storages'
+            # default (0) keeps the whole object in memory.
+            "max_memory_size": 8 * 1024 * 1024,
         },
     }
 else:
