@@ -93,7 +93,7 @@ MAX_HEADER_CHARS = 1 << 20
 
 
 def read_header(text: IO[str], *, max_columns: int | None = None) -> list[str]:
-    """The checked column names of the CSV ``text`` starts with, reading at most ``MAX_HEADER_CHARS``."""
+    """The checked column names of the CSV ``text`` starts with, holding at most ``MAX_HEADER_CHARS`` of it."""
     line = text.readline(MAX_HEADER_CHARS)
     if not line.strip():
         raise (
@@ -101,10 +101,18 @@ def read_header(text: IO[str], *, max_columns: int | None = None) -> list[str]:
             if not text.read(1)
             else TableError("The first row (the header) is empty.", code="bad_header")
         )
-    if not line.endswith(("\n", "\r")) and text.read(1):
-        # No end of the header in sight: count what there is rather than read on.
-        check_column_count(line.count(",") + 1, max_columns)
-        raise TableError(f"The header row is longer than {MAX_HEADER_CHARS} characters.", code="bad_header", extra={})
+    if not line.endswith(("\n", "\r")):
+        more = text.readline(MAX_HEADER_CHARS)
+        if more:
+            # A header too long to hold: count its columns piece by piece, then refuse it either way.
+            commas = line.count(",")
+            while more:
+                commas += more.count(",")
+                more = "" if more.endswith(("\n", "\r")) else text.readline(MAX_HEADER_CHARS)
+            check_column_count(commas + 1, max_columns)
+            raise TableError(
+                f"The header row is longer than {MAX_HEADER_CHARS} characters.", code="bad_header", extra={}
+            )
     # pandas renames a repeated header ("a", "a.1"): check the header as written.
     try:
         header = [name.strip() for name in next(csv.reader([line]), [])]
