@@ -173,7 +173,7 @@ def test_a_large_upload_is_streamed_not_held_in_the_web_process(api_client, user
     dataset = Dataset.objects.get()
     assert dataset.size_bytes == len(content) and dataset.n_rows == 300_000
     assert dataset.sha256 == hashlib.sha256(content).hexdigest()
-    assert peak < len(content) / 5, f"peak {peak / 1e6:.1f} MB for a {len(content) / 1e6:.1f} MB upload"
+    assert peak < len(content) / 4, f"peak {peak / 1e6:.1f} MB for a {len(content) / 1e6:.1f} MB upload"
 
 
 def test_the_admin_upload_streams_and_checks_as_the_api_does(client, db, settings, upload_dirs):
