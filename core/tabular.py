@@ -61,27 +61,91 @@ def check_header(header: list[str], *, max_columns: int | None = None) -> None:
         )
 
 
-def read_csv(source: bytes | IO[bytes], *, max_columns: int | None = None) -> pd.DataFrame:
-    """Parse CSV bytes into a frame of strings and numbers, or raise ``TableError`` saying why not.
+def read_csv(source: bytes | IO[bytes], *, max_columns: int | None = None, nrows: int | None = None) -> pd.DataFrame:
+    """Parse CSV bytes, or the first ``nrows`` rows of a seekable binary file, into a frame of strings and
+    numbers, or raise ``TableError`` saying why not.
 
-    The header is checked first (``max_columns``, names), so a file with too many columns costs no parsing.
+    The header is checked first (``max_columns``, names), so a file with too many columns costs no parsing. A
+    file is read as a stream: its UTF-8 is checked as far as it is parsed (an upload is checked whole while
+    it streams in, ``core.csvstream``).
     """
-    text = decode_text(source if isinstance(source, bytes) else source.read())
-    # pandas renames a repeated header ("a", "a.1"): check the header as written.
-    try:
-        header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
-    except csv.Error as exc:
-        raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
-    check_header(header, max_columns=max_columns)
+    if isinstance(source, bytes):
+        text = decode_text(source)
+        header = read_header(io.StringIO(text, newline=None), max_columns=max_columns)
+        stream: io.StringIO | IO[bytes] = io.StringIO(text)
+        encoding = None
+    else:
+        header = file_header(source, max_columns=max_columns)
+        stream, encoding = source, "utf-8-sig"
     try:
         with warnings.catch_warnings():
             # A data row longer than the header would silently lose cells: make it an error.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True, index_col=False)
+            frame = pd.read_csv(stream, skipinitialspace=True, index_col=False, nrows=nrows, encoding=encoding)
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, ValueError) as exc:
         raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
     frame.columns = header
     return frame
+
+
+# Longest header row read to check it: 1000 columns of 1000-character names fit.
+MAX_HEADER_CHARS = 1 << 20
+
+
+def read_header(text: IO[str], *, max_columns: int | None = None) -> list[str]:
+    """The checked column names of the CSV ``text`` starts with, holding at most ``MAX_HEADER_CHARS`` of it."""
+    line = text.readline(MAX_HEADER_CHARS)
+    if not line.strip():
+        raise (
+            TableError("The file is empty.", code="empty_file")
+            if not text.read(1)
+            else TableError("The first row (the header) is empty.", code="bad_header")
+        )
+    if not line.endswith(("\n", "\r")):
+        more = text.readline(MAX_HEADER_CHARS)
+        if more:
+            # A header too long to hold: count its columns piece by piece, then refuse it either way.
+            commas = line.count(",")
+            while more:
+                commas += more.count(",")
+                more = "" if more.endswith(("\n", "\r")) else text.readline(MAX_HEADER_CHARS)
+            check_column_count(commas + 1, max_columns)
+            raise TableError(
+                f"The header row is longer than {MAX_HEADER_CHARS} characters.", code="bad_header", extra={}
+            )
+    # pandas renames a repeated header ("a", "a.1"): check the header as written.
+    try:
+        header = [name.strip() for name in next(csv.reader([line]), [])]
+    except csv.Error as exc:
+        raise TableError(f"The file is not valid CSV: {exc}", code="not_csv") from exc
+    check_header(header, max_columns=max_columns)
+    return header
+
+
+def file_header(source: IO[bytes], *, max_columns: int | None = None) -> list[str]:
+    """``read_header`` of a seekable binary file, left at its start again."""
+    source.seek(0)
+    # Undecodable bytes are the upload's check (core.csvstream); here they only must not stop the reading.
+    header = read_header(
+        io.TextIOWrapper(_Unclosed(source), encoding="utf-8-sig", errors="replace"), max_columns=max_columns
+    )
+    source.seek(0)
+    return header
+
+
+class _Unclosed(io.RawIOBase):
+    """A view of a binary file that a text wrapper may close without closing the file."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def row_number(frame: pd.DataFrame, position: int) -> int:

@@ -14,6 +14,7 @@ from . import ml
 from .selectors import training_job_get, training_job_list
 from .serializers import TrainingJobSerializer, TrainingRequestSerializer
 from .services import training_job_start, training_job_wait
+from .uploads import dataset_upload_handlers
 
 
 class TrainThrottle(SettingRateThrottle):
@@ -29,6 +30,13 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = TrainingJobSerializer
     parser_classes = [MultiPartParser, FormParser]
     lookup_value_regex = "[0-9]+"
+
+    def initialize_request(self, request, *args, **kwargs):
+        if request.method == "POST":
+            # Before anything reads the body (session authentication's CSRF check does): the CSV streams into a
+            # measured temporary file, and an upload over the limit is refused before the rest of it is read.
+            request.upload_handlers = dataset_upload_handlers(request)
+        return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
         return training_job_list(user=self.request.user)

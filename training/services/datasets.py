@@ -1,57 +1,82 @@
 """Accepting a training request: check the CSV, store it with its job, and send the job once committed."""
 
 import contextlib
-import hashlib
 import logging
 import uuid
 from typing import IO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.base import ContentFile
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 
 from core import faults
-from core.tabular import read_csv
+from core.tabular import TableError, file_header, read_csv
 
 from .. import ml
 from ..models import Dataset, TrainingJob
+from ..uploads import StagedUpload, upload_stage
 from .dispatch import training_job_dispatch
 from .leases import database_retry
 
 logger = logging.getLogger(__name__)
 
 
+def dataset_check_rows(n_columns: int) -> int:
+    """Rows the web process checks: ``MDS_TRAIN_CHECK_ROWS``, fewer for wide files so the prefix stays a few MB
+    of cells (the worker checks the rest)."""
+    return max(ml.MIN_ROWS, min(settings.MDS_TRAIN_CHECK_ROWS, CHECK_CELLS // max(1, n_columns)))
+
+
+# Cells parsed in the web process at most: 10 000 rows of 100 columns.
+CHECK_CELLS = 1_000_000
+
+
 def dataset_inspect(
-    *, raw: bytes, target: str, timestamp: str, test_size: float, calibration_size: float = 0.2
-) -> ml.PreparedData:
-    """Run every check a training would run on the data, so bad files are refused before anything is stored.
+    *, source: IO[bytes], target: str, timestamp: str, test_size: float, calibration_size: float = 0.2
+) -> list[str]:
+    """Run the training's checks on the first rows of the seekable CSV ``source`` (all of them when the file is
+    no longer than ``dataset_check_rows``), so bad files are refused before anything is stored. Returns the
+    columns in training order (timestamp, features, target).
 
     Raises:
         TableError: naming what is wrong (column, row) with the file; ``too_many_columns`` past
             ``MDS_MAX_COLUMNS`` before the file is parsed.
     """
-    frame = read_csv(raw, max_columns=settings.MDS_MAX_COLUMNS)
-    data = ml.prepare_data(frame, target=target, timestamp=timestamp)
-    ml.calibration_split(ml.chronological_split(len(data.y), test_size), calibration_size)
-    return data
+    header = file_header(source, max_columns=settings.MDS_MAX_COLUMNS)
+    n_check = dataset_check_rows(len(header))
+    frame = read_csv(source, max_columns=settings.MDS_MAX_COLUMNS, nrows=n_check)
+    # pandas stops short of ``n_check`` only at the end of the file: then every row was checked.
+    whole = len(frame) < n_check
+    try:
+        data = ml.prepare_data(frame, target=target, timestamp=timestamp)
+    except TableError as exc:
+        # Rows with a target may all come later: only the whole file can have too few of them.
+        if whole or exc.code != "too_few_rows":
+            raise
+    else:
+        if whole:
+            ml.calibration_split(ml.chronological_split(len(data.y), test_size), calibration_size)
+    features = [column for column in frame.columns if column not in (timestamp, target)]
+    return [timestamp, *features, target]
 
 
 @transaction.atomic
-def dataset_create(*, name: str, raw: bytes, n_rows: int, columns: list[str], uploaded_by) -> Dataset:
+def dataset_create(*, name: str, staged: StagedUpload, columns: list[str], uploaded_by) -> Dataset:
     """Store the file and its row; the row is checked before the file is written, and a failed insert removes
-    the file again, so storage never keeps a file without its row."""
+    the file again, so storage never keeps a file without its row. The file goes to storage in chunks (S3:
+    a multipart upload)."""
     dataset = Dataset(
         original_name=name[:255],
-        sha256=hashlib.sha256(raw).hexdigest(),
-        size_bytes=len(raw),
-        n_rows=n_rows,
+        sha256=staged.sha256,
+        size_bytes=staged.size_bytes,
+        n_rows=staged.n_rows,
         n_columns=len(columns),
         columns=columns,
         uploaded_by=uploaded_by,
     )
     dataset.full_clean(exclude=["file"])
-    dataset.file.save(name, ContentFile(raw), save=False)
+    staged.file.seek(0)
+    dataset.file.save(name, staged.file, save=False)
     try:
         dataset.save()
     except BaseException:
@@ -62,7 +87,7 @@ def dataset_create(*, name: str, raw: bytes, n_rows: int, columns: list[str], up
 
 def training_job_start(
     *,
-    file: IO[bytes],
+    file: IO[bytes] | StagedUpload,
     file_name: str,
     user: AbstractBaseUser | None,
     model_name: str,
@@ -72,30 +97,45 @@ def training_job_start(
 ) -> TrainingJob:
     """Check and store the uploaded CSV, create a queued job, and send it to a worker once committed.
 
+    ``file`` is read in chunks, never whole: an upload streamed in by ``DatasetUploadHandler`` is already
+    measured, anything else is measured on a copy. Its first rows are checked here, the rest by the worker.
     A job stored is a job accepted: if the broker cannot take its message, the dispatcher sends it later.
 
     Raises:
+        TooLarge: the file is over ``MDS_TRAIN_MAX_UPLOAD_BYTES``; nothing is stored.
         TableError: the file cannot train a model; nothing is stored.
         StorageUnavailable, DatabaseUnavailable: the file or its rows could not be stored; nothing is kept.
     """
-    raw = file.read()
-    data = dataset_inspect(
-        raw=raw,
-        target=target,
-        timestamp=timestamp,
-        test_size=params.test_size,
-        calibration_size=params.calibration_size,
-    )
-    n_rows = len(data.y) + data.dropped_missing_target
-    columns = [timestamp, *data.feature_names, target]
+    staged = upload_stage(file, max_bytes=settings.MDS_TRAIN_MAX_UPLOAD_BYTES)
+    try:
+        columns = dataset_inspect(
+            source=staged.file,
+            target=target,
+            timestamp=timestamp,
+            test_size=params.test_size,
+            calibration_size=params.calibration_size,
+        )
+        return _training_job_store(
+            staged=staged,
+            file_name=file_name,
+            columns=columns,
+            user=user,
+            model_name=model_name,
+            target=target,
+            timestamp=timestamp,
+            params=params,
+        )
+    finally:
+        staged.close()
+
+
+def _training_job_store(*, staged: StagedUpload, file_name: str, columns: list[str], user, **job) -> TrainingJob:
     dataset = None
     committing = False
     try:
         with transaction.atomic():
-            dataset = dataset_create(name=file_name, raw=raw, n_rows=n_rows, columns=columns, uploaded_by=user)
-            job = training_job_create(
-                dataset=dataset, user=user, model_name=model_name, target=target, timestamp=timestamp, params=params
-            )
+            dataset = dataset_create(name=file_name, staged=staged, columns=columns, uploaded_by=user)
+            job = training_job_create(dataset=dataset, user=user, **job)
             committing = True
         return job
     except BaseException as exc:

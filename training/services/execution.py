@@ -9,13 +9,13 @@ from django.utils import timezone
 
 from core import contract, faults
 from core.errors import ApplicationError, DatabaseUnavailable, LeaseLost
-from core.tabular import read_csv
 from registry_mirror import gateway
 from registry_mirror.services import trained_version_register
 from registry_mirror.tasks import registry_mirror_sync_task
 
 from .. import ml
 from ..models import TrainingJob
+from ..reading import training_data_read
 from .leases import Lease, database_retry, lease_dead_reason, this_process
 
 logger = logging.getLogger(__name__)
@@ -36,9 +36,7 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
     interval = settings.MDS_HEARTBEAT_INTERVAL if heartbeat else None
     with Lease(job, heartbeat_interval=interval) as lease:
         try:
-            with job.dataset.file.open("rb") as handle:
-                frame = read_csv(handle)
-            data = ml.prepare_data(frame, target=job.target_column, timestamp=job.timestamp_column)
+            data = _training_job_load(job)
             lease.stage(TrainingJob.Stage.TRAINING)
             params = ml.TrainingParams(**job.params)
             result = ml.train(data, params)
@@ -72,6 +70,15 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
             # MLflow holds the version; the retry finds it by the job key and records it then.
             lease.release()
             raise DatabaseUnavailable(f"Could not record training job {job.pk}'s version: {exc}") from exc
+
+
+def _training_job_load(job: TrainingJob) -> ml.PreparedData:
+    """The job's dataset, checked whole: the upload's check covered only its first rows. A bad row fails the
+    job naming its column and row; the stored file stays for inspection."""
+    with job.dataset.file.open("rb") as handle:
+        return training_data_read(
+            handle, target=job.target_column, timestamp=job.timestamp_column, max_columns=settings.MDS_MAX_COLUMNS
+        )
 
 
 @transaction.atomic
