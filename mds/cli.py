@@ -85,7 +85,8 @@ def _cancel_after_interrupt(client: ApiClient, job_id: int, err: Console) -> int
     except KeyboardInterrupt:
         err.print(f"Job {job_id} was not cancelled.")
         return EXIT_INTERRUPTED
-    err.print(f"Job {job_id} is {job['status']}.")
+    stopping = "" if job["status"] in ("cancelled", "failed", "success") else " (cancel requested)"
+    err.print(f"Job {job_id} is {job['status']}{stopping}.")
     return EXIT_INTERRUPTED
 
 
