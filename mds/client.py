@@ -1,0 +1,97 @@
+"""HTTP calls to the MDS API: start a training from a file on disk, read a job, cancel it.
+
+Every error answer of the API has the same body, ``{"code", "message", "extra"}``; :class:`ApiError` carries it
+to the command line, which prints it as it came.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .multipart import StreamingMultipart
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@dataclass
+class ApiError(Exception):
+    """The server refused the request (4xx/5xx), or could not be reached (``status`` 0)."""
+
+    status: int
+    code: str
+    message: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        where = f"HTTP {self.status}" if self.status else "no answer"
+        return f"{where} {self.code}: {self.message}"
+
+
+class ApiClient:
+    """One server and one token; ``timeout`` bounds each connect and each wait for an answer's first byte."""
+
+    def __init__(self, *, url: str, token: str | None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Token {token}"
+
+    def training_start(
+        self, *, path: Path, options: dict[str, str], on_sent: Callable[[int], None], wait: float = 0
+    ) -> dict:
+        """POST /train with the file streamed from disk; the job as the server answered (202, or 200 if done).
+
+        ``wait`` is the answer's time budget beyond ``timeout``: an embedded server trains inside the request.
+        """
+        body = StreamingMultipart(fields=options, file_field="file", path=path, on_read=on_sent)
+        try:
+            response = self._send(
+                "POST",
+                "/train",
+                data=body,
+                headers={"Content-Type": body.content_type},
+                # (connect, read): the read timeout runs from the end of the upload to the answer.
+                timeout=(self.timeout, self.timeout + wait),
+            )
+        finally:
+            body.close()
+        return response.json()
+
+    def job_get(self, *, job_id: int) -> dict:
+        return self._send("GET", f"/train/{job_id}").json()
+
+    def job_cancel(self, *, job_id: int) -> dict:
+        try:
+            return self._send("POST", f"/train/{job_id}/cancel").json()
+        except ApiError as error:
+            # The API's own 404 (no such job) has a JSON body; a bare 404/405 means the route itself is missing.
+            if error.status in (404, 405) and error.code == "http_error":
+                raise ApiError(error.status, "cancel_unsupported", f"{self.url} cannot cancel jobs") from error
+            raise
+
+    def _send(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.session.request(method, f"{self.url}{path}", **kwargs)
+        except requests.ConnectionError as error:
+            raise ApiError(0, "unreachable", f"cannot reach {self.url}: {error}") from error
+        except requests.Timeout as error:
+            raise ApiError(0, "timeout", f"{self.url} did not answer in time: {error}") from error
+        if response.status_code >= 400:
+            raise _api_error(response, f"{method} {path}")
+        return response
+
+
+def _api_error(response: requests.Response, request: str) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "message" in body:
+        return ApiError(response.status_code, str(body.get("code", "error")), body["message"], body.get("extra") or {})
+    # Not the API's error body (a proxy's page, a server too old for the route): name the request and the status.
+    return ApiError(response.status_code, "http_error", f"{request}: {response.reason or 'no JSON error body'}")

@@ -1,0 +1,75 @@
+"""Progress bars: bytes of the upload, then the job's progress until it is finished."""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from .client import ApiClient, ApiError
+
+FINISHED = ("success", "failed", "cancelled")
+# Where each stage starts, for servers whose jobs carry no ``progress`` field (it came with cancellable jobs).
+STAGE_PROGRESS = {"queued": 0.0, "loading": 0.05, "training": 0.15, "registering": 0.85, "done": 1.0}
+# A GET that fails this many times in a row ends the follow (the server is gone, not briefly busy).
+MAX_POLL_ERRORS = 10
+
+
+@contextmanager
+def upload_progress(console: Console, *, total: int, name: str) -> Iterator[Callable[[int], None]]:
+    """A bar of bytes sent; yields the callback to call with each block's size."""
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"upload {name}", total=total)
+        sent = 0
+
+        def advance(n: int) -> None:
+            nonlocal sent
+            # The body also holds the form fields and part headers; the bar counts the file's bytes.
+            sent = min(total, sent + n)
+            progress.update(task, completed=sent)
+
+        yield advance
+        progress.update(task, completed=total, description=f"uploaded {name}")
+
+
+def job_progress(job: dict) -> float:
+    """0-1: the server's own figure if it sends one, else where the job's stage begins."""
+    if job["status"] == "success":
+        return 1.0
+    value = job.get("progress")
+    if isinstance(value, int | float):
+        return min(1.0, max(0.0, float(value)))
+    return STAGE_PROGRESS.get(job.get("stage", ""), 0.0)
+
+
+def job_follow(client: ApiClient, job: dict, console: Console, *, interval: float) -> dict:
+    """Poll ``GET /train/<id>`` every ``interval`` seconds until the job is finished; returns it then."""
+    columns = [TextColumn("job {task.fields[job_id]} {task.description:<12}"), BarColumn()]
+    columns += [TaskProgressColumn(), TimeElapsedColumn()]
+    errors = 0
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(job["stage"], total=1.0, job_id=job["id"], completed=job_progress(job))
+        while job["status"] not in FINISHED:
+            time.sleep(interval)
+            try:
+                job = client.job_get(job_id=job["id"])
+                errors = 0
+            except ApiError as error:
+                # A restart of the web process or a 503 from a briefly unavailable database is polled through.
+                errors += 1
+                if errors >= MAX_POLL_ERRORS or error.status in (401, 403, 404):
+                    raise
+                continue
+            progress.update(task, completed=job_progress(job), description=job["stage"])
+        progress.update(task, description=job["status"])
+    return job
