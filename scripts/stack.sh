@@ -70,10 +70,10 @@ CELERY_BROKER_URL=redis://$HOST:$STACK_REDIS_PORT/$STACK_REDIS_DB
 # Throttle counters, shared by every process (Celery's keys in the same database have their own names).
 CACHE_URL=$CELERY_BROKER_URL
 MLFLOW_TRACKING_URI=http://$HOST:$STACK_MLFLOW_PORT
-# MLflow's basic auth (its configuration is written by stack_provision): the admin account, made on the server's
-# first start with MLFLOW_TRACKING_PASSWORD from secrets.env, is the one the services sign in with.
-MLFLOW_TRACKING_USERNAME=mds-admin
-MLFLOW_AUTH_ADMIN_USERNAME=$MLFLOW_TRACKING_USERNAME
+# MLflow's basic auth (its configuration is written by stack_provision): the admin account is made on the
+# server's first start; the services sign in as a plain user of their own, made by stack_provision as the admin.
+MLFLOW_TRACKING_USERNAME=mds-app
+MLFLOW_AUTH_ADMIN_USERNAME=mds-admin
 MLFLOW_AUTH_CONFIG_PATH=$STACK_DIR/mlflow-auth.ini
 MLFLOW_UI_URL=$MLFLOW_TRACKING_URI
 MDS_S3_BUCKET=$STACK_DATASETS_BUCKET
@@ -102,7 +102,7 @@ manage() { "$BIN/python" manage.py "$@"; }
 load_secrets() {
   # shellcheck disable=SC1091
   [[ ! -f $STACK_DIR/secrets.env ]] || . "$STACK_DIR/secrets.env"
-  export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-} MLFLOW_TRACKING_PASSWORD=${MLFLOW_TRACKING_PASSWORD:-}
+  export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-} MLFLOW_TRACKING_PASSWORD=${STACK_MLFLOW_APP_PASSWORD:-}
   export AWS_ACCESS_KEY_ID=${STACK_S3_APP_KEY:-} AWS_SECRET_ACCESS_KEY=${STACK_S3_APP_SECRET:-}
 }
 load_secrets
@@ -194,7 +194,7 @@ EOF
     --host "$HOST" --port "$STACK_MLFLOW_PORT" --workers 1 \
     --allowed-hosts "localhost,$HOST,localhost:$STACK_MLFLOW_PORT,$HOST:$STACK_MLFLOW_PORT"
   # Its S3 keys reach the artifacts bucket only.
-  environment MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_TRACKING_PASSWORD" \
+  environment MLFLOW_AUTH_ADMIN_PASSWORD="$STACK_MLFLOW_ADMIN_PASSWORD" \
     MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
     AWS_ACCESS_KEY_ID="$STACK_S3_MLFLOW_KEY" AWS_SECRET_ACCESS_KEY="$STACK_S3_MLFLOW_SECRET"
   # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS).
@@ -287,7 +287,7 @@ start_one() {
       log "migrating the database and collecting static files"
       manage migrate --noinput -v0
       manage collectstatic --noinput -v0
-      manage stack_provision finish
+      MLFLOW_AUTH_ADMIN_PASSWORD=$STACK_MLFLOW_ADMIN_PASSWORD manage stack_provision finish
       ;;
     web) run web "$STACK_WEB_PORT" http_ok "http://$HOST:$STACK_WEB_PORT/health" ;;
     inference) run inference "$STACK_INFERENCE_PORT" http_ok "http://$HOST:$STACK_INFERENCE_PORT/health" ;;

@@ -1,13 +1,18 @@
 """Who holds which key on the running stack: the app services reach the datasets bucket only, the MLflow server
-the artifacts bucket only; the admin keys stay with provisioning."""
+the artifacts bucket only, and the services sign in to MLflow as a plain user; the admin keys and account stay with
+provisioning."""
 
 import os
+import subprocess
 import uuid
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
-from .support import s3_client, service_environ
+from tests.factories import weather_csv
+
+from .support import ROOT, job_wait, s3_client, service_environ, train
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +91,89 @@ def test_each_service_runs_with_its_own_s3_key_and_never_the_admins(stack, servi
     assert environ.get("AWS_ACCESS_KEY_ID", "") == expected
     assert stack.s3_secret_key not in environ.values()
     assert stack.s3_access_key not in environ.values()
+
+
+def mlflow_as(stack, credentials: tuple[str, str], method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(
+        method, f"{stack.mlflow_uri}/api/2.0/mlflow/{path}", auth=credentials, timeout=30, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def mlflow_app():
+    return os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+
+
+@pytest.fixture(scope="module")
+def mlflow_admin():
+    return os.environ["MDS_STACK_MLFLOW_ADMIN_USERNAME"], os.environ["MDS_STACK_MLFLOW_ADMIN_PASSWORD"]
+
+
+def test_the_services_mlflow_account_is_no_admin(stack, mlflow_app, mlflow_admin):
+    # given: the services sign in with the account stack.env names
+    for service in ("web", "inference", "worker"):
+        environ = service_environ(stack, service)
+        assert (environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"]) == mlflow_app
+        assert mlflow_admin[1] not in environ.values()
+    newcomer = {"username": f"probe-{uuid.uuid4().hex[:8]}", "password": uuid.uuid4().hex}
+
+    # when: it tries what only an admin may
+    create = mlflow_as(stack, mlflow_app, "POST", "users/create", json=newcomer)
+    takeover = mlflow_as(
+        stack, mlflow_app, "PATCH", "users/update-password", json={"username": mlflow_admin[0], "password": "x" * 12}
+    )
+    promote = mlflow_as(
+        stack, mlflow_app, "PATCH", "users/update-admin", json={"username": mlflow_app[0], "is_admin": True}
+    )
+
+    # then: refused, and MLflow's own record says so; the admin's password still works
+    assert (create.status_code, takeover.status_code, promote.status_code) == (403, 403, 403)
+    user = mlflow_as(stack, mlflow_admin, "GET", "users/get", params={"username": mlflow_app[0]})
+    assert user.status_code == 200 and user.json()["user"]["is_admin"] is False
+    assert (
+        mlflow_as(stack, mlflow_admin, "GET", "users/get", params={"username": newcomer["username"]}).status_code
+        == 404
+    )
+
+
+def test_the_services_mlflow_account_manages_what_the_services_use(stack, http, mlflow_app, unique_model_name):
+    # given: a version the stack trained
+    accepted = train(
+        http,
+        stack,
+        weather_csv(days=40, seed=7),
+        "access.csv",
+        model_name=unique_model_name,
+        n_estimators=5,
+        max_depth=4,
+    )
+    assert job_wait(http, stack, accepted["id"])["status"] == "success"
+
+    # when: the services' account reads and changes the model it registered
+    found = mlflow_as(stack, mlflow_app, "GET", "registered-models/get", params={"name": unique_model_name})
+    tagged = mlflow_as(
+        stack,
+        mlflow_app,
+        "POST",
+        "registered-models/set-tag",
+        json={"name": unique_model_name, "key": "access-probe", "value": "1"},
+    )
+
+    # then
+    assert found.status_code == 200 and tagged.status_code == 200
+
+
+def test_provisioning_the_mlflow_account_again_changes_nothing(stack, mlflow_admin, mlflow_app):
+    # when: the provisioning step runs again, as the admin
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stack.sh"), "manage", "mlflow_app_user"],
+        env={**os.environ, "STACK_DIR": str(stack.directory), "MLFLOW_AUTH_ADMIN_PASSWORD": mlflow_admin[1]},
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+
+    # then: the account exists, keeps its password, and nothing needed granting
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"'{mlflow_app[0]}' exists, password set"), result.stdout
+    assert mlflow_as(stack, mlflow_app, "GET", "experiments/search", params={"max_results": 1}).status_code == 200

@@ -36,8 +36,13 @@ from psycopg import sql
 from core.management.stack_s3 import minio_users, seaweedfs_identities
 
 HOST = "127.0.0.1"
-# Names of an earlier stack's secrets, kept with their values: its S3 data was written with the admin keys.
-RENAMED_SECRETS = {"AWS_ACCESS_KEY_ID": "STACK_S3_ADMIN_KEY", "AWS_SECRET_ACCESS_KEY": "STACK_S3_ADMIN_SECRET"}
+# Names of an earlier stack's secrets, kept with their values: its S3 data was written with the admin keys, and
+# MLflow made its admin account with that password.
+RENAMED_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "STACK_S3_ADMIN_KEY",
+    "AWS_SECRET_ACCESS_KEY": "STACK_S3_ADMIN_SECRET",
+    "MLFLOW_TRACKING_PASSWORD": "STACK_MLFLOW_ADMIN_PASSWORD",
+}
 
 
 def _env(name: str) -> str:
@@ -80,6 +85,8 @@ class Command(BaseCommand):
         else:
             self._redis()
             self._buckets()
+            # The services' MLflow user, made by the admin (MLFLOW_AUTH_ADMIN_PASSWORD, given to this step only).
+            call_command("mlflow_app_user", stdout=self.stdout)
             if os.environ.get("STACK_S3_SERVER") == "minio":
                 minio_users(
                     self._secret_values(),
@@ -117,12 +124,16 @@ class Command(BaseCommand):
                     ("SECRET", lambda: secrets.token_urlsafe(32)),
                 )
             },
-            "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_urlsafe(32),
+            "STACK_MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(32),
+            "STACK_MLFLOW_APP_PASSWORD": lambda: secrets.token_urlsafe(32),
             # MLflow's basic auth refuses to start without a key of its own for its CSRF protection.
             "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
         }
         found = self._secret_values()
-        values = {RENAMED_SECRETS.get(name, name): value for name, value in found.items()}
+        values = {
+            (RENAMED_SECRETS[name] if RENAMED_SECRETS.get(name) not in (None, *found) else name): value
+            for name, value in found.items()
+        }
         missing = [name for name in wanted if name not in values]
         if not missing and values == found:
             return
@@ -269,9 +280,12 @@ class Command(BaseCommand):
             "MDS_STACK_INFERENCE_URL": f"http://{HOST}:{_env('STACK_INFERENCE_PORT')}",
             "MDS_STACK_TOKEN": token,
             "MDS_STACK_MLFLOW_URI": _env("MLFLOW_TRACKING_URI"),
-            # MLflow clients (the integration suite's too) sign in with these.
+            # MLflow clients (the integration suite's too) sign in as the services' user; the admin's account is
+            # for the MLflow UI's user management and the suite's checks of it.
             "MLFLOW_TRACKING_USERNAME": _env("MLFLOW_TRACKING_USERNAME"),
             "MLFLOW_TRACKING_PASSWORD": _env("MLFLOW_TRACKING_PASSWORD"),
+            "MDS_STACK_MLFLOW_ADMIN_USERNAME": _env("MLFLOW_AUTH_ADMIN_USERNAME"),
+            "MDS_STACK_MLFLOW_ADMIN_PASSWORD": keys["STACK_MLFLOW_ADMIN_PASSWORD"],
             "MDS_STACK_S3_ENDPOINT": _env("MDS_S3_ENDPOINT_URL"),
             # The admin keys (every bucket), and the two limited identities the services use.
             "MDS_STACK_S3_ACCESS_KEY": keys["STACK_S3_ADMIN_KEY"],
