@@ -6,6 +6,9 @@ its connect timeout), and answers 200 while this process serves, with ``"status"
 dependency's error when one is down: a shared dependency being down is no reason for a load balancer to take every
 instance out at once. A balancer that should act on some of them names them: ``/health/ready?require=database,broker``
 answers 503 (with ``Retry-After``) when one of those is down.
+
+Anonymous callers (load balancers) get the status and each dependency's ``ok``; the details (hosts, error texts,
+loaded versions) go only to an authenticated staff user or a token holder, since they map the deployment.
 """
 
 import time
@@ -14,6 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.http import JsonResponse
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from core import health
 from inference.services import model_cache_status
@@ -50,9 +56,22 @@ def ready(request):
     dependencies |= {name: future.result() for name, future in futures.items()}
     down = [name for name, state in dependencies.items() if not state["ok"]]
     body = {**model_cache_status(), "status": "degraded" if down else "ready", "dependencies": dependencies}
+    if not _may_see_details(request):
+        body = {"status": body["status"], "dependencies": {name: {"ok": s["ok"]} for name, s in dependencies.items()}}
     if any(name in down for name in required):
         return JsonResponse(body, status=503, headers={"Retry-After": "5"})
     return JsonResponse(body)
+
+
+def _may_see_details(request) -> bool:
+    """A valid API token, or a staff user's session (the inference server's lean chain has no sessions)."""
+    drf_request = Request(request, authenticators=[auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES])
+    try:
+        authenticated = drf_request.user.is_authenticated
+    except AuthenticationFailed:
+        # A wrong or expired token is no reason to fail a health check: it just sees what anyone sees.
+        return False
+    return authenticated and (drf_request.auth is not None or drf_request.user.is_staff)
 
 
 def _timed(check: Callable[[], str]) -> dict:

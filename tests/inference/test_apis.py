@@ -212,12 +212,12 @@ def test_auto_uses_sklearn_when_the_recorded_onnx_parity_is_out_of_tolerance(
     assert response.json()["model"]["format"] == "sklearn"
 
 
-def test_ready_reports_the_loaded_versions(api_client, client, model_name, version, rows):
+def test_ready_reports_the_loaded_versions(api_client, model_name, version, rows):
     # given
     post(api_client, model_name, csv_bytes(rows), version=version)
 
     # when
-    response = client.get("/health/ready")
+    response = api_client.get("/health/ready")
 
     # then
     assert response.status_code == 200

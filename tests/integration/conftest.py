@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from .support import Stack, stack_from_env
+from .support import Stack, s3_client, stack_from_env
 
 
 @pytest.fixture(scope="session")
@@ -37,21 +37,8 @@ def http(stack) -> requests.Session:
 
 @pytest.fixture(scope="session")
 def s3(stack):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.s3_endpoint,
-        aws_access_key_id=stack.s3_access_key,
-        aws_secret_access_key=stack.s3_secret_key,
-        region_name="us-east-1",
-        config=Config(
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    """The admin's S3 client: every bucket."""
+    return s3_client(stack, stack.s3_access_key, stack.s3_secret_key)
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,39 @@ def stack_from_env() -> Stack:
     )
 
 
+def s3_client(stack: Stack, access_key: str, secret_key: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 1},
+        ),
+    )
+
+
+def service_environ(stack: Stack, service: str) -> dict[str, str]:
+    """The environment a running service of the stack was started with (/proc, as its owner)."""
+    supervisorctl = Path(os.environ.get("VENV", ROOT / ".venv")) / "bin" / "supervisorctl"
+    pid = subprocess.run(
+        [str(supervisorctl), "-c", str(stack.directory / "supervisord.conf"), "pid", service],
+        check=True,
+        timeout=30,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout.strip()
+    raw = Path(f"/proc/{int(pid)}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode(errors="replace").partition("=")[::2] for entry in raw if entry)
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -1,16 +1,21 @@
 """Provision the local stack that ``scripts/stack.sh`` supervises, in two steps around its services' start.
 
     manage.py stack_provision prepare   before any service: data directories, secrets.env, the services' database
-                                        role and its two databases, MLflow's basic-auth configuration
+                                        role and its two databases, the S3 server's identities, MLflow's basic-auth
+                                        configuration
     manage.py stack_provision finish    once S3 runs and Django's database is migrated: the Redis database,
                                         the S3 buckets, the API token, stack.env for clients and tests
 
 The stack's coordinates come from the environment ``scripts/stack.sh`` exports (``STACK_*``, ``CELERY_BROKER_URL``,
-``MLFLOW_TRACKING_URI``, ``MDS_S3_ENDPOINT_URL``, the S3 keys). With ``STACK_FRESH=1`` it first removes what an
-earlier stack left: S3 objects, data and Redis files, both databases, the Redis database. ``prepare`` runs before
-Django's database exists: it reaches PostgreSQL through psycopg and never opens Django's own connection.
+``MLFLOW_TRACKING_URI``, ``MDS_S3_ENDPOINT_URL``); the keys come from ``secrets.env``, which this command writes.
+Three S3 identities: the admin (provisioning, the integration suite's own checks), the app (web, inference,
+worker: the datasets bucket only) and MLflow's server (the artifacts bucket only). With ``STACK_FRESH=1`` it first
+removes what an earlier stack left: S3 objects, data and Redis files, both databases, the Redis database.
+``prepare`` runs before Django's database exists: it reaches PostgreSQL through psycopg and never opens Django's
+own connection.
 """
 
+import json
 import os
 import secrets
 import shlex
@@ -28,7 +33,16 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
 
+from core.management.stack_s3 import minio_users, seaweedfs_identities
+
 HOST = "127.0.0.1"
+# Names of an earlier stack's secrets, kept with their values: its S3 data was written with the admin keys, and
+# MLflow made its admin account with that password.
+RENAMED_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "STACK_S3_ADMIN_KEY",
+    "AWS_SECRET_ACCESS_KEY": "STACK_S3_ADMIN_SECRET",
+    "MLFLOW_TRACKING_PASSWORD": "STACK_MLFLOW_ADMIN_PASSWORD",
+}
 
 
 def _env(name: str) -> str:
@@ -40,10 +54,14 @@ def _env(name: str) -> str:
 
 def _write_private(path: Path, values: dict[str, str]) -> None:
     """Write ``NAME=value`` lines readable by the owner only, replacing ``path`` in one step."""
+    _write_private_text(path, "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items()))
+
+
+def _write_private_text(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:
-        file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+        file.write(text)
     partial.replace(path)
 
 
@@ -62,10 +80,20 @@ class Command(BaseCommand):
             self._directories()
             self._secrets()
             self._databases()
+            self._s3_identities()
             self._mlflow_auth()
         else:
             self._redis()
             self._buckets()
+            # The services' MLflow user, made by the admin (MLFLOW_AUTH_ADMIN_PASSWORD, given to this step only).
+            call_command("mlflow_app_user", stdout=self.stdout)
+            if os.environ.get("STACK_S3_SERVER") == "minio":
+                minio_users(
+                    self._secret_values(),
+                    endpoint=_env("MDS_S3_ENDPOINT_URL"),
+                    datasets=_env("STACK_DATASETS_BUCKET"),
+                    artifacts=_env("STACK_ARTIFACTS_BUCKET"),
+                )
             self._stack_env(self._token())
 
     def _log(self, message: str) -> None:
@@ -88,23 +116,43 @@ class Command(BaseCommand):
         path = self.stack_dir / "secrets.env"
         wanted = {
             "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(32),
-            "AWS_ACCESS_KEY_ID": lambda: f"mds-{secrets.token_hex(6)}",
-            "AWS_SECRET_ACCESS_KEY": lambda: secrets.token_urlsafe(32),
-            "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_urlsafe(32),
+            **{
+                f"STACK_S3_{who}_{part}": make
+                for who in ("ADMIN", "APP", "MLFLOW")
+                for part, make in (
+                    ("KEY", lambda who=who: f"mds-{who.lower()}-{secrets.token_hex(6)}"),
+                    ("SECRET", lambda: secrets.token_urlsafe(32)),
+                )
+            },
+            "STACK_MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(32),
+            "STACK_MLFLOW_APP_PASSWORD": lambda: secrets.token_urlsafe(32),
             # MLflow's basic auth refuses to start without a key of its own for its CSRF protection.
             "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
         }
-        values = {}
-        if path.exists():
-            lines = path.read_text().splitlines()
-            values = {
-                name: shlex.split(value)[0] for name, _, value in (line.partition("=") for line in lines) if value
-            }
+        found = self._secret_values()
+        values = {
+            (RENAMED_SECRETS[name] if RENAMED_SECRETS.get(name) not in (None, *found) else name): value
+            for name, value in found.items()
+        }
         missing = [name for name in wanted if name not in values]
-        if not missing:
+        if not missing and values == found:
             return
-        self._log(f"generating {', '.join(missing)} in {path}")
+        if missing:
+            self._log(f"generating {', '.join(missing)} in {path}")
         _write_private(path, {**values, **{name: wanted[name]() for name in missing}})
+
+    def _secret_values(self) -> dict[str, str]:
+        path = self.stack_dir / "secrets.env"
+        if not path.exists():
+            return {}
+        lines = path.read_text().splitlines()
+        return {name: shlex.split(value)[0] for name, _, value in (line.partition("=") for line in lines) if value}
+
+    def _s3_identities(self) -> None:
+        """SeaweedFS reads its identities from this file (``-s3.config``); MinIO gets its users in 'finish'."""
+        buckets = {"datasets": _env("STACK_DATASETS_BUCKET"), "artifacts": _env("STACK_ARTIFACTS_BUCKET")}
+        config = seaweedfs_identities(self._secret_values(), **buckets)
+        _write_private_text(self.stack_dir / "s3-identities.json", json.dumps(config, indent=2))
 
     def _databases(self) -> None:
         server = {"host": HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
@@ -185,11 +233,12 @@ class Command(BaseCommand):
 
     def _buckets(self) -> None:
         """Both buckets must exist before anything writes (MinIO makes none by itself; SeaweedFS is idempotent)."""
+        keys = self._secret_values()
         s3 = boto3.client(
             "s3",
             endpoint_url=_env("MDS_S3_ENDPOINT_URL"),
-            aws_access_key_id=_env("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=_env("AWS_SECRET_ACCESS_KEY"),
+            aws_access_key_id=keys["STACK_S3_ADMIN_KEY"],
+            aws_secret_access_key=keys["STACK_S3_ADMIN_SECRET"],
             region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             config=Config(
                 s3={"addressing_style": "path"},
@@ -223,6 +272,7 @@ class Command(BaseCommand):
     def _stack_env(self, token: str) -> None:
         """What a client or the integration suite needs: URLs, the API token, S3 keys."""
         path = self.stack_dir / "stack.env"
+        keys = self._secret_values()
         values = {
             "MDS_STACK": "1",
             "MDS_STACK_DIR": str(self.stack_dir),
@@ -230,12 +280,20 @@ class Command(BaseCommand):
             "MDS_STACK_INFERENCE_URL": f"http://{HOST}:{_env('STACK_INFERENCE_PORT')}",
             "MDS_STACK_TOKEN": token,
             "MDS_STACK_MLFLOW_URI": _env("MLFLOW_TRACKING_URI"),
-            # MLflow clients (the integration suite's too) sign in with these.
+            # MLflow clients (the integration suite's too) sign in as the services' user; the admin's account is
+            # for the MLflow UI's user management and the suite's checks of it.
             "MLFLOW_TRACKING_USERNAME": _env("MLFLOW_TRACKING_USERNAME"),
             "MLFLOW_TRACKING_PASSWORD": _env("MLFLOW_TRACKING_PASSWORD"),
+            "MDS_STACK_MLFLOW_ADMIN_USERNAME": _env("MLFLOW_AUTH_ADMIN_USERNAME"),
+            "MDS_STACK_MLFLOW_ADMIN_PASSWORD": keys["STACK_MLFLOW_ADMIN_PASSWORD"],
             "MDS_STACK_S3_ENDPOINT": _env("MDS_S3_ENDPOINT_URL"),
-            "MDS_STACK_S3_ACCESS_KEY": _env("AWS_ACCESS_KEY_ID"),
-            "MDS_STACK_S3_SECRET_KEY": _env("AWS_SECRET_ACCESS_KEY"),
+            # The admin keys (every bucket), and the two limited identities the services use.
+            "MDS_STACK_S3_ACCESS_KEY": keys["STACK_S3_ADMIN_KEY"],
+            "MDS_STACK_S3_SECRET_KEY": keys["STACK_S3_ADMIN_SECRET"],
+            "MDS_STACK_S3_APP_ACCESS_KEY": keys["STACK_S3_APP_KEY"],
+            "MDS_STACK_S3_APP_SECRET_KEY": keys["STACK_S3_APP_SECRET"],
+            "MDS_STACK_S3_MLFLOW_ACCESS_KEY": keys["STACK_S3_MLFLOW_KEY"],
+            "MDS_STACK_S3_MLFLOW_SECRET_KEY": keys["STACK_S3_MLFLOW_SECRET"],
             "MDS_STACK_DATASETS_BUCKET": _env("STACK_DATASETS_BUCKET"),
             "MDS_STACK_ARTIFACTS_BUCKET": _env("STACK_ARTIFACTS_BUCKET"),
             "MDS_STACK_VISIBILITY_TIMEOUT": _env("CELERY_VISIBILITY_TIMEOUT"),
