@@ -9,7 +9,14 @@ Callers use this package's names (``gateway.model_version_register``), never the
 """
 
 from .client import client, experiment_id, file_sha256, translated_errors
-from .register import PIP_REQUIREMENTS, RegisteredVersion, TrainedModel, model_version_register
+from .register import (
+    PIP_REQUIREMENTS,
+    RegisteredVersion,
+    TrainedModel,
+    model_version_register,
+    training_run_end,
+    training_run_start,
+)
 from .registry import (
     Page,
     RegistryModel,
@@ -59,5 +66,7 @@ __all__ = [
     "run_data_get",
     "serves_over_rest",
     "tracking_server_check",
+    "training_run_end",
+    "training_run_start",
     "translated_errors",
 ]
