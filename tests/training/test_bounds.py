@@ -20,6 +20,7 @@ def test_a_job_shows_the_bounds_the_budget_gave_it_and_the_run_records_them(trai
     assert (job["params"]["max_leaf_nodes"], job["params"]["max_samples"]) == (None, None)
     used = job["params_used"]
     assert (used["n_estimators"], used["max_leaf_nodes"], used["max_samples"]) == (10, 100, None)
+    assert 0 < used["estimate"]["nodes"] <= 2000 and used["estimate"]["onnx_bytes"] > 0
     run = gateway.client().get_run(job["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert (run.data.params["max_leaf_nodes"], run.data.params["max_samples"]) == ("100", "None")

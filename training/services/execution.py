@@ -40,8 +40,9 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
             with job.dataset.file.open("rb") as handle:
                 frame = read_csv(handle)
             data = ml.prepare_data(frame, target=job.target_column, timestamp=job.timestamp_column)
-            params = _params_bounded(job, data)
-            lease.stage(TrainingJob.Stage.TRAINING, progress=_LOADED, params_used=params.as_dict())
+            params, estimate = _params_bounded(job, data)
+            used = params.as_dict() | {"estimate": estimate.as_dict()}
+            lease.stage(TrainingJob.Stage.TRAINING, progress=_LOADED, params_used=used)
             run.start(params)
             lease.stage(TrainingJob.Stage.TRAINING, mlflow_run_id=run.run_id)
             result = ml.train(data, params, lambda done: lease.progress(_LOADED + (_TRAINED - _LOADED) * done))
@@ -89,14 +90,14 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
 _LOADED, _TRAINED = 0.1, 0.9
 
 
-def _params_bounded(job: TrainingJob, data: ml.PreparedData) -> ml.TrainingParams:
-    """The request's params with the size bounds it left open taken from the budget, checked against the
-    ceilings (``ModelTooLarge`` fails the job)."""
+def _params_bounded(job: TrainingJob, data: ml.PreparedData) -> tuple[ml.TrainingParams, sizing.SizeEstimate]:
+    """The request's params with the size bounds it left open taken from the budget, and their size estimate,
+    checked against the ceilings (``ModelTooLarge`` fails the job)."""
     budget = training_size_budget()
     n_train = ml.chronological_split(len(data.y), ml.TrainingParams(**job.params).test_size)
     params = sizing.bounded_params(ml.TrainingParams(**job.params), budget=budget, n_samples=n_train)
-    sizing.size_check(params, budget=budget, n_samples=len(data.y), n_features=len(data.feature_names))
-    return params
+    estimate = sizing.size_check(params, budget=budget, n_samples=len(data.y), n_features=len(data.feature_names))
+    return params, estimate
 
 
 def training_size_budget() -> sizing.SizeBudget:
