@@ -13,9 +13,9 @@ from .register import (
     PIP_REQUIREMENTS,
     RegisteredVersion,
     TrainedModel,
+    model_run_end,
+    model_run_start,
     model_version_register,
-    training_run_end,
-    training_run_start,
 )
 from .registry import (
     Page,
@@ -66,7 +66,7 @@ __all__ = [
     "run_data_get",
     "serves_over_rest",
     "tracking_server_check",
-    "training_run_end",
-    "training_run_start",
+    "model_run_end",
+    "model_run_start",
     "translated_errors",
 ]

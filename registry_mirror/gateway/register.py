@@ -41,11 +41,11 @@ class RegisteredVersion:
     model_id: str
 
 
-def training_run_start(*, job_key: str, model_name: str, params: dict[str, Any]) -> str:
+def model_run_start(*, job_key: str, model_name: str, params: dict[str, Any]) -> str:
     """Open the run of one attempt at a job as its training starts, with the parameters it uses; its id.
 
     The run shows the training in MLflow while it runs, and ends as FINISHED with a version
-    (``model_version_register(run_id=...)``), FAILED, or KILLED when the job is cancelled (``training_run_end``).
+    (``model_version_register(run_id=...)``), FAILED, or KILLED when the job is cancelled (``model_run_end``).
     """
     from mlflow.entities import Param
 
@@ -57,8 +57,8 @@ def training_run_start(*, job_key: str, model_name: str, params: dict[str, Any])
     return run.info.run_id
 
 
-def training_run_end(*, run_id: str, status: str) -> None:
-    """End a run opened by ``training_run_start`` that registers nothing: ``KILLED`` or ``FAILED``."""
+def model_run_end(*, run_id: str, status: str) -> None:
+    """End a run opened by ``model_run_start`` that registers nothing: ``KILLED`` or ``FAILED``."""
     with translated_errors():
         client().set_terminated(run_id, status)
 
@@ -83,7 +83,7 @@ def model_version_register(
     version is created and raises if the caller may no longer register one (another execution of the job took it
     over meanwhile, and registers its own).
 
-    ``run_id`` is the attempt's run opened by ``training_run_start`` (its params already logged); without it a
+    ``run_id`` is the attempt's run opened by ``model_run_start`` (its params already logged); without it a
     run is opened here.
     """
     mlflow_client = client()

@@ -31,7 +31,7 @@ def trained_version_register(
 
     A new model's first version also gets the serving alias (``MDS_SERVING_ALIAS``); later versions never move it.
     ``still_owner`` raises if the caller may no longer register (``gateway.model_version_register``); ``run_id``
-    is the run the training opened (``gateway.training_run_start``).
+    is the run the training opened (``gateway.model_run_start``).
 
     Raises:
         MlflowUnavailable: MLflow could not be reached; a retry with the same ``job_key`` finds what was done.

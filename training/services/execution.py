@@ -118,7 +118,7 @@ class _TrainingRun:
         self.run_id: str | None = None
 
     def start(self, params: ml.TrainingParams) -> None:
-        self.run_id = gateway.training_run_start(
+        self.run_id = gateway.model_run_start(
             job_key=str(self.job.key),
             model_name=self.job.model_name,
             params=_run_params(self.job, params),
@@ -128,7 +128,7 @@ class _TrainingRun:
         if self.run_id is None:
             return
         try:
-            gateway.training_run_end(run_id=self.run_id, status=status)
+            gateway.model_run_end(run_id=self.run_id, status=status)
         except Exception as exc:  # a retry marks runs its job left RUNNING as FAILED (gateway._version_for_job)
             logger.warning("Could not end MLflow run %s as %s: %s", self.run_id, status, exc)
         self.run_id = None
