@@ -87,6 +87,10 @@ class LeaseLost(Exception):
     """
 
 
+class JobCancelled(LeaseLost):
+    """The training job this execution runs was cancelled: stop at this checkpoint, register nothing."""
+
+
 # Anything not listed here (ApplicationError and its other subclasses) is the client's to fix: 400.
 HTTP_STATUS: dict[type[ApplicationError], int] = {
     NotFound: 404,

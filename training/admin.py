@@ -1,8 +1,9 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.contract import MODEL_NAME_PATTERN
@@ -11,7 +12,7 @@ from core.errors import ApplicationError
 from . import ml
 from .models import Dataset, TrainingJob
 from .selectors import training_job_links, visible_to
-from .services import dataset_inspect, training_job_start
+from .services import dataset_inspect, training_job_cancel, training_job_start
 from .uploads import upload_stage
 
 
@@ -143,6 +144,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
         "model_name",
         "status",
         "stage",
+        "progress_bar",
         "registered_version",
         "dataset",
         "attempts",
@@ -153,12 +155,55 @@ class TrainingJobAdmin(admin.ModelAdmin):
     search_fields = ["mlflow_run_id", "dataset__sha256", "model_name", "key"]
     list_select_related = ["dataset"]
     show_full_result_count = False
+    change_form_template = "admin/training/trainingjob/change_form.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(visible_to(request.user))
 
     def get_readonly_fields(self, request, obj=None):
-        return ["links", *(field.name for field in TrainingJob._meta.fields)]
+        return ["links", "progress_bar", *(field.name for field in TrainingJob._meta.fields)]
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: TrainingJob) -> str:
+        return format_html(
+            '<progress value="{}" max="1" title="{}">{}</progress> {}',
+            f"{obj.progress:.3f}",
+            obj.get_stage_display(),
+            f"{obj.progress:.0%}",
+            f"{obj.progress:.0%}",
+        )
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_cancel"
+        return [
+            path("<path:object_id>/cancel/", self.admin_site.admin_view(self.cancel_view), name=name),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        can_cancel = (
+            job is not None
+            and not job.is_finished
+            and job.stage != TrainingJob.Stage.REGISTERING
+            and request.user.has_perm("training.add_trainingjob")
+        )
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "can_cancel": can_cancel})
+
+    def cancel_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("training.add_trainingjob"):
+            raise PermissionDenied
+        try:
+            job = training_job_cancel(job_id=int(object_id), user=request.user)
+        except TrainingJob.DoesNotExist as exc:
+            raise PermissionDenied from exc
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, f"{job} is cancelled.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:training_trainingjob_change", args=[object_id]))
 
     @admin.display(description="links")
     def links(self, obj: TrainingJob) -> str:

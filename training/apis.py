@@ -1,8 +1,9 @@
 """``/train``: start a training job from a CSV upload, and follow it."""
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -10,10 +11,10 @@ from core.http import request_params
 from core.permissions import requires
 from core.throttles import SettingRateThrottle
 
-from . import ml
+from . import ml, sizing
 from .selectors import training_job_get, training_job_list
 from .serializers import TrainingJobSerializer, TrainingRequestSerializer
-from .services import training_job_start, training_job_wait
+from .services import training_job_cancel, training_job_start, training_job_wait, training_size_budget
 from .uploads import dataset_upload_handlers
 
 
@@ -42,7 +43,10 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return training_job_list(user=self.request.user)
 
     def get_permissions(self):
-        needed = ("training.add_trainingjob",) if self.action == "create" else ("training.view_trainingjob",)
+        # Cancelling is for those who may start jobs: a trainer on their own, a maintainer on any.
+        needed = (
+            ("training.add_trainingjob",) if self.action in ("create", "cancel") else ("training.view_trainingjob",)
+        )
         return [requires(*needed)()]
 
     def get_throttles(self):
@@ -53,12 +57,27 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         responses={200: TrainingJobSerializer, 202: TrainingJobSerializer},
         description="Options may also be given in the query string. 202 with the accepted job; 200 with the "
         "finished job once it is done within `wait` seconds (or, in embedded mode, ran in the request). 503 with "
-        "`Retry-After` when the dataset storage or the database is unavailable: nothing is stored then.",
+        "`Retry-After` when the dataset storage or the database is unavailable: nothing is stored then. Size "
+        "parameters left out (`max_leaf_nodes`, `max_samples`) come from the server's size budget; a request "
+        "whose forest would pass ONNX's 2 GiB or the worker memory budget is refused with 400 `model_too_large`.",
     )
     def create(self, request):
         params = TrainingRequestSerializer(data=request_params(request))
         params.is_valid(raise_exception=True)
         options = params.validated_data
+        training_params = ml.TrainingParams(
+            n_estimators=options["n_estimators"],
+            max_depth=options["max_depth"],
+            max_leaf_nodes=options["max_leaf_nodes"],
+            max_samples=options["max_samples"],
+            random_state=options["random_state"],
+            test_size=options["test_size"],
+            calibration_size=options["calibration_size"],
+        )
+        # Up front, before anything is stored: the bound that holds whatever the rows (the worker checks again
+        # with the data's own size).
+        budget = training_size_budget()
+        sizing.size_check(sizing.bounded_params(training_params, budget=budget), budget=budget)
         upload = options["file"]
         job = training_job_start(
             file=upload,
@@ -67,13 +86,7 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             model_name=options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
             target=options["target"],
             timestamp=options["timestamp"],
-            params=ml.TrainingParams(
-                n_estimators=options["n_estimators"],
-                max_depth=options["max_depth"],
-                random_state=options["random_state"],
-                test_size=options["test_size"],
-                calibration_size=options["calibration_size"],
-            ),
+            params=training_params,
         )
         # Read back: in embedded mode the job already ran inside this request, and the answer says so.
         job = training_job_wait(job_id=job.pk, timeout=options["wait"], job=job)
@@ -83,3 +96,20 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def retrieve(self, request, pk=None):
         return Response(self.get_serializer(training_job_get(job_id=int(pk), user=request.user)).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: TrainingJobSerializer,
+            404: OpenApiResponse(description="No such job, or another user's."),
+            409: OpenApiResponse(
+                description="`job_finished`: the job already ended; `job_registering`: its version is being "
+                "registered and can no longer be stopped."
+            ),
+        },
+        description="Cancel a queued or running job: it is `cancelled` at once; a running job's worker stops at its "
+        "next checkpoint (between chunks of trees), ends its MLflow run as KILLED and registers no version.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return Response(self.get_serializer(training_job_cancel(job_id=int(pk), user=request.user)).data)

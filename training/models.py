@@ -41,6 +41,7 @@ class TrainingJob(BaseModel):
         # "success" is the word clients of the original service already parse.
         SUCCEEDED = "success", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     class Stage(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -56,6 +57,11 @@ class TrainingJob(BaseModel):
     target_column = models.CharField(max_length=200)
     timestamp_column = models.CharField(max_length=200)
     params = models.JSONField(default=dict)
+    # What the training used: the request's params with the size bounds it left open filled in from the budget
+    # (training.sizing), and the estimate they were checked against.
+    params_used = models.JSONField(default=dict, blank=True)
+    # Share of the work done (0-1), written by the execution at most every MDS_PROGRESS_INTERVAL seconds.
+    progress = models.FloatField(default=0.0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
     error_code = models.CharField(max_length=64, blank=True)
@@ -94,6 +100,14 @@ class TrainingJob(BaseModel):
                 condition=~Q(status="failed") | ~Q(error_code=""),
                 name="training_job_failure_has_error",
             ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0.0, progress__lte=1.0),
+                name="training_job_progress_is_a_share",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="cancelled") | Q(registered_version__isnull=True),
+                name="training_job_cancelled_has_no_version",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -101,7 +115,7 @@ class TrainingJob(BaseModel):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
 
     @property
     def duration_seconds(self) -> float | None:

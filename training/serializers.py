@@ -18,6 +18,9 @@ class TrainingRequestSerializer(serializers.Serializer):
     timestamp = serializers.CharField(default="timestamp", max_length=200)
     n_estimators = serializers.IntegerField(default=100, min_value=1, max_value=2000)
     max_depth = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=200)
+    # Left out, both come from the size budget (MDS_MAX_MODEL_NODES, MDS_TRAIN_MAX_SAMPLES): see params_used.
+    max_leaf_nodes = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=2)
+    max_samples = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
     random_state = serializers.IntegerField(default=42, min_value=0, max_value=2**32 - 1)
     test_size = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.9)
     calibration_size = serializers.FloatField(default=0.2, min_value=0.05, max_value=0.5)
@@ -51,15 +54,20 @@ class DatasetSummarySerializer(serializers.Serializer):
 class TrainingJobSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     url = serializers.SerializerMethodField()
-    status = serializers.CharField()
-    stage = serializers.CharField()
+    status = serializers.ChoiceField(choices=TrainingJob.Status.choices)
+    stage = serializers.ChoiceField(choices=TrainingJob.Stage.choices)
+    progress = serializers.FloatField(help_text="Share of the work done, 0-1.")
     model_name = serializers.CharField()
     trained_models = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     dataset = DatasetSummarySerializer()
     target = serializers.CharField(source="target_column")
     timestamp = serializers.CharField(source="timestamp_column")
-    params = serializers.JSONField()
+    params = serializers.JSONField(help_text="The parameters as requested.")
+    params_used = serializers.JSONField(
+        help_text="The parameters the training used: the request's, with the size bounds it left open taken from "
+        "the budget, and the size estimate they were checked against."
+    )
     metrics = serializers.JSONField()
     counts = serializers.JSONField()
     mlflow_run_id = serializers.CharField()

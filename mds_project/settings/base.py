@@ -223,6 +223,16 @@ MDS_TRAIN_MAX_WAIT = env.int("MDS_TRAIN_MAX_WAIT", default=600)
 # Starts of one training job (retries, redeliveries, re-queues after a lost worker) before it is failed; above
 # MDS_TRAIN_RETRIES + 1, so a dependency outage alone never exhausts it.
 MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=12)
+# Size budget of a forest whose request leaves its size open (training/sizing.py). Nodes across the served forest
+# set each tree's max_leaf_nodes: ~40 B of ONNX, ~73 B of pickle per node, so 2M nodes is ~80 MB of ONNX whatever
+# the rows. Above MDS_TRAIN_MAX_SAMPLES training rows each tree fits on a bootstrap sample of that many rows, which
+# bounds the fit time. A request whose estimated worker memory passes MDS_TRAIN_MEMORY_BUDGET (or whose ONNX
+# would pass protobuf's 2 GiB) is refused with 400 `model_too_large`.
+MDS_MAX_MODEL_NODES = env.int("MDS_MAX_MODEL_NODES", default=2_000_000)
+MDS_TRAIN_MAX_SAMPLES = env.int("MDS_TRAIN_MAX_SAMPLES", default=100_000)
+MDS_TRAIN_MEMORY_BUDGET = env.int("MDS_TRAIN_MEMORY_BUDGET", default=4 * 1024**3)
+# A running job writes its progress at most this often (seconds); each write is also a cancellation checkpoint.
+MDS_PROGRESS_INTERVAL = env.float("MDS_PROGRESS_INTERVAL", default=2.0)
 # More columns than this in a /train upload or a /predict body is a 400 (`too_many_columns`), checked before
 # any per-column work.
 MDS_MAX_COLUMNS = env.int("MDS_MAX_COLUMNS", default=1000)

@@ -10,7 +10,14 @@ Callers use this package's names (``gateway.model_version_register``), never the
 
 from .access import AppUserResult, app_user_provision
 from .client import client, experiment_id, file_sha256, translated_errors
-from .register import PIP_REQUIREMENTS, RegisteredVersion, TrainedModel, model_version_register
+from .register import (
+    PIP_REQUIREMENTS,
+    RegisteredVersion,
+    TrainedModel,
+    model_run_end,
+    model_run_start,
+    model_version_register,
+)
 from .registry import (
     Page,
     RegistryModel,
@@ -62,5 +69,7 @@ __all__ = [
     "run_data_get",
     "serves_over_rest",
     "tracking_server_check",
+    "model_run_end",
+    "model_run_start",
     "translated_errors",
 ]

@@ -41,6 +41,28 @@ class RegisteredVersion:
     model_id: str
 
 
+def model_run_start(*, job_key: str, model_name: str, params: dict[str, Any]) -> str:
+    """Open the run of one attempt at a job as its training starts, with the parameters it uses; its id.
+
+    The run shows the training in MLflow while it runs, and ends as FINISHED with a version
+    (``model_version_register(run_id=...)``), FAILED, or KILLED when the job is cancelled (``model_run_end``).
+    """
+    from mlflow.entities import Param
+
+    mlflow_client = client()
+    exp_id = experiment_id()
+    with translated_errors():
+        run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
+        mlflow_client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
+    return run.info.run_id
+
+
+def model_run_end(*, run_id: str, status: str) -> None:
+    """End a run opened by ``model_run_start`` that registers nothing: ``KILLED`` or ``FAILED``."""
+    with translated_errors():
+        client().set_terminated(run_id, status)
+
+
 def model_version_register(
     *,
     job_key: str,
@@ -48,6 +70,7 @@ def model_version_register(
     model: TrainedModel,
     before_upload: Callable[[dict[str, str]], None] | None = None,
     still_owner: Callable[[], None] | None = None,
+    run_id: str | None = None,
 ) -> RegisteredVersion:
     """Log ``model`` as one run with one logged model carrying both flavors, and register one new version.
 
@@ -59,18 +82,29 @@ def model_version_register(
     written and before anything is uploaded; if it raises, nothing is. ``still_owner`` is called right before the
     version is created and raises if the caller may no longer register one (another execution of the job took it
     over meanwhile, and registers its own).
+
+    ``run_id`` is the attempt's run opened by ``model_run_start`` (its params already logged); without it a
+    run is opened here.
     """
     mlflow_client = client()
     exp_id = experiment_id()
     with translated_errors():
-        existing = _version_for_job(mlflow_client, exp_id, job_key, model_name)
+        existing = _version_for_job(mlflow_client, exp_id, job_key, model_name, current_run_id=run_id)
         if existing is not None:
+            if run_id is not None:
+                # An earlier attempt registered the job's version: this attempt's run only duplicates its run.
+                mlflow_client.set_terminated(run_id, "FINISHED")
+                mlflow_client.delete_run(run_id)
             return existing
-        run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
-        run_id = run.info.run_id
+        if run_id is None:
+            run = mlflow_client.create_run(exp_id, run_name=f"{model_name}-job-{job_key}", tags={JOB_TAG: job_key})
+            run_id = run.info.run_id
+            params = model.params
+        else:
+            params = {}
         try:
             registered = _log_and_register(
-                mlflow_client, exp_id, run_id, model_name, job_key, model, before_upload, still_owner
+                mlflow_client, exp_id, run_id, model_name, job_key, model, params, before_upload, still_owner
             )
         except BaseException:
             with contextlib.suppress(Exception):
@@ -80,9 +114,13 @@ def model_version_register(
         return registered
 
 
-def _version_for_job(mlflow_client, exp_id: str, job_key: str, model_name: str) -> RegisteredVersion | None:
+def _version_for_job(
+    mlflow_client, exp_id: str, job_key: str, model_name: str, current_run_id: str | None = None
+) -> RegisteredVersion | None:
     runs = mlflow_client.search_runs([exp_id], filter_string=f"tags.`{JOB_TAG}` = '{job_key}'")
     for run in runs:
+        if run.info.run_id == current_run_id:
+            continue
         versions = mlflow_client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
         if versions:
             version = min(versions, key=lambda v: int(v.version))
@@ -95,7 +133,7 @@ def _version_for_job(mlflow_client, exp_id: str, job_key: str, model_name: str) 
 
 
 def _log_and_register(
-    mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel, before_upload, still_owner
+    mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel, params, before_upload, still_owner
 ) -> RegisteredVersion:
     from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
@@ -104,7 +142,7 @@ def _log_and_register(
     mlflow_client.log_batch(
         run_id,
         metrics=[Metric(key, float(value), now, 0) for key, value in model.metrics.items()],
-        params=[Param(key, str(value)) for key, value in model.params.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
         tags=[RunTag(key, str(value)) for key, value in model.tags.items()],
     )
     for name, figure in model.figures.items():

@@ -25,11 +25,13 @@ def trained_version_register(
     model: gateway.TrainedModel,
     user=None,
     still_owner: Callable[[], None] | None = None,
+    run_id: str | None = None,
 ) -> gateway.RegisteredVersion:
     """Register ``model`` in MLflow as a new version of ``model_name`` (idempotent per ``job_key``) and record it.
 
     A new model's first version also gets the serving alias (``MDS_SERVING_ALIAS``); later versions never move it.
-    ``still_owner`` raises if the caller may no longer register (``gateway.model_version_register``).
+    ``still_owner`` raises if the caller may no longer register (``gateway.model_version_register``); ``run_id``
+    is the run the training opened (``gateway.model_run_start``).
 
     Raises:
         MlflowUnavailable: MLflow could not be reached; a retry with the same ``job_key`` finds what was done.
@@ -45,7 +47,12 @@ def trained_version_register(
         )
 
     registered = gateway.model_version_register(
-        job_key=job_key, model_name=model_name, model=model, before_upload=record_checksums, still_owner=still_owner
+        job_key=job_key,
+        model_name=model_name,
+        model=model,
+        before_upload=record_checksums,
+        still_owner=still_owner,
+        run_id=run_id,
     )
     _trained_version_number_record(job_key=job_key, name=model_name, version=registered.version)
     model_first_version_promote(name=model_name, version=registered.version, user=user)

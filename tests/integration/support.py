@@ -12,7 +12,7 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = ("success", "failed")
+TERMINAL = ("success", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core import contract, faults
-from core.errors import ApplicationError, DatabaseUnavailable, LeaseLost
+from core.errors import ApplicationError, DatabaseUnavailable, JobCancelled, LeaseLost
 from registry_mirror import gateway
 from registry_mirror.services import trained_version_register
 from registry_mirror.tasks import registry_mirror_sync_task
 
-from .. import ml
+from .. import ml, sizing
 from ..models import TrainingJob
 from ..reading import training_data_read
 from .leases import Lease, database_retry, lease_dead_reason, this_process
@@ -35,23 +35,35 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
         return database_retry(lambda: TrainingJob.objects.get(pk=job_id))
     interval = settings.MDS_HEARTBEAT_INTERVAL if heartbeat else None
     with Lease(job, heartbeat_interval=interval) as lease:
+        run = _TrainingRun(job)
         try:
             data = _training_job_load(job)
-            lease.stage(TrainingJob.Stage.TRAINING)
-            params = ml.TrainingParams(**job.params)
-            result = ml.train(data, params)
-            lease.stage(TrainingJob.Stage.REGISTERING)
+            params, estimate = _params_bounded(job, data)
+            used = params.as_dict() | {"estimate": estimate.as_dict()}
+            lease.stage(TrainingJob.Stage.TRAINING, progress=_LOADED, params_used=used)
+            run.start(params)
+            lease.stage(TrainingJob.Stage.TRAINING, mlflow_run_id=run.run_id)
+            result = ml.train(data, params, lambda done: lease.progress(_LOADED + (_TRAINED - _LOADED) * done))
+            lease.stage(TrainingJob.Stage.REGISTERING, progress=_TRAINED)
+            # From here the gateway ends the run, FINISHED with the version or FAILED.
+            run_id, run.run_id = run.run_id, None
             registered = trained_version_register(
                 job_key=str(job.key),
                 model_name=job.model_name,
                 model=_trained_model(job, result, params, data),
                 user=job.created_by,
                 still_owner=lease.confirm,
+                run_id=run_id,
             )
+        except JobCancelled as exc:
+            logger.info("Stopping: %s", exc)
+            run.end("KILLED")
+            return database_retry(lambda: TrainingJob.objects.get(pk=job_id))
         except LeaseLost as exc:
             logger.warning("Stopping: %s", exc)
             return job
         except Exception as exc:
+            run.end("FAILED")
             unavailable = faults.unavailable(exc)
             if unavailable is not None:
                 logger.warning("Training job %s will be retried: %s (%s)", job.pk, unavailable.message, exc)
@@ -79,6 +91,58 @@ def _training_job_load(job: TrainingJob) -> ml.PreparedData:
         return training_data_read(
             handle, target=job.target_column, timestamp=job.timestamp_column, max_columns=settings.MDS_MAX_COLUMNS
         )
+
+
+# Progress at the end of loading and checking the dataset, and once trained and converted; registering is the rest.
+_LOADED, _TRAINED = 0.1, 0.9
+
+
+def _params_bounded(job: TrainingJob, data: ml.PreparedData) -> tuple[ml.TrainingParams, sizing.SizeEstimate]:
+    """The request's params with the size bounds it left open taken from the budget, and their size estimate,
+    checked against the ceilings (``ModelTooLarge`` fails the job)."""
+    budget = training_size_budget()
+    n_train = ml.chronological_split(len(data.y), ml.TrainingParams(**job.params).test_size)
+    params = sizing.bounded_params(ml.TrainingParams(**job.params), budget=budget, n_samples=n_train)
+    estimate = sizing.size_check(params, budget=budget, n_samples=len(data.y), n_features=len(data.feature_names))
+    return params, estimate
+
+
+def training_size_budget() -> sizing.SizeBudget:
+    """The size budget of forests whose request leaves their size open, from settings."""
+    return sizing.SizeBudget(
+        max_nodes=settings.MDS_MAX_MODEL_NODES,
+        max_samples=settings.MDS_TRAIN_MAX_SAMPLES,
+        memory_bytes=settings.MDS_TRAIN_MEMORY_BUDGET,
+    )
+
+
+class _TrainingRun:
+    """The MLflow run of one attempt at a job, opened once its parameters are known; ended FAILED or KILLED if
+    the attempt registers nothing (best effort: MLflow may be what failed)."""
+
+    def __init__(self, job: TrainingJob):
+        self.job = job
+        self.run_id: str | None = None
+
+    def start(self, params: ml.TrainingParams) -> None:
+        self.run_id = gateway.model_run_start(
+            job_key=str(self.job.key),
+            model_name=self.job.model_name,
+            params=_run_params(self.job, params),
+        )
+
+    def end(self, status: str) -> None:
+        if self.run_id is None:
+            return
+        try:
+            gateway.model_run_end(run_id=self.run_id, status=status)
+        except Exception as exc:  # a retry marks runs its job left RUNNING as FAILED (gateway._version_for_job)
+            logger.warning("Could not end MLflow run %s as %s: %s", self.run_id, status, exc)
+        self.run_id = None
+
+
+def _run_params(job: TrainingJob, params: ml.TrainingParams) -> dict:
+    return {**params.as_dict(), "target": job.target_column, "timestamp": job.timestamp_column}
 
 
 @transaction.atomic
@@ -135,7 +199,7 @@ def _trained_model(
         estimator=result.estimator,
         onnx_model=result.onnx_model,
         input_example=example,
-        params={**params.as_dict(), "target": job.target_column, "timestamp": job.timestamp_column},
+        params=_run_params(job, params),
         metrics=result.metrics | {key: float(value) for key, value in result.counts.items()},
         tags={
             contract.DATASET_SHA256_TAG: job.dataset.sha256,
@@ -169,6 +233,7 @@ def _training_job_succeed(
         return job
     job.status = TrainingJob.Status.SUCCEEDED
     job.stage = TrainingJob.Stage.DONE
+    job.progress = 1.0
     job.metrics = result.metrics
     job.counts = result.counts
     job.mlflow_run_id = registered.run_id

@@ -1,12 +1,18 @@
-"""Reading training jobs as clients see them: waiting for one to finish, the versions it registered."""
+"""Training jobs as clients see them: waiting for one to finish, cancelling it, the versions it registered."""
 
+import logging
 import time
 from typing import Any
 
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from core.errors import Conflict
 
 from ..models import TrainingJob
 from .leases import connection_reset
+
+logger = logging.getLogger(__name__)
 
 
 def training_job_wait(*, job_id: int, timeout: float, poll_interval: float = 0.25, job: TrainingJob | None = None):
@@ -41,3 +47,39 @@ def trained_models(job: TrainingJob) -> list[dict[str, Any]]:
             "formats": ["onnx", "sklearn"],
         }
     ]
+
+
+@transaction.atomic
+def training_job_cancel(*, job_id: int, user=None) -> TrainingJob:
+    """Cancel a queued or running job that ``user`` may see (``TrainingJob.DoesNotExist`` otherwise).
+
+    A queued job is never run: its claim finds it finished. A running job's execution sees the status at its next
+    checkpoint (a progress write between chunks of trees, a stage change, its heartbeat), ends its MLflow run as
+    KILLED and registers nothing.
+
+    Raises:
+        Conflict: ``job_finished`` if the job already ended; ``job_registering`` if its version is being
+            registered (it cannot be stopped halfway through MLflow).
+    """
+    from ..selectors import training_job_get
+
+    visible = training_job_get(job_id=job_id, user=user)
+    job = TrainingJob.objects.select_for_update().select_related("dataset").get(pk=visible.pk)
+    if job.is_finished:
+        raise Conflict(
+            f"Training job {job.pk} has already ended ({job.status}).",
+            code="job_finished",
+            extra={"status": job.status},
+        )
+    if job.stage == TrainingJob.Stage.REGISTERING:
+        raise Conflict(
+            f"Training job {job.pk} is registering its version in MLflow; it can no longer be cancelled.",
+            code="job_registering",
+            extra={"status": job.status, "stage": job.stage},
+        )
+    logger.info("Cancelling training job %s (%s, stage %s)", job.pk, job.status, job.stage)
+    job.status = TrainingJob.Status.CANCELLED
+    job.finished_at = timezone.now()
+    job.full_clean()
+    job.save()
+    return job

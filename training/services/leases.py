@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from core.errors import LeaseLost
+from core.errors import JobCancelled, LeaseLost
 
 from ..models import TrainingJob
 
@@ -110,6 +110,8 @@ class Lease:
         self.job = job
         self.claim: uuid.UUID = job.claim
         self.lost = threading.Event()
+        self.cancelled = threading.Event()
+        self._progress_written = 0.0
         self._interval = heartbeat_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,7 +132,10 @@ class Lease:
             _executing.discard(self.job.pk)
 
     def check(self) -> None:
-        """Raise ``LeaseLost`` if another execution took the job over (seen by the heartbeat or a stage update)."""
+        """Raise ``JobCancelled`` if the job was cancelled, ``LeaseLost`` if another execution took it over (seen
+        by the heartbeat or a stage or progress update)."""
+        if self.cancelled.is_set():
+            raise JobCancelled(f"training job {self.job.pk} was cancelled")
         if self.lost.is_set():
             raise LeaseLost(f"training job {self.job.pk} was taken over by another execution")
 
@@ -138,18 +143,43 @@ class Lease:
         """``check``, and ask the database too: right before an act that must happen once (registering)."""
         self.check()
         if not database_retry(lambda: self._mine().exists()):
-            self.lost.set()
+            self._claim_gone()
             self.check()
 
-    def stage(self, stage: str) -> None:
-        """Record the stage the work reached, which also beats the heart; ``LeaseLost`` if the claim is gone."""
+    def stage(self, stage: str, **fields) -> None:
+        """Record the stage the work reached (and ``fields`` of the job with it), which also beats the heart;
+        ``JobCancelled`` or ``LeaseLost`` if the claim is gone."""
+        self._write(stage=stage, **fields)
+        self.job.stage = stage
+        for name, value in fields.items():
+            setattr(self.job, name, value)
+
+    def progress(self, share: float) -> None:
+        """Record the share of the work done, at most every ``MDS_PROGRESS_INTERVAL`` seconds (a fit reports after
+        every chunk of trees); a checkpoint: ``JobCancelled`` or ``LeaseLost`` if the job is no longer this one's."""
+        self.check()
+        if time.monotonic() - self._progress_written < settings.MDS_PROGRESS_INTERVAL:
+            return
+        self._write(progress=min(1.0, max(0.0, share)))
+
+    def _write(self, **fields) -> None:
         self.check()
         now = timezone.now()
-        updated = database_retry(lambda: self._mine().update(stage=stage, heartbeat_at=now, updated_at=now))
+        updated = database_retry(lambda: self._mine().update(heartbeat_at=now, updated_at=now, **fields))
         if not updated:
-            self.lost.set()
+            self._claim_gone()
             self.check()
-        self.job.stage = stage
+        if "progress" in fields:
+            self._progress_written = time.monotonic()
+
+    def _claim_gone(self) -> None:
+        """The job is no longer running under this claim: cancelled, or taken over by another execution."""
+        cancelled = database_retry(
+            lambda: TrainingJob.objects.filter(
+                pk=self.job.pk, claim=self.claim, status=TrainingJob.Status.CANCELLED
+            ).exists()
+        )
+        (self.cancelled if cancelled else self.lost).set()
 
     def release(self) -> None:
         """Give the job back to the queue (its retry is on its way); best effort: the database may be what failed.
@@ -184,8 +214,8 @@ class Lease:
                     # A connection the server dropped since the last beat is replaced, not reused.
                     connection.close_if_unusable_or_obsolete()
                     if not self._mine().update(heartbeat_at=timezone.now()):
-                        logger.warning("Training job %s was taken over by another execution", self.job.pk)
-                        self.lost.set()
+                        self._claim_gone()
+                        logger.warning("Training job %s was cancelled or taken over", self.job.pk)
                         return
                 except DatabaseError as exc:
                     # Unknown whether the lease holds: keep working; the dispatcher judges by the heartbeat's age.
