@@ -1,5 +1,6 @@
 """Cancelling a training job: the API contract, and a real execution stopping at its next checkpoint."""
 
+import io
 import threading
 import time
 from urllib.parse import urlencode
@@ -14,6 +15,7 @@ from tests.factories import UserFactory, weather_csv
 from training import ml
 from training.models import TrainingJob
 from training.services import dataset_create, training_job_execute
+from training.uploads import upload_stage
 
 
 def queued_job(client, csv_upload, model_name, **params) -> dict:
@@ -105,9 +107,9 @@ def test_a_running_job_stops_at_its_next_checkpoint_and_registers_nothing(api_cl
     settings.MDS_PROGRESS_INTERVAL = 0
     raw = weather_csv(days=240)
     header = raw.split(b"\n", 1)[0].decode().split(",")
-    dataset = dataset_create(
-        name="weather.csv", raw=raw, n_rows=raw.count(b"\n") - 1, columns=header, uploaded_by=user
-    )
+    staged = upload_stage(io.BytesIO(raw), max_bytes=len(raw))
+    dataset = dataset_create(name="weather.csv", staged=staged, columns=header, uploaded_by=user)
+    staged.close()
     # Stored as training_job_create stores it, without the message a worker would pick up.
     job_id = TrainingJob.objects.create(
         dataset=dataset,
