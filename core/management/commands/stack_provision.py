@@ -28,7 +28,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
 
-HOST = "127.0.0.1"
+# PostgreSQL is the machine's, on loopback; the stack's own servers listen on STACK_HOST (127.0.0.1 by default).
+PG_HOST = "127.0.0.1"
 
 
 def _env(name: str) -> str:
@@ -107,7 +108,7 @@ class Command(BaseCommand):
         _write_private(path, {**values, **{name: wanted[name]() for name in missing}})
 
     def _databases(self) -> None:
-        server = {"host": HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
+        server = {"host": PG_HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
         role = _env("STACK_DB_ROLE")
         with psycopg.connect(**server, autocommit=True) as connection:
             # The services' role: logs in (local trust, as the stack's superuser does) and owns the two databases.
@@ -223,11 +224,12 @@ class Command(BaseCommand):
     def _stack_env(self, token: str) -> None:
         """What a client or the integration suite needs: URLs, the API token, S3 keys."""
         path = self.stack_dir / "stack.env"
+        host = os.environ.get("STACK_HOST", "127.0.0.1")
         values = {
             "MDS_STACK": "1",
             "MDS_STACK_DIR": str(self.stack_dir),
-            "MDS_STACK_WEB_URL": f"http://{HOST}:{_env('STACK_WEB_PORT')}",
-            "MDS_STACK_INFERENCE_URL": f"http://{HOST}:{_env('STACK_INFERENCE_PORT')}",
+            "MDS_STACK_WEB_URL": f"http://{host}:{_env('STACK_WEB_PORT')}",
+            "MDS_STACK_INFERENCE_URL": f"http://{host}:{_env('STACK_INFERENCE_PORT')}",
             "MDS_STACK_TOKEN": token,
             "MDS_STACK_MLFLOW_URI": _env("MLFLOW_TRACKING_URI"),
             # MLflow clients (the integration suite's too) sign in with these.
