@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The production topology as local processes on 127.0.0.1 under supervisord: PostgreSQL, Redis, an S3 server, the
-# MLflow server, gunicorn for web (:8001) and inference (:8002), a Celery worker and beat.
+# MLflow server, gunicorn for web (:8001) and inference (:8002), a Celery worker and beat. STACK_HOST binds the
+# stack's own servers to another local address (one that other machines, or network namespaces, can reach);
+# PostgreSQL is the machine's and is always reached on 127.0.0.1.
 #
 #   scripts/stack.sh start [SERVICE...]   start what is not running yet (all services when none is named)
 #   scripts/stack.sh stop [SERVICE...]    stop what this script started (all of it, and supervisord, by default)
@@ -28,7 +30,7 @@ if [[ ${1:-} != start || $# -gt 1 ]] && [[ -f $SAVED_CONFIG ]]; then
   . "$SAVED_CONFIG"
   set +a
 fi
-: "${VENV:=$ROOT/.venv}"
+: "${VENV:=$ROOT/.venv}" "${STACK_HOST:=127.0.0.1}"
 : "${STACK_PG_PORT:=5432}" "${STACK_REDIS_PORT:=6379}" "${STACK_S3_PORT:=8333}" "${STACK_MLFLOW_PORT:=5001}"
 : "${STACK_WEB_PORT:=8001}" "${STACK_INFERENCE_PORT:=8002}"
 # A Redis database of its own, so a shared Redis's other users never see (or take) our Celery messages.
@@ -40,12 +42,13 @@ fi
 : "${STACK_DATASETS_BUCKET:=datasets}" "${STACK_ARTIFACTS_BUCKET:=mlflow}" "${STACK_WORKER_CONCURRENCY:=1}"
 : "${CELERY_VISIBILITY_TIMEOUT:=3600}" "${CELERY_TASK_SOFT_TIME_LIMIT:=1800}" "${CELERY_TASK_TIME_LIMIT:=2100}"
 : "${STACK_WAIT_SECONDS:=90}" "${STACK_FRESH:=0}"
-SAVED=(VENV STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT
+SAVED=(VENV STACK_HOST STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT
   STACK_REDIS_DB STACK_PG_USER STACK_DB_ROLE STACK_DJANGO_DB STACK_MLFLOW_DB STACK_DATASETS_BUCKET
   STACK_ARTIFACTS_BUCKET STACK_WORKER_CONCURRENCY CELERY_VISIBILITY_TIMEOUT CELERY_TASK_SOFT_TIME_LIMIT CELERY_TASK_TIME_LIMIT)
 export "${SAVED[@]}" STACK_DIR STACK_WAIT_SECONDS STACK_FRESH
 
-HOST=127.0.0.1
+HOST=$STACK_HOST
+PG_HOST=127.0.0.1
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
 BIN=$VENV/bin
@@ -65,7 +68,7 @@ DJANGO_SECURE_SSL_REDIRECT=false
 DJANGO_SECURE_HSTS_SECONDS=0
 DJANGO_ALLOWED_HOSTS="$HOST,localhost"
 MDS_DATA_DIR=$STACK_DIR/data
-DATABASE_URL=postgres://$STACK_DB_ROLE@$HOST:$STACK_PG_PORT/$STACK_DJANGO_DB
+DATABASE_URL=postgres://$STACK_DB_ROLE@$PG_HOST:$STACK_PG_PORT/$STACK_DJANGO_DB
 CELERY_BROKER_URL=redis://$HOST:$STACK_REDIS_PORT/$STACK_REDIS_DB
 # Throttle counters, shared by every process (Celery's keys in the same database have their own names).
 CACHE_URL=$CELERY_BROKER_URL
@@ -170,8 +173,12 @@ logfile=$LOGS/supervisord.log
 childlogdir=$LOGS
 EOF
   # Celery's messages must never be evicted; they survive a restart (append-only file in $STACK_DIR/redis).
+  # Redis refuses clients from other addresses without a password ("protected mode"); STACK_HOST names a private
+  # network the stack trusts, as it trusts loopback.
+  local protected=yes
+  [[ $HOST == 127.0.0.1 ]] || protected=no
   program redis 10 redis-server --bind "$HOST" --port "$STACK_REDIS_PORT" --dir "$STACK_DIR/redis" \
-    --appendonly yes --save "" --maxmemory-policy noeviction --daemonize no
+    --appendonly yes --save "" --maxmemory-policy noeviction --protected-mode "$protected" --daemonize no
   if [[ $STACK_S3_SERVER == minio ]]; then
     # The admin keys are MinIO's root user; stack_provision makes the app's and MLflow's users with `mc`.
     program s3 20 minio server "$STACK_DIR/s3" --address "$HOST:$STACK_S3_PORT"
@@ -189,7 +196,7 @@ EOF
     environment AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY=
   fi
   program mlflow 30 "$BIN/mlflow" server --app-name basic-auth \
-    --backend-store-uri "postgresql+psycopg://$STACK_DB_ROLE@$HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
+    --backend-store-uri "postgresql+psycopg://$STACK_DB_ROLE@$PG_HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
     --artifacts-destination "s3://$STACK_ARTIFACTS_BUCKET" --serve-artifacts \
     --host "$HOST" --port "$STACK_MLFLOW_PORT" --workers 1 \
     --allowed-hosts "localhost,$HOST,localhost:$STACK_MLFLOW_PORT,$HOST:$STACK_MLFLOW_PORT"
@@ -252,16 +259,16 @@ run() {
 }
 
 start_postgres() {
-  if pg_isready -q -h "$HOST" -p "$STACK_PG_PORT"; then
-    log "postgres already listening on $HOST:$STACK_PG_PORT"
+  if pg_isready -q -h "$PG_HOST" -p "$STACK_PG_PORT"; then
+    log "postgres already listening on $PG_HOST:$STACK_PG_PORT"
   else
-    command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not running on $HOST:$STACK_PG_PORT and pg_ctlcluster is missing"
+    command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not running on $PG_HOST:$STACK_PG_PORT and pg_ctlcluster is missing"
     local version deadline=$((SECONDS + STACK_WAIT_SECONDS))
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
     log "starting PostgreSQL $version"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start
     echo "$version" >"$RUN/postgres.cluster"
-    until pg_isready -q -h "$HOST" -p "$STACK_PG_PORT"; do
+    until pg_isready -q -h "$PG_HOST" -p "$STACK_PG_PORT"; do
       ((SECONDS < deadline)) || die "PostgreSQL not ready after ${STACK_WAIT_SECONDS}s"
       sleep 0.5
     done

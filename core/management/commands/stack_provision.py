@@ -35,7 +35,8 @@ from psycopg import sql
 
 from core.management.stack_s3 import minio_users, seaweedfs_identities
 
-HOST = "127.0.0.1"
+# PostgreSQL is the machine's, on loopback; the stack's own servers listen on STACK_HOST (127.0.0.1 by default).
+PG_HOST = "127.0.0.1"
 # Names of an earlier stack's secrets, kept with their values: its S3 data was written with the admin keys, and
 # MLflow made its admin account with that password.
 RENAMED_SECRETS = {
@@ -155,7 +156,7 @@ class Command(BaseCommand):
         _write_private_text(self.stack_dir / "s3-identities.json", json.dumps(config, indent=2))
 
     def _databases(self) -> None:
-        server = {"host": HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
+        server = {"host": PG_HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
         role = _env("STACK_DB_ROLE")
         with psycopg.connect(**server, autocommit=True) as connection:
             # The services' role: logs in (local trust, as the stack's superuser does) and owns the two databases.
@@ -273,11 +274,12 @@ class Command(BaseCommand):
         """What a client or the integration suite needs: URLs, the API token, S3 keys."""
         path = self.stack_dir / "stack.env"
         keys = self._secret_values()
+        host = os.environ.get("STACK_HOST", "127.0.0.1")
         values = {
             "MDS_STACK": "1",
             "MDS_STACK_DIR": str(self.stack_dir),
-            "MDS_STACK_WEB_URL": f"http://{HOST}:{_env('STACK_WEB_PORT')}",
-            "MDS_STACK_INFERENCE_URL": f"http://{HOST}:{_env('STACK_INFERENCE_PORT')}",
+            "MDS_STACK_WEB_URL": f"http://{host}:{_env('STACK_WEB_PORT')}",
+            "MDS_STACK_INFERENCE_URL": f"http://{host}:{_env('STACK_INFERENCE_PORT')}",
             "MDS_STACK_TOKEN": token,
             "MDS_STACK_MLFLOW_URI": _env("MLFLOW_TRACKING_URI"),
             # MLflow clients (the integration suite's too) sign in as the services' user; the admin's account is

@@ -1,0 +1,343 @@
+"""The checks ``scripts/two_hosts.sh`` runs once its two hosts are up, through the API as a client would.
+
+    two_hosts_check.py run --host HOSTNAME,NETNS,INFERENCE_URL --host ... [--alias-ttl S]
+    two_hosts_check.py pg-latency DATABASE_URL
+
+``run`` reads the stack's coordinates from ``stack.env``'s variables (``MDS_STACK_*``, MLflow's user and password)
+and prints one ``[PASS]``/``[FAIL]`` line per check; it exits 1 if one failed. The job rows (``claimed_by``,
+host:pid) are read from the stack's database: the API does not show which process ran a job.
+"""
+
+import argparse
+import io
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sample_data.make_weather import make_weather  # noqa: E402
+
+TRAININGS = 10
+# Each host must run at least this many of the TRAININGS for them to count as spread.
+MIN_PER_HOST = 2
+# Fitting and converting this take several seconds on two cores, so a kill lands mid-training.
+SLOW_TRAINING = {"n_estimators": 300, "max_depth": 12}
+# A replica re-resolves an expired alias in the background of the first request after its TTL (that request still
+# gets the old version): the move shows within the TTL plus one MLflow lookup and one poll interval.
+ALIAS_GRACE = 1.0
+POLL = 0.1
+
+
+class CheckFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Host:
+    hostname: str
+    netns: str
+    inference_url: str
+
+
+class Stack:
+    def __init__(self):
+        env = os.environ
+        self.web = env["MDS_STACK_WEB_URL"]
+        self.mlflow = env["MDS_STACK_MLFLOW_URI"]
+        self.database_url = env["MDS_STACK_DATABASE_URL"]
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Token {env['MDS_STACK_TOKEN']}"
+        self.mlflow_auth = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+
+    def train(self, csv: bytes, **params) -> int:
+        response = self.http.post(f"{self.web}/train", params=params, files={"file": ("data.csv", csv)}, timeout=60)
+        if response.status_code != 202:
+            raise CheckFailed(f"POST /train answered {response.status_code}: {response.text[:300]}")
+        return response.json()["id"]
+
+    def job(self, job_id: int) -> dict:
+        response = self.http.get(f"{self.web}/train/{job_id}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def job_wait(self, job_id: int, until, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if until(job):
+                return job
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"job {job_id} stuck after {timeout:.0f} s: {job['status']}/{job['stage']}")
+            time.sleep(0.5)
+
+    def job_rows(self, job_ids: list[int]) -> dict[int, tuple]:
+        with psycopg.connect(self.database_url) as connection:
+            rows = connection.execute(
+                "SELECT id, status, claimed_by, attempts, registered_version, mlflow_run_id"
+                " FROM training_trainingjob WHERE id = ANY(%s)",
+                [job_ids],
+            ).fetchall()
+        return {row[0]: row[1:] for row in rows}
+
+    def mlflow_get(self, path: str, **params) -> dict:
+        response = requests.get(
+            f"{self.mlflow}/api/2.0/mlflow/{path}", params=params, auth=self.mlflow_auth, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def versions(self, name: str) -> list[tuple[int, str]]:
+        found = self.mlflow_get("model-versions/search", filter=f"name = '{name}'", max_results=200)
+        return sorted((int(v["version"]), v["run_id"]) for v in found.get("model_versions", []))
+
+    def runs_of_job(self, run_id: str, job_id: int) -> list[tuple[str, str]]:
+        experiment = self.mlflow_get("runs/get", run_id=run_id)["run"]["info"]["experiment_id"]
+        response = requests.post(
+            f"{self.mlflow}/api/2.0/mlflow/runs/search",
+            json={"experiment_ids": [experiment], "filter": f"tags.`mds.training_job` = '{job_id}'"},
+            auth=self.mlflow_auth,
+            timeout=30,
+        )
+        response.raise_for_status()
+        return [(run["info"]["run_id"], run["info"]["status"]) for run in response.json().get("runs", [])]
+
+
+def finished(job: dict) -> bool:
+    return job["status"] in ("success", "failed")
+
+
+def host_of(claimed_by: str) -> str:
+    return claimed_by.rpartition(":")[0]
+
+
+def csv_bytes(frame) -> bytes:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def check_spread(stack: Stack, hosts: list[Host], state: dict) -> str:
+    model = state["model"] = f"two_hosts_{int(time.time())}"
+    csv = (ROOT / "sample_data" / "time_series_weather.csv").read_bytes()
+    job_ids = [stack.train(csv, model_name=model, n_estimators=20) for _ in range(TRAININGS)]
+    for job_id in job_ids:
+        stack.job_wait(job_id, finished, timeout=600)
+    rows = stack.job_rows(job_ids)
+    failed = {job_id: row[0] for job_id, row in rows.items() if row[0] != "success"}
+    if failed:
+        raise CheckFailed(f"jobs not successful: {failed}")
+    per_host = Counter(host_of(row[1]) for row in rows.values())
+    processes = sorted({row[1] for row in rows.values()})
+    mine = sorted((row[3], row[4]) for row in rows.values())
+    if stack.versions(model) != mine:
+        raise CheckFailed(f"MLflow's versions of {model} {stack.versions(model)} are not the jobs' {mine}")
+    spread = ", ".join(f"{host.hostname} {per_host[host.hostname]}" for host in hosts)
+    if set(per_host) != {host.hostname for host in hosts} or min(per_host.values()) < MIN_PER_HOST:
+        raise CheckFailed(f"not spread over both hosts (at least {MIN_PER_HOST} each): {dict(per_host)}")
+    return (
+        f"{TRAININGS} jobs of {model}, all success; ran on {spread} (processes {', '.join(processes)}); "
+        f"MLflow has versions 1-{len(mine)}, one per job"
+    )
+
+
+def host_workers(host: Host) -> list[int]:
+    pids = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True, check=True).stdout
+    workers = []
+    for pid in pids.split():
+        try:
+            if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(int(pid))
+        except FileNotFoundError:
+            pass
+    return workers
+
+
+def check_worker_killed(stack: Stack, hosts: list[Host], state: dict) -> str:
+    model = f"{state.get('model', f'two_hosts_{int(time.time())}')}_kill"
+    job_id = stack.train(csv_bytes(make_weather(days=5000, seed=6)), model_name=model, **SLOW_TRAINING)
+    running = stack.job_wait(job_id, lambda job: finished(job) or job["stage"] == "training", timeout=120)
+    if finished(running):
+        raise CheckFailed(f"job {job_id} finished before it could be killed: {running['status']}")
+    victim_process = stack.job_rows([job_id])[job_id][1]
+    (victim,) = [host for host in hosts if host.hostname == host_of(victim_process)]
+    pids = host_workers(victim)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    time.sleep(0.5)
+    if host_workers(victim):
+        raise CheckFailed(f"{victim.hostname}'s worker processes survived SIGKILL: {host_workers(victim)}")
+
+    job = stack.job_wait(job_id, finished, timeout=300)
+    took = time.monotonic() - killed_at
+    status, claimed_by, attempts, version, run_id = stack.job_rows([job_id])[job_id]
+    if status != "success":
+        raise CheckFailed(f"job {job_id} ended {status}: {job.get('error')}")
+    if host_of(claimed_by) == victim.hostname or attempts != 2:
+        raise CheckFailed(f"job {job_id} finished by {claimed_by} on attempt {attempts}, expected the other host, 2")
+    versions, runs = stack.versions(model), stack.runs_of_job(run_id, job_id)
+    if versions != [(1, run_id)] or runs != [(run_id, "FINISHED")]:
+        raise CheckFailed(f"expected one version and one run of job {job_id}; MLflow has {versions}, runs {runs}")
+    return (
+        f"job {job_id} ({model}) was training in {victim_process}; SIGKILL to {victim.hostname}'s worker "
+        f"processes {pids}; {claimed_by} finished it on attempt 2, {took:.0f} s after the kill; MLflow has one "
+        f"version (1, run {run_id[:8]}) and one run for the job"
+    )
+
+
+def served_version(session: requests.Session, host: Host, model: str, rows: bytes, **params) -> int:
+    response = session.post(
+        f"{host.inference_url}/predict",
+        params={"model_name": model, **params},
+        files={"file": ("rows.csv", rows)},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        raise CheckFailed(f"{host.hostname}'s /predict answered {response.status_code}: {response.text[:300]}")
+    return int(response.headers["X-Model-Version"])
+
+
+def check_alias_move(stack: Stack, hosts: list[Host], state: dict, alias_ttl: float) -> str:
+    model = state.get("model")
+    if model is None:
+        raise CheckFailed("no model: (a) did not train one")
+    rows = b"\n".join((ROOT / "sample_data" / "time_series_weather.csv").read_bytes().splitlines()[:4])
+    current = {served_version(stack.http, host, model, rows, alias="champion") for host in hosts}
+    if len(current) != 1:
+        raise CheckFailed(f"the replicas serve different champions before the move: {current}")
+    (before,) = current
+    numbers = [number for number, _ in stack.versions(model)]
+    target = max(numbers) if before != max(numbers) else min(numbers)
+    for host in hosts:
+        # Loaded beforehand, so that what is timed is the alias, not a model download.
+        served_version(stack.http, host, model, rows, version=target)
+
+    # Followers ask from the moment the move is sent: MLflow holds it before the answer, which also waits for the
+    # mirror and the audit. Each replica is timed against the answer: the latest the move can have reached MLflow.
+    seen: dict[str, float] = {}
+    errors: list[str] = []
+    moving = threading.Event()
+
+    def follow(host: Host) -> None:
+        session = requests.Session()
+        session.headers.update(stack.http.headers)
+        moving.wait()
+        deadline = time.monotonic() + 120 + 3 * alias_ttl
+        while time.monotonic() < deadline:
+            try:
+                if served_version(session, host, model, rows, alias="champion") == target:
+                    seen[host.hostname] = time.monotonic()
+                    return
+            except (CheckFailed, requests.RequestException) as exc:
+                errors.append(str(exc))
+                return
+            time.sleep(POLL)
+
+    followers = [threading.Thread(target=follow, args=(host,)) for host in hosts]
+    for thread in followers:
+        thread.start()
+    sent = time.monotonic()
+    moving.set()
+    response = stack.http.post(
+        f"{stack.web}/models/{model}/aliases/champion", json={"version": target, "force": True}, timeout=120
+    )
+    answered = time.monotonic()
+    for thread in followers:
+        thread.join()
+    if response.status_code != 200 or response.json().get("previous_version") != before:
+        raise CheckFailed(f"the alias move answered {response.status_code}: {response.text[:300]}")
+    if errors:
+        raise CheckFailed("; ".join(errors))
+    timings = ", ".join(
+        f"{host.hostname} {seen[host.hostname] - answered:+.1f} s" for host in hosts if host.hostname in seen
+    )
+    bound = alias_ttl + ALIAS_GRACE
+    summary = (
+        f"champion of {model} moved {before} -> {target}; the POST took {answered - sent:.1f} s; served, from its "
+        f"answer, by {timings or 'no replica'}"
+    )
+    if len(seen) != len(hosts) or max(seen.values()) - answered > bound:
+        raise CheckFailed(f"{summary}; bound {bound:.1f} s")
+    return f"{summary} (MDS_ALIAS_TTL {alias_ttl:g} s; bound TTL + {ALIAS_GRACE:g} s)"
+
+
+def run(hosts: list[Host], alias_ttl: float) -> int:
+    stack = Stack()
+    state: dict = {}
+    checks = [
+        (f"(a) {TRAININGS} trainings spread over both hosts' workers", lambda: check_spread(stack, hosts, state)),
+        (
+            "(b) a host's worker killed mid-job: done once, by the other host",
+            lambda: check_worker_killed(stack, hosts, state),
+        ),
+        (
+            "(c) an alias move reaches both replicas within MDS_ALIAS_TTL",
+            lambda: check_alias_move(stack, hosts, state, alias_ttl),
+        ),
+    ]
+    failures = 0
+    for title, check in checks:
+        started = time.monotonic()
+        try:
+            detail, passed = check(), True
+        except CheckFailed as exc:
+            detail, passed = str(exc), False
+        except Exception as exc:  # a broken check is a failed check, reported like the others
+            detail, passed = f"{type(exc).__name__}: {exc}", False
+        failures += not passed
+        print(f"[{'PASS' if passed else 'FAIL'}] {title} ({time.monotonic() - started:.0f} s)", flush=True)
+        print(f"       {detail}", flush=True)
+    return 1 if failures else 0
+
+
+def pg_latency(url: str) -> str:
+    """Median time to open a connection and to run ``SELECT 1`` on an open one."""
+    connects, queries = [], []
+    for _ in range(10):
+        started = time.perf_counter()
+        psycopg.connect(url).close()
+        connects.append(time.perf_counter() - started)
+    with psycopg.connect(url) as connection:
+        for _ in range(200):
+            started = time.perf_counter()
+            connection.execute("SELECT 1").fetchone()
+            queries.append(time.perf_counter() - started)
+    return (
+        f"connect p50 {statistics.median(connects) * 1000:.1f} ms, SELECT 1 p50 "
+        f"{statistics.median(queries) * 1000:.2f} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    checks = commands.add_parser("run")
+    checks.add_argument("--host", action="append", required=True, help="HOSTNAME,NETNS,INFERENCE_URL")
+    checks.add_argument("--alias-ttl", type=float, default=30.0)
+    latency = commands.add_parser("pg-latency")
+    latency.add_argument("database_url")
+    args = parser.parse_args()
+    if args.command == "pg-latency":
+        print(pg_latency(args.database_url))
+        return 0
+    return run([Host(*spec.split(",", 2)) for spec in args.host], args.alias_ttl)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
