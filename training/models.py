@@ -66,6 +66,8 @@ class TrainingJob(BaseModel):
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # What the error names besides its message (the column and row of a bad cell), as a 400 body's `extra`.
+    error_extra = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -90,4 +90,4 @@ class TrainingJobSerializer(serializers.Serializer):
     def get_error(self, job: TrainingJob) -> dict | None:
         if job.status != TrainingJob.Status.FAILED:
             return None
-        return {"code": job.error_code, "message": job.error_message}
+        return {"code": job.error_code, "message": job.error_message, "extra": job.error_extra}

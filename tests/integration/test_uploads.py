@@ -34,7 +34,9 @@ def test_a_bad_row_past_the_checked_rows_fails_the_job_on_the_worker_and_keeps_t
     # then: failed, naming the column and the row, no version registered
     assert accepted["status"] == "queued"
     assert job["status"] == "failed" and job["registered_version"] is None
-    assert job["error"] == {"code": "bad_cell", "message": f"Column 'b', row {BAD_ROW}: 'unknown' is not a number."}
+    error = job["error"]
+    assert (error["code"], error["message"]) == ("bad_cell", f"Column 'b', row {BAD_ROW}: 'unknown' is not a number.")
+    assert (error["extra"]["column"], error["extra"]["row"]) == ("b", BAD_ROW)
     # ...and the upload stays in the datasets bucket, byte for byte, with its counts
     assert job["dataset"]["sha256"] == sha256(csv) and job["dataset"]["n_rows"] == ROWS
     keys = [

@@ -76,7 +76,11 @@ def test_a_failure_while_logging_fails_the_job_and_the_run(train, monkeypatch, m
     job = train()
 
     # then
-    assert job["status"] == "failed" and job["error"] == {"code": "internal_error", "message": "OSError: disk full"}
+    assert job["status"] == "failed" and job["error"] == {
+        "code": "internal_error",
+        "message": "OSError: disk full",
+        "extra": {},
+    }
     assert job["registered_version"] is None and job["trained_models"] == []
     [run] = runs_of(TrainingJob.objects.get(pk=job["id"]))
     assert run.info.status == "FAILED"

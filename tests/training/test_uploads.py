@@ -116,7 +116,11 @@ def test_a_bad_cell_past_the_checked_rows_fails_the_job_naming_it_and_keeps_the_
 
     # then
     assert job["status"] == "failed"
-    assert job["error"] == {"code": "bad_cell", "message": "Column 'wind_speed_ms', row 450: 'calm' is not a number."}
+    assert job["error"] == {
+        "code": "bad_cell",
+        "message": "Column 'wind_speed_ms', row 450: 'calm' is not a number.",
+        "extra": {"column": "wind_speed_ms", "row": 450, "bad_rows": 1},
+    }
     dataset = Dataset.objects.get(pk=job["dataset"]["id"])
     assert dataset.n_rows == 500 and dataset.size_bytes == len(content)
     with dataset.file.open("rb") as handle:

@@ -72,7 +72,7 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
                     raise
                 raise unavailable from exc
             if isinstance(exc, ApplicationError):
-                return _training_job_fail_recorded(job, lease, exc.code, exc.message)
+                return _training_job_fail_recorded(job, lease, exc.code, exc.message, exc.extra)
             logger.exception("Training job %s failed", job.pk)
             _training_job_fail_recorded(job, lease, "internal_error", f"{type(exc).__name__}: {exc}")
             raise
@@ -255,16 +255,22 @@ def _registry_mirror_sync_later(model_name: str) -> None:
         logger.warning("Could not queue the registry mirror's sync of %s: %s", model_name, exc)
 
 
-def _training_job_fail_recorded(job: TrainingJob, lease: Lease, code: str, message: str) -> TrainingJob:
+def _training_job_fail_recorded(
+    job: TrainingJob, lease: Lease, code: str, message: str, extra: dict | None = None
+) -> TrainingJob:
     try:
-        return database_retry(lambda: training_job_fail(job_id=job.pk, code=code, message=message, claim=lease.claim))
+        return database_retry(
+            lambda: training_job_fail(job_id=job.pk, code=code, message=message, extra=extra, claim=lease.claim)
+        )
     except (OperationalError, InterfaceError) as exc:
         # Not recorded is not lost: the retry runs the job again and records its failure then.
         raise DatabaseUnavailable(f"Could not record training job {job.pk}'s failure: {exc}") from exc
 
 
 @transaction.atomic
-def training_job_fail(*, job_id: int, code: str, message: str, claim: uuid.UUID | None = None) -> TrainingJob:
+def training_job_fail(
+    *, job_id: int, code: str, message: str, extra: dict | None = None, claim: uuid.UUID | None = None
+) -> TrainingJob:
     """Mark a job FAILED with its error. A job that already finished keeps its outcome, and so does one that
     another live execution (holding a claim other than ``claim``) is running."""
     job = TrainingJob.objects.select_for_update().get(pk=job_id)
@@ -276,6 +282,7 @@ def training_job_fail(*, job_id: int, code: str, message: str, claim: uuid.UUID 
     job.status = TrainingJob.Status.FAILED
     job.error_code = code or "internal_error"
     job.error_message = message or "The training failed without a message."
+    job.error_extra = extra or {}
     job.finished_at = timezone.now()
     job.full_clean()
     job.save()
