@@ -1,6 +1,7 @@
 """Upload to prediction across the real stack: web, S3, Redis, the worker, the MLflow server and inference."""
 
 import re
+import time
 
 import pytest
 import requests
@@ -13,6 +14,14 @@ from .support import job_wait, sha256, train, worker_log
 pytestmark = pytest.mark.integration
 
 SUCCEEDED_TASK = re.compile(r"training_job_execute_task\[[0-9a-f-]+\] succeeded")
+
+
+def succeeded_tasks(stack, *, at_least: int, timeout: float = 30) -> int:
+    """Training tasks the worker logged as succeeded: the task logs it after the job row says so, a moment later."""
+    deadline = time.monotonic() + timeout
+    while (count := len(SUCCEEDED_TASK.findall(worker_log(stack)))) < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return count
 
 
 def test_upload_trains_on_the_worker_registers_in_mlflow_and_serves_both_formats(
@@ -40,7 +49,7 @@ def test_upload_trains_on_the_worker_registers_in_mlflow_and_serves_both_formats
     # then: the job ran on the worker process, once
     assert job["status"] == "success", job
     assert job["attempts"] == 1
-    assert len(SUCCEEDED_TASK.findall(worker_log(stack))) == trainings_before + 1
+    assert succeeded_tasks(stack, at_least=trainings_before + 1) == trainings_before + 1
 
     # then: the MLflow server has the run, its metrics and params, and one new version with both flavors
     run = mlflow_client.get_run(job["mlflow_run_id"])
