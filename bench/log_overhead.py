@@ -12,17 +12,12 @@ log from one round to the next, while in-process blocks of a few hundred calls r
 """
 
 import argparse
-import io
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
-from wsgiref.util import setup_testing_defaults
 
-ROOT = Path(__file__).resolve().parent.parent
+from in_process import embedded_store, predict_caller, prediction_log_flush, version_train
+
 TARGET_MS = 0.2
 
 
@@ -32,73 +27,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20, help="alternating blocks per mode")
     parser.add_argument("--calls", type=int, default=300, help="calls per block")
     args = parser.parse_args()
-
-    data_dir = Path(tempfile.mkdtemp(prefix="mds-log-overhead-"))
-    os.environ.update(
-        MDS_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="mds_project.settings.local", DJANGO_DEBUG="false"
-    )
-    sys.path.insert(0, str(ROOT))
-    try:
+    with embedded_store("mds-log-overhead-"):
         return run(args)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(args) -> int:
-    import django
-
-    django.setup()
     from django.conf import settings
-    from django.core.management import call_command
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
 
-    from mds_project import inference_wsgi
-    from sample_data.make_weather import make_weather
-    from training import ml, services
-
-    call_command("migrate", verbosity=0)
-    frame = make_weather(days=args.days, seed=11)
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    job = services.training_job_start(
-        file=io.BytesIO(buffer.getvalue().encode()),
-        file_name="weather.csv",
-        user=None,
-        model_name="rf_log_overhead",
-        target="target",
-        timestamp="timestamp",
-        params=ml.TrainingParams(n_estimators=100),
-    )
-    job = services.training_job_wait(job_id=job.pk, timeout=900)
-    assert job.registered_version, job.error_message
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    # Superusers hold every role's permissions.
-    user = get_user_model().objects.create(username="bench", is_superuser=True)
-    token = Token.objects.create(user=user).key
-    body = frame.iloc[:1, 1:-1].to_csv(index=False).encode()
-    # As a server does, but without closing the connection around every call (not what is measured here).
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-
-    def call() -> None:
-        environ = {
-            "PATH_INFO": "/predict",
-            "QUERY_STRING": f"model_name=rf_log_overhead&version={job.registered_version}",
-            "REQUEST_METHOD": "POST",
-            "HTTP_HOST": "127.0.0.1",
-            "CONTENT_TYPE": "text/csv",
-            "CONTENT_LENGTH": str(len(body)),
-            "HTTP_AUTHORIZATION": f"Token {token}",
-            "wsgi.input": io.BytesIO(body),
-        }
-        setup_testing_defaults(environ)
-        status = {}
-        b"".join(inference_wsgi.application(environ, lambda s, h, e=None: status.setdefault("s", s)))
-        assert status["s"].startswith("200"), status
-
+    trained = version_train(model_name="rf_log_overhead", days=args.days)
+    call = predict_caller(trained, trained.frame.iloc[:1, 1:-1].to_csv(index=False).encode())
     for _ in range(300):
         call()
     blocks = {True: [], False: []}
@@ -117,11 +54,9 @@ def run(args) -> int:
     print(f"  log on  {on:.3f} ms   per block: " + " ".join(f"{v:.3f}" for v in blocks[True]))
     print(f"  log off {off:.3f} ms   per block: " + " ".join(f"{v:.3f}" for v in blocks[False]))
     print(f"  overhead {on - off:+.3f} ms (difference of medians), {paired:+.3f} ms (median of paired differences)")
-    # Before the data directory goes: what is still queued is written now, as at a server's exit.
     from inference.models import PredictionLog
-    from inference.prediction_log import prediction_log_writer
 
-    prediction_log_writer().stop()
+    prediction_log_flush()
     logged_on = 300 + args.rounds * args.calls
     print(f"  logged {PredictionLog.objects.count()} of the {logged_on} answers given with the log on")
     ok = max(on - off, paired) <= TARGET_MS
