@@ -11,10 +11,10 @@ from core.http import request_params
 from core.permissions import requires
 from core.throttles import SettingRateThrottle
 
-from . import ml, sizing
+from . import ml
 from .selectors import training_job_get, training_job_list
 from .serializers import TrainingJobSerializer, TrainingRequestSerializer
-from .services import training_job_cancel, training_job_start, training_job_wait, training_size_budget
+from .services import training_job_cancel, training_job_start, training_job_wait
 from .uploads import dataset_upload_handlers
 
 
@@ -74,10 +74,6 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             test_size=options["test_size"],
             calibration_size=options["calibration_size"],
         )
-        # Up front, before anything is stored: the bound that holds whatever the rows (the worker checks again
-        # with the data's own size).
-        budget = training_size_budget()
-        sizing.size_check(sizing.bounded_params(training_params, budget=budget), budget=budget)
         upload = options["file"]
         job = training_job_start(
             file=upload,

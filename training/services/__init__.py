@@ -1,13 +1,15 @@
 """Starting, dispatching, running and finishing training jobs.
 
-``datasets`` accepts a request (the file and its job, stored together); ``dispatch`` gets jobs to a worker, now
-and again later if the broker could not take them; ``execution`` runs one under a lease (``leases``) that keeps
-two executions from running the same job; ``jobs`` reads and cancels them for clients.
+``bounds`` sizes a forest from the settings' budget; ``datasets`` accepts a request (the file and its job, stored
+together); ``dispatch`` gets jobs to a worker, now and again later if the broker could not take them;
+``execution`` runs one under a lease (``leases``) that keeps two executions from running the same job; ``jobs``
+reads and cancels them for clients.
 """
 
+from .bounds import training_params_bound, training_size_budget
 from .datasets import dataset_create, dataset_inspect, training_job_create, training_job_start
 from .dispatch import training_job_dispatch, training_job_undispatched, training_jobs_dispatch
-from .execution import training_job_execute, training_job_fail, training_size_budget
+from .execution import training_job_execute, training_job_fail
 from .jobs import trained_models, training_job_cancel, training_job_wait
 from .leases import Lease, database_retry, lease_dead_reason, this_process
 
@@ -28,5 +30,6 @@ __all__ = [
     "training_job_undispatched",
     "training_job_wait",
     "training_jobs_dispatch",
+    "training_params_bound",
     "training_size_budget",
 ]

@@ -15,6 +15,7 @@ from core.tabular import TableError, file_header, read_csv
 from .. import ml
 from ..models import Dataset, TrainingJob
 from ..uploads import StagedUpload, upload_stage
+from .bounds import training_params_bound
 from .dispatch import training_job_dispatch
 from .leases import database_retry
 
@@ -102,10 +103,13 @@ def training_job_start(
     A job stored is a job accepted: if the broker cannot take its message, the dispatcher sends it later.
 
     Raises:
+        ModelTooLarge: the forest ``params`` ask for would pass a size ceiling whatever the rows; nothing is read.
         TooLarge: the file is over ``MDS_TRAIN_MAX_UPLOAD_BYTES``; nothing is stored.
         TableError: the file cannot train a model; nothing is stored.
         StorageUnavailable, DatabaseUnavailable: the file or its rows could not be stored; nothing is kept.
     """
+    # Before the file: the bound that holds whatever the rows (the worker checks again with the data's own size).
+    training_params_bound(params=params)
     staged = upload_stage(file, max_bytes=settings.MDS_TRAIN_MAX_UPLOAD_BYTES)
     try:
         columns = dataset_inspect(

@@ -13,9 +13,10 @@ from registry_mirror import gateway
 from registry_mirror.services import trained_version_register
 from registry_mirror.tasks import registry_mirror_sync_task
 
-from .. import ml, sizing
+from .. import ml
 from ..models import TrainingJob
 from ..reading import training_data_read
+from .bounds import training_params_bound
 from .leases import Lease, database_retry, lease_dead_reason, this_process
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
         run = _TrainingRun(job)
         try:
             data = _training_job_load(job)
-            params, estimate = _params_bounded(job, data)
+            params, estimate = training_params_bound(
+                params=ml.TrainingParams(**job.params), n_samples=len(data.y), n_features=len(data.feature_names)
+            )
             used = params.as_dict() | {"estimate": estimate.as_dict()}
             lease.stage(TrainingJob.Stage.TRAINING, progress=_LOADED, params_used=used)
             run.start(params)
@@ -95,25 +98,6 @@ def _training_job_load(job: TrainingJob) -> ml.PreparedData:
 
 # Progress at the end of loading and checking the dataset, and once trained and converted; registering is the rest.
 _LOADED, _TRAINED = 0.1, 0.9
-
-
-def _params_bounded(job: TrainingJob, data: ml.PreparedData) -> tuple[ml.TrainingParams, sizing.SizeEstimate]:
-    """The request's params with the size bounds it left open taken from the budget, and their size estimate,
-    checked against the ceilings (``ModelTooLarge`` fails the job)."""
-    budget = training_size_budget()
-    n_train = ml.chronological_split(len(data.y), ml.TrainingParams(**job.params).test_size)
-    params = sizing.bounded_params(ml.TrainingParams(**job.params), budget=budget, n_samples=n_train)
-    estimate = sizing.size_check(params, budget=budget, n_samples=len(data.y), n_features=len(data.feature_names))
-    return params, estimate
-
-
-def training_size_budget() -> sizing.SizeBudget:
-    """The size budget of forests whose request leaves their size open, from settings."""
-    return sizing.SizeBudget(
-        max_nodes=settings.MDS_MAX_MODEL_NODES,
-        max_samples=settings.MDS_TRAIN_MAX_SAMPLES,
-        memory_bytes=settings.MDS_TRAIN_MEMORY_BUDGET,
-    )
 
 
 class _TrainingRun:
