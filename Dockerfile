@@ -1,5 +1,16 @@
 # One image for web, inference, worker, beat and the MLflow server (mlflow, psycopg and boto3 are all in
 # requirements.txt). Configuration and secrets come from the environment at run time: see .env.example.
+# The compiled forest walk (inference/compiled_forest.py), built by the Makefile's rule in a stage of its own so
+# that the image carries no compiler.
+FROM python:3.11-slim-bookworm AS forest-walk
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev make \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+COPY Makefile ./
+COPY inference/forest_walk.c inference/
+RUN make inference/_forest_walk.so
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,6 +32,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
+COPY --from=forest-walk /build/inference/_forest_walk.so inference/
 # Static files are collected at build time. Production settings require these variables to import; collectstatic
 # connects to nothing, and the real values come from the environment at run time.
 RUN DJANGO_SECRET_KEY=build-time-collectstatic-only DATABASE_URL=sqlite:// CELERY_BROKER_URL=memory:// \

@@ -13,7 +13,13 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(BIN)/.installed
+# The compiled forest walk (inference/compiled_forest.py). Without a C compiler the product still serves, with
+# scikit-learn's slower walk.
+FOREST_WALK := inference/_forest_walk.so
+$(FOREST_WALK): inference/forest_walk.c
+	$(CC) -O3 -shared -fPIC -o $@ $< || echo "No C compiler: scikit-learn's own (slower) forest walk will serve."
+
+install: $(BIN)/.installed $(FOREST_WALK)
 
 # The real stack's extra tools (an S3 server) stay out of the runtime image.
 $(BIN)/.stack-installed: $(BIN)/.installed requirements-stack.txt
@@ -24,7 +30,7 @@ run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run.sh
 
 # The production topology as local processes on 127.0.0.1 (scripts/stack.sh); `make stack-down` stops it.
-stack: $(BIN)/.stack-installed
+stack: install $(BIN)/.stack-installed
 	VENV=$(abspath $(VENV)) bash scripts/stack.sh start
 
 stack-down:

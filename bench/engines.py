@@ -7,6 +7,8 @@ Trains forests like the product's (100 trees on 8 features of ``sample_data/make
 - ``onnx/split``: the batch split across the CPU budget's threads, one single-threaded call each;
 - ``onnx/intra``: one call with intra-op threads = the CPU budget (spinning off);
 - ``sklearn/split``: the forest's trees split across the CPU budget's threads (``inference.forest.sum_of_trees``);
+- ``compiled/1t``, ``compiled/split``: the compiled walk (``inference.compiled_forest``), in one call, or with
+  the rows split across the CPU budget's threads (what the sklearn engine runs when the walk is built);
 - ``treelite`` (GTIL), when the package is installed.
 
 For each batch size (1, 100, 10 000, 100 000 rows) and each number of concurrent requests (1, 2, 8 threads each
@@ -82,9 +84,12 @@ def _engines(ort, onnx_bytes: bytes, model, budget: int, sum_of_trees) -> dict:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
 
+    from inference.compiled_forest import compile_forest
+
     single, intra = session(1, True), session(budget, False)
     executor = ThreadPoolExecutor(max_workers=budget)
     trees = [estimator.tree_ for estimator in model.estimators_]
+    compiled = compile_forest(trees, model.n_features_in_)
 
     def onnx_split(X):
         if len(X) < 512 or budget == 1:
@@ -106,6 +111,15 @@ def _engines(ort, onnx_bytes: bytes, model, budget: int, sum_of_trees) -> dict:
         "sklearn/1t": lambda X: sum_of_trees(trees, X) / len(trees),
         "sklearn/split": sklearn_split,
     }
+    if compiled is not None:
+
+        def compiled_split(X):
+            if len(X) < 512 or budget == 1:
+                return compiled.sum_of_trees(X) / len(trees)
+            return np.concatenate(list(executor.map(compiled.sum_of_trees, np.array_split(X, budget)))) / len(trees)
+
+        engines["compiled/1t"] = lambda X: compiled.sum_of_trees(X) / len(trees)
+        engines["compiled/split"] = compiled_split
     try:
         import treelite
 

@@ -9,6 +9,7 @@ from core.errors import ApplicationError, TooLarge
 from core.intervals import Calibration
 from core.tabular import TableError
 
+from .compiled_forest import walk_library
 from .model_cache import LoadedVersion, model_cache, thread_share
 from .parsing import Table, features, parse_csv, parse_json
 
@@ -149,10 +150,11 @@ def _calibration(loaded: LoadedVersion, level: float) -> Calibration:
 def _engine(loaded: LoadedVersion, model_format: str, n_rows: int, *, needs_trees: bool = False) -> str:
     """The engine for this request: the one asked for, else (``auto``) the faster one that may serve.
 
-    ONNX answers small batches (sklearn pays ~15 ms per call), sklearn large ones from
-    ``MDS_AUTO_SKLEARN_MIN_ROWS`` rows (see its setting for the measurement) once its model is loaded; until
-    then ONNX serves while the pickle loads in the background. A version whose ONNX parity is out of tolerance
-    waits for sklearn; a pickle this service did not record, or that does not match its record, never serves.
+    Where the compiled forest walk is built (``inference.compiled_forest``), sklearn is the faster engine at every
+    batch size once its model is loaded; elsewhere only from ``MDS_AUTO_SKLEARN_MIN_ROWS`` rows (sklearn's own
+    walk pays ~15 ms per call). Until the pickle is loaded, ONNX serves while it loads in the background. A
+    version whose ONNX parity is out of tolerance waits for sklearn; a pickle this service did not record, or
+    that does not match its record, never serves.
     """
     if model_format != "auto":
         return model_format
@@ -160,8 +162,10 @@ def _engine(loaded: LoadedVersion, model_format: str, n_rows: int, *, needs_tree
         return "sklearn"
     if not loaded.parity_within(settings.MDS_AUTO_MAX_REL_DIFF):
         return "sklearn" if loaded.sklearn_usable() else "onnx"
-    if n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS and loaded.sklearn_ready():
-        return "sklearn"
+    large = n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS
+    if (large or walk_library() is not None) and loaded.sklearn_ready():
+        if large or loaded.compiled_forest is not None:
+            return "sklearn"
     return "onnx"
 
 
@@ -174,7 +178,14 @@ def model_cache_status() -> dict:
             {
                 "name": entry.name,
                 "version": entry.version,
-                "formats": ["onnx", "sklearn"] if entry.sklearn_loaded else ["onnx"],
+                "formats": [
+                    engine
+                    for engine, in_memory in (
+                        ("onnx", entry.onnx_session is not None),
+                        ("sklearn", entry.sklearn_loaded),
+                    )
+                    if in_memory
+                ],
                 "bytes": entry.nbytes,
             }
             for entry in cache.loaded()

@@ -12,7 +12,7 @@ from core.errors import ApplicationError, UntrustedArtifact
 from core.intervals import Calibration
 from registry_mirror import gateway, selectors
 
-from .versions import LoadedVersion, release_freed_memory, workdir_root
+from .versions import LoadedVersion, open_onnx_session, release_freed_memory, workdir_root
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +24,6 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
     service trained must match its record (else ``UntrustedArtifact``); a version it did not train is served as
     ONNX only.
     """
-    import onnxruntime as ort
-
     started = time.monotonic()
     trained = selectors.trained_version_get(name=name, version=version)
     workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=workdir_root()))
@@ -41,12 +39,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
         )
         fetched_at = time.monotonic()
         onnx_path = Path(fetched["paths"][contract.ONNX_FILE])
-        options = ort.SessionOptions()
-        # One thread per call: small requests are the common case, and large ones are split across threads
-        # by `predict_onnx` instead of paying onnxruntime's thread-pool hand-off on every request.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = open_onnx_session(onnx_path)
         if not fetched["feature_names"] or len(session.get_inputs()) != 1:
             raise ApplicationError(
                 f"Version {version} of {name!r} has no input signature or not one ONNX input; it cannot be served.",
@@ -70,6 +63,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             onnx_input=session.get_inputs()[0].name,
             parity=fetched["metrics"],
             onnx_session=session,
+            onnx_path=onnx_path,
             workdir=workdir,
             sklearn_sha256=trained.sklearn_sha256 if trained else "",
             nbytes=onnx_path.stat().st_size + (Path(intervals_path).stat().st_size if intervals_path else 0),

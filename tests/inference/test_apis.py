@@ -183,7 +183,9 @@ def test_more_rows_or_bytes_than_the_limits_are_413(api_client, model_name, vers
     assert too_many_bytes.json()["code"] == "too_large"
 
 
-def test_auto_picks_onnx_for_small_batches_and_sklearn_for_large_ones(api_client, model_name, version, settings):
+def test_without_the_compiled_walk_auto_picks_onnx_for_small_batches_and_sklearn_for_large_ones(
+    api_client, model_name, version, settings, no_compiled_walk
+):
     # given: sklearn loaded (until then ONNX answers while it loads: tests/inference/test_engine_choice.py)
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
     frame = weather_frame(50)

@@ -1,11 +1,13 @@
 """Which engine answers /predict: the faster one by default, the asked one with ``format``, no untrusted pickle."""
 
+import copy
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from inference import compiled_forest
 from inference.model_cache import model_cache
 from registry_mirror.models import TrainedVersion
 from tests.factories import csv_bytes, weather_frame
@@ -37,7 +39,54 @@ def wait_for_sklearn(model_name: str, version: int) -> None:
         time.sleep(0.05)
 
 
-def test_without_format_small_batches_get_onnx_and_the_answer_says_so(api_client, model_name, version, settings):
+@pytest.mark.skipif(compiled_forest.walk_library() is None, reason="the compiled walk is not built (make install)")
+def test_without_format_every_batch_gets_the_compiled_walk_once_the_forest_is_loaded(api_client, model_name, version):
+    # when: the first request is answered by ONNX while the forest loads in the background
+    first = post(api_client, model_name, 1)
+    wait_for_sklearn(model_name, version)
+    one, many = post(api_client, model_name, 1), post(api_client, model_name, 700)
+
+    # then: sklearn's predictions (its trees summed in order, as with n_jobs=None) to the bit, for one row and
+    # for a batch split across threads
+    loaded = model_cache().get(model_name, version)
+    assert loaded.compiled_forest is not None
+    assert engine(first) == "onnx"
+    assert engine(one) == engine(many) == "sklearn"
+    for response, rows in ((one, 1), (many, 700)):
+        X = weather_frame(rows)[loaded.feature_names].to_numpy(dtype=np.float32)
+        in_order = copy.copy(loaded.sklearn_model()).set_params(n_jobs=None).predict(X)
+        assert response.json()["predictions"] == in_order.tolist()
+    np.testing.assert_allclose(first.json()["predictions"], one.json()["predictions"], rtol=1e-4)
+
+
+@pytest.mark.skipif(compiled_forest.walk_library() is None, reason="the compiled walk is not built (make install)")
+def test_the_onnx_session_closes_once_the_walk_serves_and_opens_again_when_asked_for(api_client, model_name, version):
+    # given: the forest loaded and packed
+    loaded = model_cache().get(model_name, version)
+    loaded.sklearn_model()
+
+    # when
+    closed = formats_in_memory(api_client, model_name, version)
+    asked = post(api_client, model_name, 3, format="onnx")
+
+    # then
+    assert closed == ["sklearn"]
+    assert engine(asked) == "onnx"
+    assert formats_in_memory(api_client, model_name, version) == ["onnx", "sklearn"]
+
+
+def formats_in_memory(api_client, model_name, version) -> list[str]:
+    (entry,) = [
+        entry
+        for entry in api_client.get("/health/ready").json()["loaded"]
+        if (entry["name"], entry["version"]) == (model_name, version)
+    ]
+    return entry["formats"]
+
+
+def test_without_format_and_without_the_compiled_walk_small_batches_get_onnx(
+    api_client, model_name, version, settings, no_compiled_walk
+):
     # given
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
 
@@ -45,9 +94,10 @@ def test_without_format_small_batches_get_onnx_and_the_answer_says_so(api_client
     response = post(api_client, model_name, 49)
     as_csv = post(api_client, model_name, 49, accept="text/csv")
 
-    # then
+    # then: and the pickle was not loaded for them
     assert engine(response) == "onnx"
     assert as_csv.status_code == 200 and as_csv["X-Model-Format"] == "onnx"
+    assert not model_cache().get(model_name, version).sklearn_loaded
 
 
 def test_without_format_a_large_batch_gets_sklearn_once_its_model_is_loaded(api_client, model_name, version, settings):
