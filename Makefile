@@ -13,11 +13,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The compiled forest walk (inference/compiled_forest.py). Without a C compiler the product still serves, with
-# scikit-learn's slower walk.
+# The compiled forest walk (inference/compiled_forest.py), without fused multiply-adds, which would round otherwise
+# than numpy does. Without a C compiler the product still serves, with scikit-learn's slower walk.
 FOREST_WALK := inference/_forest_walk.so
 $(FOREST_WALK): inference/forest_walk.c
-	$(CC) -O3 -shared -fPIC -o $@ $< || echo "No C compiler: scikit-learn's own (slower) forest walk will serve."
+	$(CC) -O3 -ffp-contract=off -shared -fPIC -o $@ $< || echo "No C compiler: scikit-learn's own (slower) forest walk will serve."
 
 install: $(BIN)/.installed $(FOREST_WALK)
 

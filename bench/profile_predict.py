@@ -33,6 +33,8 @@ def main() -> int:
 
 
 def run(args) -> int:
+    from inference.compiled_forest import walk_library
+
     trained = version_train(model_name="rf_profile", days=args.days, max_depth=args.max_depth)
     features = trained.frame.iloc[:, 1:-1]
     for rows in [int(rows) for rows in args.rows.split(",")]:
@@ -42,8 +44,9 @@ def run(args) -> int:
         def call(predict=predict) -> str:
             return predict()["X-Model-Format"]
 
+        settled = "sklearn" if rows >= 2000 or walk_library() is not None else "onnx"
         deadline = time.monotonic() + 60
-        while call() != ("sklearn" if rows >= 2000 else "onnx") and time.monotonic() < deadline:
+        while call() != settled and time.monotonic() < deadline:
             time.sleep(0.2)  # the default engine answers ONNX until sklearn has loaded
         for _ in range(min(calls, 200)):
             call()

@@ -35,16 +35,22 @@ def walk_library() -> ctypes.CDLL | None:
             library.forest_walk.argtypes = [pointer, pointer, pointer, ctypes.c_int64]
             library.forest_walk.argtypes += [pointer, ctypes.c_int64, ctypes.c_int64, pointer]
             library.forest_walk.restype = None
+            library.forest_walk_moments.argtypes = [*library.forest_walk.argtypes, pointer, pointer, pointer]
+            library.forest_walk_moments.restype = None
             _library = library
     return _library
 
 
-@dataclass(frozen=True)
+@dataclass
 class CompiledForest:
     nodes: np.ndarray  # NODE, every tree's nodes, a tree after another
     values: np.ndarray  # float64 per node: a leaf's value
     roots: np.ndarray  # int64 per tree: its root's index in ``nodes``
     n_features: int
+
+    def __post_init__(self):
+        # The forest's arguments, once: reading an array's address costs ~2 µs, a tenth of a 1-row walk.
+        self._forest = (self.nodes.ctypes.data, self.values.ctypes.data, self.roots.ctypes.data, len(self.roots))
 
     @property
     def n_trees(self) -> int:
@@ -56,21 +62,33 @@ class CompiledForest:
 
     def sum_of_trees(self, X: np.ndarray) -> np.ndarray:
         """Per row of ``X`` (float32, C order, ``n_features`` columns), the sum of the trees' predictions."""
-        library = walk_library()
-        assert library is not None and X.dtype == np.float32 and X.flags.c_contiguous
-        assert X.ndim == 2 and X.shape[1] == self.n_features
+        X = self._checked(X)
         out = np.zeros(len(X), dtype=np.float64)
-        library.forest_walk(
-            self.nodes.ctypes.data,
-            self.values.ctypes.data,
-            self.roots.ctypes.data,
-            len(self.roots),
+        walk_library().forest_walk(*self._forest, X.ctypes.data, len(X), X.shape[1], out.ctypes.data)
+        return out
+
+    def tree_moments(self, X: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """``inference.forest.tree_moments`` of all the trees, to the bit: count, sum, and the sum of squared
+        deviations of the trees' predictions from their mean, per row."""
+        X = self._checked(X)
+        total, reference, shifted, shifted_sq = (np.zeros(len(X), dtype=np.float64) for _ in range(4))
+        walk_library().forest_walk_moments(
+            *self._forest,
             X.ctypes.data,
             len(X),
             X.shape[1],
-            out.ctypes.data,
+            total.ctypes.data,
+            reference.ctypes.data,
+            shifted.ctypes.data,
+            shifted_sq.ctypes.data,
         )
-        return out
+        return self.n_trees, total, shifted_sq - shifted * shifted / max(self.n_trees, 1)
+
+    def _checked(self, X: np.ndarray) -> np.ndarray:
+        # The C side reads the buffer as given: anything else would read out of bounds.
+        if X.dtype != np.float32 or not X.flags.c_contiguous or X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected a C-ordered float32 matrix of {self.n_features} columns")
+        return X
 
 
 def compile_forest(trees: list, n_features: int) -> CompiledForest | None:

@@ -125,8 +125,13 @@ class LoadedVersion:
         """sklearn predictions and the spread of the trees' predictions, in one pass over the trees."""
         trees = self._trees()
         X = np.ascontiguousarray(X, dtype=np.float32)
+        compiled = self._compiled
         if threads <= 1 or len(X) < ONNX_SPLIT_MIN_ROWS:
-            return mean_and_spread([tree_moments(trees, X)])
+            return mean_and_spread([compiled.tree_moments(X) if compiled else tree_moments(trees, X)])
+        if compiled is not None:
+            parts = list(_executor(threads).map(compiled.tree_moments, np.array_split(X, threads)))
+            joined = (compiled.n_trees, *(np.concatenate([part[i] for part in parts]) for i in (1, 2)))
+            return mean_and_spread([joined])
         shares = [trees[i::threads] for i in range(threads)]
         return mean_and_spread(list(_executor(threads).map(tree_moments, shares, [X] * threads)))
 

@@ -301,7 +301,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Inference -----------------------------------------------------------------------------------------------
 # Versions kept loaded per process, bounded by count and by artifact bytes (least recently used goes first).
-# In memory a version takes about 4x its ONNX file plus its pickle once the sklearn format was used.
+# In memory a version takes about 4x its ONNX file while its ONNX session is open, and its pickle plus a third
+# once sklearn has loaded.
 MDS_MODEL_CACHE_SIZE = env.int("MDS_MODEL_CACHE_SIZE", default=8)
 MDS_MODEL_CACHE_BYTES = env.int("MDS_MODEL_CACHE_BYTES", default=1024**3)
 # `latest` and aliases are re-resolved after this many seconds (in the background; the known version serves).
@@ -309,7 +310,8 @@ MDS_ALIAS_TTL = env.float("MDS_ALIAS_TTL", default=30.0)
 # Threads a large batch is split across (ONNX: its rows; sklearn forests: their trees); 0 means the CPU budget
 # (the cores this process's affinity and cgroup quota allow, not the machine's), shared among concurrent requests.
 MDS_ONNX_THREADS = env.int("MDS_ONNX_THREADS", default=0)
-# The default engine (format=auto): sklearn from this many rows on, and always sklearn when training recorded an
+# The default engine (format=auto) where the compiled forest walk is not built (no C compiler; with it, sklearn
+# serves every batch once loaded): sklearn from this many rows on, and always sklearn when training recorded an
 # ONNX relative difference above the tolerance. bench/engines.py on 2 vCPU, 100 trees: ONNX won at 1000 rows
 # (full depth 11.6k vs 7.6k rows/s; max_depth=12 11.7k vs 10.7k), sklearn at 3000 (11.6k vs 5.9k; 24.7k vs 16.5k)
 # and 10 000 (2-2.5x); sklearn's ~15 ms per call loses below.

@@ -5,7 +5,7 @@ import pytest
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
 from inference.compiled_forest import compile_forest, walk_library
-from inference.forest import forest_trees
+from inference.forest import forest_trees, tree_moments
 
 pytestmark = pytest.mark.skipif(walk_library() is None, reason="the compiled walk is not built (make install)")
 
@@ -70,3 +70,28 @@ def test_extreme_values_take_the_outermost_branches_as_in_sklearn():
 
 def test_without_the_built_library_nothing_is_compiled(no_compiled_walk):
     assert compile_forest(forest_trees(fitted(RandomForestRegressor(2))), 8) is None
+
+
+@pytest.mark.parametrize("rows", [1, 33, 1000])
+def test_the_walks_tree_moments_are_those_of_sklearns_trees_to_the_bit(rows):
+    # given: a target far from zero with a small spread, where a naive sum of squares would cancel
+    model = fitted(RandomForestRegressor(15, random_state=0))
+    X = np.random.default_rng(rows).normal(size=(rows, 8)).astype(np.float32)
+    trees = forest_trees(model)
+
+    # when
+    count, total, squares = compile_forest(trees, 8).tree_moments(X)
+
+    # then
+    expected = tree_moments(trees, X)
+    assert count == expected[0] == 15
+    assert np.array_equal(total, expected[1]) and np.array_equal(squares, expected[2])
+    assert squares.min() > 0
+
+
+def test_the_walk_refuses_a_matrix_it_would_misread():
+    compiled = compile_forest(forest_trees(fitted(RandomForestRegressor(2))), 8)
+
+    for X in (np.zeros((3, 8)), np.zeros((3, 7), np.float32), np.zeros((8, 3), np.float32).T):
+        with pytest.raises(ValueError, match="float32 matrix of 8 columns"):
+            compiled.sum_of_trees(X)
