@@ -209,6 +209,8 @@ class LoadedVersion:
         if session is None:
             with self._onnx_lock:
                 if self.onnx_session is None:
+                    if not self.onnx_path.exists():
+                        raise MlflowUnavailable(f"Version {self.version} was evicted while loading; retry.")
                     self.onnx_session = open_onnx_session(self.onnx_path)
                 session = self.onnx_session
         return session

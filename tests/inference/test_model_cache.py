@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core import contract
-from core.errors import NotFound
+from core.errors import MlflowUnavailable, NotFound
+from inference.compiled_forest import walk_library
 from inference.model_cache import ModelCache, model_cache
 from registry_mirror import gateway
 from tests.factories import mlflow_version
@@ -235,3 +236,18 @@ def test_a_missing_version_is_not_found_and_the_cache_still_serves(train, model_
 
     # then
     assert cache.get(model_name, version).feature_names[:2] == ["temperature_c", "humidity_pct"]
+
+
+@pytest.mark.skipif(walk_library() is None, reason="the compiled walk is not built (make install)")
+def test_a_closed_onnx_session_of_an_evicted_version_asks_for_a_retry_instead_of_failing(train, model_name):
+    # given: the forest serves through the compiled walk, its ONNX session closed; then the version is evicted
+    version = train()["registered_version"]
+    cache, _ = new_cache()
+    loaded = cache.get(model_name, version)
+    loaded.sklearn_model()
+    assert loaded.onnx_session is None
+    loaded.close()
+
+    # when / then: a request that still holds the version gets a 503 to retry with
+    with pytest.raises(MlflowUnavailable, match="evicted"):
+        loaded.onnx()
