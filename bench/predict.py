@@ -132,9 +132,8 @@ def main() -> int:
         mlflow_url = f"http://127.0.0.1:{MLFLOW_PORT}/invocations"
         mds_url = f"http://127.0.0.1:{MDS_PORT}/predict?model_name={MODEL_NAME}&version={version}"
         # The production command from README.md, on a bench port.
-        mds_cmd = ["gunicorn", "mds_project.inference_wsgi", "-c", "gunicorn.conf.py"]
-        mds_cmd += ["--bind", f"127.0.0.1:{MDS_PORT}"]
-        mds_env = {**env, "GUNICORN_ACCESSLOG": ""}
+        mds_cmd = [sys.executable, "-m", "mds_project.inference_server", "--bind", f"127.0.0.1:{MDS_PORT}"]
+        mds_env = {**env, "INFERENCE_ACCESSLOG": "false"}
 
         targets = {
             "mlflow serve": {"cmd": mlflow_cmd, "env": env, "one": mlflow_url, "batch": mlflow_url, "auth": ""},
@@ -271,8 +270,7 @@ def embedded_cold_starts(
     tracking_uri = f"sqlite:///{home}/mlflow/mlflow.db"
     mlflow_cmd = ["mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/{version}", "--env-manager", "local"]
     mlflow_cmd += ["--host", "127.0.0.1", "--port", str(EMBEDDED_MLFLOW_PORT)]
-    mds_cmd = ["gunicorn", "mds_project.inference_wsgi", "-c", "gunicorn.conf.py"]
-    mds_cmd += ["--bind", f"127.0.0.1:{EMBEDDED_MDS_PORT}"]
+    mds_cmd = [sys.executable, "-m", "mds_project.inference_server", "--bind", f"127.0.0.1:{EMBEDDED_MDS_PORT}"]
     mds_url = f"http://127.0.0.1:{EMBEDDED_MDS_PORT}/predict?model_name={MODEL_NAME}&version={version}"
     servers = {
         "mlflow serve": (

@@ -4,7 +4,7 @@ The web app's chain (sessions, CSRF, messages, static files, frame options) cost
 as the model does for one row, and token-authenticated prediction needs none of it. Every other path goes
 through the full chain, so this server still answers the whole API.
 
-    gunicorn mds_project.inference_wsgi -c gunicorn.conf.py
+    python -m mds_project.inference_server   (granian; see there)
 """
 
 import os

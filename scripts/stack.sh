@@ -204,11 +204,11 @@ EOF
   environment MLFLOW_AUTH_ADMIN_PASSWORD="$STACK_MLFLOW_ADMIN_PASSWORD" \
     MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
     AWS_ACCESS_KEY_ID="$STACK_S3_MLFLOW_KEY" AWS_SECRET_ACCESS_KEY="$STACK_S3_MLFLOW_SECRET"
-  # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS).
+  # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS) and, for
+  # inference, from INFERENCE_WORKERS and INFERENCE_THREADS (mds_project/inference_server.py).
   program web 40 "$BIN/gunicorn" mds_project.wsgi --config gunicorn.conf.py --bind "$HOST:$STACK_WEB_PORT" \
     --name mds-web
-  program inference 50 "$BIN/gunicorn" mds_project.inference_wsgi --config gunicorn.conf.py \
-    --bind "$HOST:$STACK_INFERENCE_PORT" --name mds-inference
+  program inference 50 "$BIN/python" -m mds_project.inference_server --bind "$HOST:$STACK_INFERENCE_PORT"
   program worker 60 "$BIN/celery" -A mds_project worker --loglevel INFO --concurrency "$STACK_WORKER_CONCURRENCY" \
     --hostname "training@%h" --without-gossip --without-mingle --pidfile "$RUN/worker.pid"
   program beat 70 "$BIN/celery" -A mds_project beat --loglevel INFO \

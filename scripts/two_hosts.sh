@@ -189,8 +189,8 @@ for h in "${HOSTS[@]}"; do
   # The same commands as scripts/stack.sh runs.
   in_host "$h" "$BIN/celery" -A mds_project worker --loglevel INFO --concurrency 1 --hostname "training@%h" \
     --without-gossip --without-mingle >"$dir/worker.log" 2>&1 &
-  in_host "$h" "$BIN/gunicorn" mds_project.inference_wsgi --config gunicorn.conf.py \
-    --bind "${ADDR[$h]}:$STACK_INFERENCE_PORT" --name mds-inference >"$dir/inference.log" 2>&1 &
+  in_host "$h" "$BIN/python" -m mds_project.inference_server --bind "${ADDR[$h]}:$STACK_INFERENCE_PORT" \
+    >"$dir/inference.log" 2>&1 &
 done
 for h in "${HOSTS[@]}"; do
   dir=$TWO_HOSTS_DIR/host-$h
