@@ -53,14 +53,6 @@ def on_exit(server):
 
 
 def post_fork(server, worker):
-    _limit_malloc_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
+    from mds_project.memory import limit_malloc_arenas
 
-
-def _limit_malloc_arenas(count: int) -> None:
-    """glibc gives threads their own malloc arenas, each keeping freed memory: two save ~40 MB per worker."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, count)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
+    limit_malloc_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))

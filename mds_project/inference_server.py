@@ -20,6 +20,8 @@ import tempfile
 from granian import Granian
 from granian.constants import Interfaces
 
+from mds_project.memory import limit_malloc_arenas
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,6 +34,8 @@ def main() -> None:
     own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if own_metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mds-prometheus-")
+    # Here, before granian forks its worker processes, which inherit the limit.
+    limit_malloc_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
     try:
         Granian(
             "mds_project.inference_wsgi:application",
