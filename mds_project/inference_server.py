@@ -9,7 +9,7 @@ the same app and version, for ~45 MB more memory.
 
 Environment: ``INFERENCE_WORKERS`` (processes, default 1: each holds its own copy of the loaded models),
 ``INFERENCE_THREADS`` (threads running the app per process, default 8; the engines release the GIL on large
-batches), ``INFERENCE_ACCESSLOG`` (``false`` turns the access log off), ``GRANIAN_*`` for anything else.
+batches), ``INFERENCE_ACCESSLOG`` (``false`` turns the access log off), ``MALLOC_ARENA_MAX`` (default 1).
 """
 
 import argparse
