@@ -362,8 +362,11 @@ case $command in
       fi
       rm -f "$STACK_DIR/stack.env"
     fi
-    # SeaweedFS killed rather than stopped leaves its sockets behind.
-    for ((port = STACK_S3_PORT; port <= STACK_S3_PORT + 9; port++)); do rm -f /tmp/seaweedfs-*-"$port".sock; done
+    # SeaweedFS killed rather than stopped leaves its sockets behind; a running one still needs them (a stop of
+    # other services, such as `stop worker`, must not remove them).
+    if [[ " ${services[*]} " == *" s3 "* ]]; then
+      for ((port = STACK_S3_PORT; port <= STACK_S3_PORT + 9; port++)); do rm -f /tmp/seaweedfs-*-"$port".sock; done
+    fi
     ;;
   status)
     for name in "${ALL_SERVICES[@]}"; do
