@@ -72,10 +72,6 @@ class CompiledForest:
     def n_trees(self) -> int:
         return len(self.roots)
 
-    @property
-    def nbytes(self) -> int:
-        return self.nodes.nbytes + self.values.nbytes + self.roots.nbytes
-
     def sum_of_trees(self, X: np.ndarray) -> np.ndarray:
         """Per row of ``X`` (float32, C order, ``n_features`` columns), the sum of the trees' predictions."""
         X = self._checked(X)
