@@ -44,8 +44,8 @@ _SECRETS = (
 _placeholders = [name for name in _SECRETS if PLACEHOLDER in os.environ.get(name, "").lower()]
 if _placeholders:
     raise ImproperlyConfigured(
-        f"{', '.join(_placeholders)} still {'holds' if len(_placeholders) == 1 else 'hold'} the {PLACEHOLDER!r} "
-        "placeholder of .env.example: replace it with a secret of your own."
+        f"{', '.join(_placeholders)} still {'holds' if len(_placeholders) == 1 else 'hold'} a placeholder from "
+        ".env.example: replace each with a secret of your own."
     )
 
 DEBUG = False
