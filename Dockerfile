@@ -35,7 +35,7 @@ COPY . .
 COPY --from=forest-walk /build/inference/_forest_walk.so inference/
 # Static files are collected at build time. Production settings require these variables to import; collectstatic
 # connects to nothing, and the real values come from the environment at run time.
-RUN DJANGO_SECRET_KEY=build-time-collectstatic-only DATABASE_URL=sqlite:// CELERY_BROKER_URL=memory:// \
+RUN DJANGO_SECRET_KEY=build-time-collectstatic-only-this-key-signs-nothing-at-all DATABASE_URL=sqlite:// CELERY_BROKER_URL=memory:// \
     DJANGO_ALLOWED_HOSTS=localhost MLFLOW_TRACKING_URI=http://localhost python manage.py collectstatic --noinput -v0 \
     && useradd --system --uid 10001 --create-home --home-dir /home/mds mds \
     && chown -R mds /var/lib/mds

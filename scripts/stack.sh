@@ -77,6 +77,8 @@ MLFLOW_TRACKING_URI=http://$HOST:$STACK_MLFLOW_PORT
 # server's first start; the services sign in as a plain user of their own, made by stack_provision as the admin.
 MLFLOW_TRACKING_USERNAME=mds-app
 MLFLOW_AUTH_ADMIN_USERNAME=mds-admin
+# The MLflow UI's login for people: READ only (its password is in secrets.env and stack.env).
+MLFLOW_VIEWER_USER=mds-viewer
 MLFLOW_AUTH_CONFIG_PATH=$STACK_DIR/mlflow-auth.ini
 MLFLOW_UI_URL=$MLFLOW_TRACKING_URI
 MDS_S3_BUCKET=$STACK_DATASETS_BUCKET
@@ -273,8 +275,9 @@ start_postgres() {
       sleep 0.5
     done
   fi
-  # The production settings want a key before any command runs; this one writes the real key and signs nothing.
-  DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-not-generated-yet} manage stack_provision prepare
+  # The production settings want a strong key before any command runs; this step writes the real key (or makes
+  # an earlier, shorter one again) and signs nothing, so a random one-off does.
+  DJANGO_SECRET_KEY=$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(50))') manage stack_provision prepare
   load_secrets
 }
 
@@ -294,7 +297,8 @@ start_one() {
       log "migrating the database and collecting static files"
       manage migrate --noinput -v0
       manage collectstatic --noinput -v0
-      MLFLOW_AUTH_ADMIN_PASSWORD=$STACK_MLFLOW_ADMIN_PASSWORD manage stack_provision finish
+      MLFLOW_AUTH_ADMIN_PASSWORD=$STACK_MLFLOW_ADMIN_PASSWORD MLFLOW_VIEWER_PASSWORD=${STACK_MLFLOW_VIEWER_PASSWORD:-} \
+        manage stack_provision finish
       ;;
     web) run web "$STACK_WEB_PORT" http_ok "http://$HOST:$STACK_WEB_PORT/health" ;;
     inference) run inference "$STACK_INFERENCE_PORT" http_ok "http://$HOST:$STACK_INFERENCE_PORT/health" ;;

@@ -5,6 +5,11 @@
 
 import os
 
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -20,8 +25,43 @@ if _missing:
         f"{'it' if len(_missing) == 1 else 'each of them'} in the environment (see .env.example)."
     )
 
+# Every secret a process may read, alone or inside a URL. A value still holding one of .env.example's placeholders
+# ("change-me...") stops the process, named but never shown: a deployment must not run on a password anyone
+# can read in the repository.
+PLACEHOLDER = "change-me"
+_SECRETS = (
+    "DJANGO_SECRET_KEY",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "REDIS_URL",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_VIEWER_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+)
+_placeholders = [name for name in _SECRETS if PLACEHOLDER in os.environ.get(name, "").lower()]
+if _placeholders:
+    raise ImproperlyConfigured(
+        f"{', '.join(_placeholders)} still {'holds' if len(_placeholders) == 1 else 'hold'} a placeholder from "
+        ".env.example: replace each with a secret of your own."
+    )
+
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+# The key signs sessions, password resets and messages: one Django's deployment check would call weak (W009) is
+# refused at start-up, not merely reported by `check --deploy`.
+if not (
+    len(SECRET_KEY) >= SECRET_KEY_MIN_LENGTH
+    and len(set(SECRET_KEY)) >= SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    and not SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY is weak: it needs at least {SECRET_KEY_MIN_LENGTH} characters, "
+        f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them different, and no {SECRET_KEY_INSECURE_PREFIX!r} prefix "
+        '(python -c "import secrets; print(secrets.token_urlsafe(50))").'
+    )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 
 DATABASES = {"default": env.db("DATABASE_URL")}
@@ -44,7 +84,7 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "whitenoise.storage.Compresse
 
 # --- HTTPS and browser security ------------------------------------------------------------------------------
 # Secure by default; each can be turned off explicitly for a deployment served over plain HTTP on a trusted
-# network (`make stack` on 127.0.0.1, the compose example on localhost), never by forgetting a variable.
+# network (`make stack` on 127.0.0.1, a compose try-out on localhost), never by forgetting a variable.
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 # Container and load-balancer health checks call over plain HTTP: they are answered, not redirected.

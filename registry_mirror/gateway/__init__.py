@@ -8,7 +8,7 @@ because MLflow's own registry resolves ``models:/<id>`` sources through it. Conn
 Callers use this package's names (``gateway.model_version_register``), never the modules behind them.
 """
 
-from .access import AppUserResult, app_user_provision
+from .access import AppUserResult, app_user_provision, viewer_user_provision
 from .client import client, experiment_id, file_sha256, translated_errors
 from .register import (
     PIP_REQUIREMENTS,
@@ -44,6 +44,7 @@ from .serving import (
 __all__ = [
     "AppUserResult",
     "app_user_provision",
+    "viewer_user_provision",
     "PIP_REQUIREMENTS",
     "Page",
     "RegisteredVersion",

@@ -1,6 +1,8 @@
 """The local stack's secrets and S3 identities, as ``manage.py stack_provision prepare`` writes them."""
 
+import configparser
 import shlex
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -8,6 +10,8 @@ from django.core.management.base import CommandError
 
 from core.management.commands.stack_provision import Command
 from core.management.stack_s3 import seaweedfs_identities
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def secrets_of(path) -> dict[str, str]:
@@ -44,6 +48,9 @@ def test_an_earlier_stacks_secrets_keep_their_values_under_the_new_names(provisi
     assert len(set(fresh) | {"old-key", "old-secret", "old-admin-password"}) == len(fresh) + 3
     assert secrets_of(path) == first
     assert path.stat().st_mode & 0o077 == 0
+    # a key the production settings would refuse as weak is made again, long enough
+    assert len(first["DJANGO_SECRET_KEY"]) >= 50
+    assert first["STACK_MLFLOW_VIEWER_PASSWORD"] not in fresh
 
 
 def test_each_limited_identity_names_its_one_bucket():
@@ -75,3 +82,48 @@ def test_the_mlflow_account_command_names_what_is_missing_and_refuses_the_admin_
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "secret")
     with pytest.raises(CommandError, match="must not be the admin"):
         call_command("mlflow_app_user", wait=0)
+
+
+@pytest.mark.parametrize("viewer", ["boss", "services"])
+def test_the_mlflow_account_command_refuses_the_admin_or_the_services_user_as_the_viewer(monkeypatch, viewer):
+    # given: an MLflow server that would never answer, so only the check before any call can decide
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "boss")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "secret")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "services")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+    monkeypatch.setenv("MLFLOW_VIEWER_USER", viewer)
+    monkeypatch.setenv("MLFLOW_VIEWER_PASSWORD", "view")
+
+    # when / then
+    with pytest.raises(CommandError, match="MLFLOW_VIEWER_USER must be an account of its own"):
+        call_command("mlflow_app_user", wait=0)
+
+
+def test_the_mlflow_account_command_wants_the_viewers_password_with_its_name(monkeypatch):
+    # given
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "boss")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "secret")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "services")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+    monkeypatch.setenv("MLFLOW_VIEWER_USER", "people")
+    monkeypatch.delenv("MLFLOW_VIEWER_PASSWORD", raising=False)
+
+    # when / then
+    with pytest.raises(CommandError, match="^MLFLOW_VIEWER_PASSWORD not set$"):
+        call_command("mlflow_app_user", wait=0)
+
+
+def test_the_stacks_mlflow_server_gives_signed_in_accounts_read_only_by_default(provision, tmp_path, monkeypatch):
+    # given
+    path = tmp_path / "mlflow-auth.ini"
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
+
+    # when
+    provision._mlflow_auth()
+
+    # then: as deploy/mlflow/basic_auth.ini, which the compose file's server reads
+    config = configparser.ConfigParser()
+    config.read(path)
+    shipped = configparser.ConfigParser()
+    shipped.read(ROOT / "deploy" / "mlflow" / "basic_auth.ini")
+    assert config["mlflow"]["default_permission"] == shipped["mlflow"]["default_permission"] == "READ"

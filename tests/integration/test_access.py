@@ -167,13 +167,52 @@ def test_provisioning_the_mlflow_account_again_changes_nothing(stack, mlflow_adm
     # when: the provisioning step runs again, as the admin
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "stack.sh"), "manage", "mlflow_app_user"],
-        env={**os.environ, "STACK_DIR": str(stack.directory), "MLFLOW_AUTH_ADMIN_PASSWORD": mlflow_admin[1]},
+        env={
+            **os.environ,
+            "STACK_DIR": str(stack.directory),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": mlflow_admin[1],
+            "MLFLOW_VIEWER_PASSWORD": os.environ["MDS_STACK_MLFLOW_VIEWER_PASSWORD"],
+        },
         timeout=120,
         capture_output=True,
         text=True,
     )
 
-    # then: the account exists, keeps its password, and nothing needed granting
+    # then: both accounts exist, keep their passwords, and nothing needed granting
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith(f"'{mlflow_app[0]}' exists, password set"), result.stdout
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].endswith(f"'{mlflow_app[0]}' exists, password set"), result.stdout
+    assert lines[-1].endswith("(read-only) exists, password set"), result.stdout
     assert mlflow_as(stack, mlflow_app, "GET", "experiments/search", params={"max_results": 1}).status_code == 200
+
+
+def test_the_mlflow_login_for_people_reads_everything_and_changes_nothing(
+    stack, http, mlflow_app, mlflow_admin, unique_model_name
+):
+    # given: a version the stack trained, and the viewer account stack.env names
+    viewer = os.environ["MDS_STACK_MLFLOW_VIEWER_USERNAME"], os.environ["MDS_STACK_MLFLOW_VIEWER_PASSWORD"]
+    accepted = train(
+        http,
+        stack,
+        weather_csv(days=40, seed=8),
+        "viewer.csv",
+        model_name=unique_model_name,
+        n_estimators=5,
+        max_depth=4,
+    )
+    assert job_wait(http, stack, accepted["id"])["status"] == "success"
+    version = {"name": unique_model_name, "version": "1"}
+
+    # when: it reads, then tries what would change what is served
+    found = mlflow_as(stack, viewer, "GET", "registered-models/get", params={"name": unique_model_name})
+    alias = mlflow_as(stack, viewer, "POST", "registered-models/alias", json={**version, "alias": "champion"})
+    tagged = mlflow_as(stack, viewer, "POST", "model-versions/set-tag", json={**version, "key": "k", "value": "v"})
+    removed = mlflow_as(stack, viewer, "DELETE", "registered-models/delete", json={"name": unique_model_name})
+    promote = mlflow_as(stack, viewer, "PATCH", "users/update-admin", json={"username": viewer[0], "is_admin": True})
+
+    # then: read, refused, and MLflow's record says it is no admin
+    assert found.status_code == 200
+    assert (alias.status_code, tagged.status_code, removed.status_code, promote.status_code) == (403, 403, 403, 403)
+    user = mlflow_as(stack, mlflow_admin, "GET", "users/get", params={"username": viewer[0]})
+    assert user.status_code == 200 and user.json()["user"]["is_admin"] is False
+    assert mlflow_as(stack, mlflow_app, "GET", "registered-models/get", params={"name": unique_model_name}).ok

@@ -1,6 +1,8 @@
 """Settings modules and the entry points that pick them, run as real processes with a clean environment."""
 
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -207,3 +210,116 @@ def test_a_heartbeat_must_go_stale_only_after_several_missed_beats(settings, int
 
     # when / then
     assert celery_check_ids() == expected
+
+
+def example_values() -> dict[str, str]:
+    """``.env.example``'s variables as a person copies them, before filling anything in."""
+    pairs = (line.partition("=") for line in (ROOT / ".env.example").read_text().splitlines())
+    return {name: value for name, sep, value in pairs if sep and not name.startswith("#")}
+
+
+def refusal(env: dict) -> str:
+    result = run(["-c", "import django; django.setup()"], env)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("django.core.exceptions.ImproperlyConfigured")
+    return message
+
+
+def placeholder_cases() -> dict[str, str]:
+    """Each secret a process reads, as the compose file builds it from .env.example left as it is."""
+    example = example_values()
+    redis_url = f"redis://:{example['REDIS_PASSWORD']}@redis:6379/0"
+    return {
+        "DJANGO_SECRET_KEY": example["DJANGO_SECRET_KEY"],
+        "DATABASE_URL": f"postgres://{example['MDS_DB_USER']}:{example['MDS_DB_PASSWORD']}@postgres:5432/mds",
+        "CELERY_BROKER_URL": redis_url,
+        "CACHE_URL": redis_url,
+        "AWS_SECRET_ACCESS_KEY": example["MDS_S3_SECRET_KEY"],
+        "MLFLOW_TRACKING_PASSWORD": example["MLFLOW_APP_PASSWORD"],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": example["MLFLOW_ADMIN_PASSWORD"],
+        "MLFLOW_VIEWER_PASSWORD": example["MLFLOW_VIEWER_PASSWORD"],
+    }
+
+
+@pytest.mark.parametrize(("name", "value"), placeholder_cases().items())
+def test_production_settings_refuse_each_placeholder_of_the_example(clean_env, name, value):
+    # given: everything filled in but this one secret, left as .env.example has it
+    env = {**clean_env, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "mds_project.settings.production", name: value}
+
+    # when
+    message = refusal(env)
+
+    # then: the variable is named, its value (a password, even a placeholder one) is not shown
+    assert name in message and "placeholder" in message
+    assert value not in message
+    assert not any(other in message for other in placeholder_cases() if other != name)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("Ab1-x" * 9, id="under-50-characters"),
+        pytest.param("abcd" * 20, id="under-5-unique-characters"),
+        pytest.param("django-insecure-" + "a-test-key-that-is-long-enough-for-the-check-0123456789", id="insecure"),
+    ],
+)
+def test_production_settings_refuse_a_weak_secret_key(clean_env, key):
+    # given
+    env = {**clean_env, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "mds_project.settings.production"}
+    env["DJANGO_SECRET_KEY"] = key
+
+    # when
+    message = refusal(env)
+
+    # then
+    assert "DJANGO_SECRET_KEY is weak" in message
+    assert key not in message
+
+
+def filled_example(tmp_path: Path) -> Path:
+    """``.env.example`` with every placeholder replaced by a secret of its own, as a deployment fills it in."""
+    lines = []
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.startswith("#") and "change-me" in value:
+            line = f"{name}={secrets.token_urlsafe(50)}"
+        lines.append(line)
+    path = tmp_path / "filled.env"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="needs docker-compose to render the compose file")
+@pytest.mark.parametrize("service", ["web", "inference", "worker", "beat", "migrate", "mlflow-init"])
+def test_check_deploy_is_clean_in_each_container_of_a_filled_in_example(clean_env, tmp_path, service):
+    # given: the environment the compose file gives this container, from .env.example with its secrets filled in
+    rendered = subprocess.run(
+        ["docker-compose", "--env-file", str(filled_example(tmp_path)), "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    environment = yaml.safe_load(rendered.stdout)["services"][service]["environment"]
+    if service == "mlflow-init":
+        # its command makes a one-off key before Django starts
+        environment["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
+    env = {**clean_env, **{name: str(value) for name, value in environment.items()}}
+
+    # when
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+
+    # then: Django's deployment checklist has nothing to say (HSTS, SSL redirect, secure cookies, a strong key)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_the_example_turns_no_https_protection_off():
+    # given
+    example = example_values()
+
+    # then: the plain-HTTP switches are there to uncomment, never set
+    assert not {"DJANGO_SECURE_COOKIES", "DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SECURE_HSTS_SECONDS"} & set(example)
+    assert example["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"

@@ -86,7 +86,8 @@ class Command(BaseCommand):
         else:
             self._redis()
             self._buckets()
-            # The services' MLflow user, made by the admin (MLFLOW_AUTH_ADMIN_PASSWORD, given to this step only).
+            # The services' MLflow user and the people's read-only one, made by the admin (MLFLOW_AUTH_ADMIN_PASSWORD
+            # and MLFLOW_VIEWER_PASSWORD, given to this step only).
             call_command("mlflow_app_user", stdout=self.stdout)
             if os.environ.get("STACK_S3_SERVER") == "minio":
                 minio_users(
@@ -116,7 +117,8 @@ class Command(BaseCommand):
         since the directory was made is added to it."""
         path = self.stack_dir / "secrets.env"
         wanted = {
-            "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(32),
+            # 67 characters: the production settings refuse a key Django's deployment check calls weak.
+            "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(50),
             **{
                 f"STACK_S3_{who}_{part}": make
                 for who in ("ADMIN", "APP", "MLFLOW")
@@ -127,6 +129,8 @@ class Command(BaseCommand):
             },
             "STACK_MLFLOW_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(32),
             "STACK_MLFLOW_APP_PASSWORD": lambda: secrets.token_urlsafe(32),
+            # The MLflow UI's read-only login for people.
+            "STACK_MLFLOW_VIEWER_PASSWORD": lambda: secrets.token_urlsafe(32),
             # MLflow's basic auth refuses to start without a key of its own for its CSRF protection.
             "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: secrets.token_urlsafe(32),
         }
@@ -135,6 +139,10 @@ class Command(BaseCommand):
             (RENAMED_SECRETS[name] if RENAMED_SECRETS.get(name) not in (None, *found) else name): value
             for name, value in found.items()
         }
+        # A key made before the production settings refused short ones (43 characters) is made again: signed-in
+        # admin sessions end, nothing else depends on it.
+        if len(values.get("DJANGO_SECRET_KEY", "")) < 50:
+            values.pop("DJANGO_SECRET_KEY", None)
         missing = [name for name in wanted if name not in values]
         if not missing and values == found:
             return
@@ -219,7 +227,8 @@ class Command(BaseCommand):
         path = Path(_env("MLFLOW_AUTH_CONFIG_PATH"))
         path.write_text(
             "[mlflow]\n"
-            "default_permission = NO_PERMISSIONS\n"
+            # Signed-in accounts read everything; only the services' user changes what it made (deploy/mlflow/).
+            "default_permission = READ\n"
             f"database_uri = sqlite:///{self.stack_dir / 'data' / 'mlflow-auth.db'}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
             "grant_default_workspace_access = false\n"
@@ -288,6 +297,9 @@ class Command(BaseCommand):
             "MLFLOW_TRACKING_PASSWORD": _env("MLFLOW_TRACKING_PASSWORD"),
             "MDS_STACK_MLFLOW_ADMIN_USERNAME": _env("MLFLOW_AUTH_ADMIN_USERNAME"),
             "MDS_STACK_MLFLOW_ADMIN_PASSWORD": keys["STACK_MLFLOW_ADMIN_PASSWORD"],
+            # The MLflow UI's login for people: reads everything, changes nothing.
+            "MDS_STACK_MLFLOW_VIEWER_USERNAME": _env("MLFLOW_VIEWER_USER"),
+            "MDS_STACK_MLFLOW_VIEWER_PASSWORD": keys["STACK_MLFLOW_VIEWER_PASSWORD"],
             "MDS_STACK_S3_ENDPOINT": _env("MDS_S3_ENDPOINT_URL"),
             # The admin keys (every bucket), and the two limited identities the services use.
             "MDS_STACK_S3_ACCESS_KEY": keys["STACK_S3_ADMIN_KEY"],
