@@ -69,6 +69,7 @@ def test_the_owner_a_member_of_a_shared_group_and_a_maintainer_may_train_it(trai
 def test_a_member_of_another_group_cannot_train_a_shared_model(train, user, csv_upload, model_name):
     # given
     train()
+    Group.objects.create(name="team-a")
     model_access_set(name=model_name, owner=user.username, shared_with=["team-a"])
     outsider = token_client(trainer_in("team-b"))
 
@@ -128,8 +129,8 @@ def test_a_job_queued_before_its_model_was_shared_away_fails_and_registers_nothi
 ):
     # given: a member of team-a's job, stored (not run) while the model was shared with team-a, then unshared
     train()
-    model_access_set(name=model_name, owner=user.username, shared_with=["team-a"])
     member = token_client(trainer_in("team-a"))
+    model_access_set(name=model_name, owner=user.username, shared_with=["team-a"])
     queued = member.post(f"/train?model_name={model_name}", {"file": csv_upload()}).json()
     model_access_set(name=model_name, owner=user.username, shared_with=[])
 
