@@ -24,6 +24,12 @@ class NotFound(ApplicationError):
     code = "not_found"
 
 
+class Forbidden(ApplicationError):
+    """The caller's role allows the action, but not on this object (another trainer's model)."""
+
+    code = "forbidden"
+
+
 class TooLarge(ApplicationError):
     """A request or file over a configured size or row limit."""
 
@@ -94,6 +100,7 @@ class JobCancelled(LeaseLost):
 # Anything not listed here (ApplicationError and its other subclasses) is the client's to fix: 400.
 HTTP_STATUS: dict[type[ApplicationError], int] = {
     NotFound: 404,
+    Forbidden: 403,
     UntrustedArtifact: 409,
     Conflict: 409,
     TooLarge: 413,

@@ -1,6 +1,7 @@
 """Browsing the registry mirror: read-only lists and pages, with the training plots streamed from MLflow.
 
-Two things write, MLflow first: the sync button on every mirror list and the alias form on a version's page.
+Two things write, MLflow first: the sync button on every mirror list and the alias form on a version's page. A
+model's owner and the groups it is shared with, MDS's own, are the one part of a mirror row maintainers edit.
 """
 
 import functools
@@ -21,7 +22,7 @@ from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFil
 from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
 from .origins import model_version_origin_links
 from .panels import model_version_panels
-from .services import model_alias_remove, model_alias_set, registry_mirror_sync
+from .services import model_access_set, model_alias_remove, model_alias_set, registry_mirror_sync
 
 
 def _admin_write(permission: str):
@@ -258,9 +259,47 @@ def _version_or_404(object_id: str) -> ModelVersion:
 
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
-    list_display = ["name", "alias_list", "version_list_link", "mlflow_updated_at", "deleted"]
+    """Mirrored from MLflow but for who may train it: maintainers set the owner and the groups it is shared with."""
+
+    list_display = ["name", "owner", "alias_list", "version_list_link", "mlflow_updated_at", "deleted"]
     list_filter = ["deleted"]
+    list_select_related = ["owner"]
     search_fields = ["name"]
+    fields = [
+        "name",
+        "owner",
+        "shared_with",
+        "aliases",
+        "description",
+        "tags",
+        "deleted",
+        "deleted_at",
+        "mlflow_created_at",
+        "mlflow_updated_at",
+        "created_at",
+        "updated_at",
+    ]
+    filter_horizontal = ["shared_with"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("registry_mirror.share_model")
+
+    def get_readonly_fields(self, request, obj=None):
+        if self.has_change_permission(request, obj):
+            return [name for name in super().get_readonly_fields(request, obj) if name != "owner"]
+        return [*super().get_readonly_fields(request, obj), "shared_with"]
+
+    def save_model(self, request, obj, form, change):
+        # Written by save_related, through the service, once the form's groups are known.
+        pass
+
+    def save_related(self, request, form, formsets, change):
+        owner = form.cleaned_data["owner"]
+        model_access_set(
+            name=form.instance.name,
+            owner=owner.get_username() if owner is not None else None,
+            shared_with=[group.name for group in form.cleaned_data["shared_with"]],
+        )
 
     @admin.display(description="aliases")
     def alias_list(self, obj: RegisteredModel) -> str:

@@ -1,4 +1,4 @@
-"""``/models/``: read-only listings of the registry mirror, and moving aliases (promotion).
+"""``/models/``: read-only listings of the registry mirror, moving aliases (promotion), and models' owners.
 
 Listings come from the mirror, not from MLflow, so they cost one database query and reflect the last sync.
 ``?include_deleted=true`` also lists what was deleted in MLflow. Moving an alias goes to MLflow first.
@@ -16,14 +16,16 @@ from . import selectors
 from .serializers import (
     AliasMoveSerializer,
     AliasSetSerializer,
+    ModelAccessSerializer,
     ModelVersionDetailSerializer,
     ModelVersionSerializer,
     RegisteredModelSerializer,
 )
-from .services import model_alias_remove, model_alias_set
+from .services import model_access_set, model_alias_remove, model_alias_set
 
 CanReadModels = requires("registry_mirror.view_registeredmodel", "registry_mirror.view_modelversion")
 CanSetAlias = requires("registry_mirror.set_alias")
+CanShareModels = requires("registry_mirror.share_model")
 
 
 def _include_deleted(request) -> bool:
@@ -36,7 +38,9 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "name"
 
     def get_queryset(self):
-        return selectors.registered_model_list(include_deleted=_include_deleted(self.request))
+        return selectors.registered_model_list(include_deleted=_include_deleted(self.request)).prefetch_related(
+            "shared_with"
+        )
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -93,3 +97,30 @@ class ModelAliasView(APIView):
             "forced": False,
         }
         return Response(body, status=status.HTTP_200_OK)
+
+
+class ModelAccessView(APIView):
+    """Who owns a model and which groups it is shared with (who may train new versions of it); maintainers only."""
+
+    permission_classes = [CanShareModels]
+
+    @extend_schema(responses={200: ModelAccessSerializer}, description="The model's owner and sharing.")
+    def get(self, request, name: str):
+        model = get_object_or_404(selectors.registered_model_list(include_deleted=True), name=name)
+        return Response(ModelAccessSerializer(model).data)
+
+    @extend_schema(
+        request=ModelAccessSerializer,
+        responses={200: ModelAccessSerializer},
+        description="Sets the owner (a username, or null: maintainers only) and replaces the groups the model is "
+        "shared with. 400 `unknown_user` / `unknown_group` for names that match none.",
+    )
+    def put(self, request, name: str):
+        params = ModelAccessSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        model = model_access_set(
+            name=name,
+            owner=params.validated_data["owner"],
+            shared_with=params.validated_data["shared_with"],
+        )
+        return Response(ModelAccessSerializer(model).data)

@@ -4,6 +4,9 @@ MLflow stays the source of truth: the mirror is rewritten by the sync service an
 something MLflow does not keep. A mirrored version names the training job that produced it by the job's key
 (the ``mds.job_id`` tag) rather than by a foreign key, so this app depends on no other app, neither in code nor
 in migrations, and versions registered outside MDS mirror just as well.
+
+Two fields of a registered model are MDS's own, never MLflow's, and the sync leaves them alone: its ``owner``
+and the groups it is ``shared_with``, which decide who may train new versions of it.
 """
 
 from django.conf import settings
@@ -23,10 +26,21 @@ class RegisteredModel(BaseModel):
     mlflow_updated_at = models.DateTimeField(null=True, blank=True)
     deleted = models.BooleanField(default=False, db_index=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The trainer whose first training of this name started (or whom a maintainer made owner); null for a model
+    # nobody owns yet (trained before owners existed, or its owner's account is gone): only maintainers train it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_models"
+    )
+    # Members of these groups may train new versions as the owner may; set by maintainers.
+    shared_with = models.ManyToManyField("auth.Group", blank=True, related_name="shared_models")
 
     class Meta:
         ordering = ["name"]
-        permissions = [("sync_mirror", "Can sync the registry mirror from MLflow")]
+        permissions = [
+            ("sync_mirror", "Can sync the registry mirror from MLflow"),
+            ("train_any_model", "Can train new versions of every model, whoever owns it"),
+            ("share_model", "Can set a model's owner and the groups it is shared with"),
+        ]
 
     def __str__(self) -> str:
         return self.name

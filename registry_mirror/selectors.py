@@ -13,6 +13,25 @@ def registered_model_list(*, include_deleted: bool = False) -> QuerySet[Register
     return models if include_deleted else models.filter(deleted=False)
 
 
+def model_training_allowed(*, model: RegisteredModel | None, user) -> bool:
+    """Whether ``user`` may train new versions of ``model`` (``None``: a name nobody holds yet, free to claim).
+
+    Maintainers (``registry_mirror.train_any_model``) may train every model; others their own and those shared with
+    one of their groups. A model without an owner is the maintainers' until one of them sets its owner.
+    """
+    if user is None or not user.is_authenticated:
+        return False
+    if user.has_perm("registry_mirror.train_any_model") or model is None:
+        return True
+    if model.owner_id is None:
+        return False
+    if model.owner_id == user.pk:
+        return True
+    # all(): a listing prefetches the groups; the user's groups are asked only of a model shared with some.
+    shared = [group.pk for group in model.shared_with.all()]
+    return bool(shared) and user.groups.filter(pk__in=shared).exists()
+
+
 def model_version_list(*, name: str | None = None, include_deleted: bool = False) -> QuerySet[ModelVersion]:
     versions = ModelVersion.objects.order_by("name", "-version")
     if name is not None:

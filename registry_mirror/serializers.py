@@ -2,6 +2,8 @@ from urllib.parse import quote
 
 from rest_framework import serializers
 
+from .selectors import model_training_allowed
+
 
 class RegisteredModelSerializer(serializers.Serializer):
     name = serializers.CharField()
@@ -11,7 +13,13 @@ class RegisteredModelSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="mlflow_created_at")
     updated_at = serializers.DateTimeField(source="mlflow_updated_at")
     deleted = serializers.BooleanField()
+    may_train = serializers.SerializerMethodField(
+        help_text="Whether the caller may train new versions of it (their own, shared with them, or a maintainer)."
+    )
     versions_url = serializers.SerializerMethodField()
+
+    def get_may_train(self, obj) -> bool:
+        return model_training_allowed(model=obj, user=self.context["request"].user)
 
     def get_versions_url(self, obj) -> str:
         return self.context["request"].build_absolute_uri(f"/models/{quote(obj.name, safe='')}/versions/")
@@ -66,3 +74,24 @@ class AliasMoveSerializer(serializers.Serializer):
     previous_version = serializers.IntegerField(allow_null=True)
     moved = serializers.BooleanField()
     forced = serializers.BooleanField(help_text="Moved past the promotion gate.")
+
+
+class ModelAccessSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True)
+    owner = serializers.CharField(
+        allow_null=True,
+        max_length=150,
+        help_text="Username of the owner; null: nobody owns it, only maintainers train it.",
+    )
+    shared_with = serializers.ListField(
+        child=serializers.CharField(max_length=150),
+        max_length=100,
+        help_text="Groups whose members may train new versions of it, as its owner may.",
+    )
+
+    def to_representation(self, instance):
+        return {
+            "name": instance.name,
+            "owner": instance.owner.username if instance.owner_id else None,
+            "shared_with": sorted(group.name for group in instance.shared_with.all()),
+        }

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from .apis import ModelAliasView, ModelVersionViewSet, RegisteredModelViewSet
+from .apis import ModelAccessView, ModelAliasView, ModelVersionViewSet, RegisteredModelViewSet
 
 # The trailing slash is optional: curl users type both.
 urlpatterns = [
@@ -20,6 +20,7 @@ urlpatterns = [
         ModelVersionViewSet.as_view({"get": "retrieve"}),
         name="model-version-detail",
     ),
+    re_path(r"^models/(?P<name>[^/]+)/access/?$", ModelAccessView.as_view(), name="model-access"),
     re_path(
         r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/?$",
         ModelAliasView.as_view(),

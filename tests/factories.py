@@ -34,6 +34,7 @@ def role_group(name: str) -> Group:
         from django.apps import apps
 
         importlib.import_module("training.migrations.0003_roles").roles_create(apps, None)
+        importlib.import_module("training.migrations.0007_model_owners").model_access_grant(apps, None)
     return Group.objects.get(name=name)
 
 

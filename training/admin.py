@@ -7,7 +7,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.contract import MODEL_NAME_PATTERN
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Forbidden
+from registry_mirror.services import model_training_check
 
 from . import ml
 from .models import Dataset, TrainingJob
@@ -28,14 +29,26 @@ class DatasetUploadForm(forms.ModelForm):
     target = forms.CharField(initial="target")
     timestamp = forms.CharField(initial="timestamp")
 
+    # The user uploading, set by DatasetAdmin.get_form on the form class it makes for the request.
+    user = None
+
     class Meta:
         model = Dataset
         fields = ["file"]
 
+    def clean_model_name(self):
+        name = self.cleaned_data["model_name"] or settings.MDS_DEFAULT_MODEL_NAME
+        try:
+            # As /train does it, before the file is read: someone else's model is refused with nothing stored.
+            model_training_check(name=name, user=self.user)
+        except ApplicationError as exc:
+            raise ValidationError(exc.message) from exc
+        return name
+
     def clean(self):
         cleaned = super().clean()
         upload = cleaned.get("file")
-        if upload and cleaned.get("target") and cleaned.get("timestamp"):
+        if upload and cleaned.get("model_name") and cleaned.get("target") and cleaned.get("timestamp"):
             try:
                 # Measured and checked as /train does it: in chunks, the first rows here, the rest by the worker.
                 self.staged = upload_stage(upload, max_bytes=settings.MDS_TRAIN_MAX_UPLOAD_BYTES)
@@ -107,7 +120,10 @@ class DatasetAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = DatasetUploadForm
-        return super().get_form(request, obj, **kwargs)
+        form = super().get_form(request, obj, **kwargs)
+        # A class made for this request: the attribute is this user's only.
+        form.user = request.user
+        return form
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj else []
@@ -121,15 +137,19 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         upload = form.cleaned_data["file"]
-        job = training_job_start(
-            file=form.staged,
-            file_name=upload.name,
-            user=request.user,
-            model_name=form.cleaned_data.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
-            target=form.cleaned_data["target"],
-            timestamp=form.cleaned_data["timestamp"],
-            params=ml.TrainingParams(),
-        )
+        try:
+            job = training_job_start(
+                file=form.staged,
+                file_name=upload.name,
+                user=request.user,
+                model_name=form.cleaned_data["model_name"],
+                target=form.cleaned_data["target"],
+                timestamp=form.cleaned_data["timestamp"],
+                params=ml.TrainingParams(),
+            )
+        except Forbidden as exc:
+            # Another trainer claimed the new name since the form was checked.
+            raise PermissionDenied(exc.message) from exc
         # The admin redirects to and logs against the object it saved: point it at the stored dataset.
         obj.pk = job.dataset.pk
         obj.refresh_from_db()

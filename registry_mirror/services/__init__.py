@@ -1,8 +1,18 @@
-"""Keeping the registry mirror in step with MLflow (``sync``), moving aliases (``aliases``), and registering the
-versions this service trains (``trained``)."""
+"""Keeping the registry mirror in step with MLflow (``sync``), moving aliases (``aliases``), registering the
+versions this service trains (``trained``), and who may train which model (``access``)."""
 
+from .access import model_access_set, model_training_check, model_training_claim
 from .aliases import model_alias_remove, model_alias_set
 from .sync import SyncResult, registry_mirror_sync
 from .trained import trained_version_register
 
-__all__ = ["SyncResult", "model_alias_remove", "model_alias_set", "registry_mirror_sync", "trained_version_register"]
+__all__ = [
+    "SyncResult",
+    "model_access_set",
+    "model_alias_remove",
+    "model_alias_set",
+    "model_training_check",
+    "model_training_claim",
+    "registry_mirror_sync",
+    "trained_version_register",
+]

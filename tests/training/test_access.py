@@ -44,11 +44,11 @@ def test_a_trainer_cannot_promote(train, api_client, model_name):
     assert response.status_code == removed.status_code == 403
 
 
-def test_a_trainer_sees_only_their_own_jobs_and_a_maintainer_sees_all(train, api_client, role_client):
-    # given: one job of the trainer, one of another trainer
+def test_a_trainer_sees_only_their_own_jobs_and_a_maintainer_sees_all(train, api_client, role_client, model_name):
+    # given: one job of the trainer, one of another trainer (on a model of their own)
     mine = train()
     other_client = role_client("trainer")
-    theirs = train(client=other_client)
+    theirs = train(client=other_client, model_name=f"{model_name}_theirs")
     maintainer = role_client("maintainer")
 
     # when
@@ -124,13 +124,13 @@ def test_issue_token_with_a_role_replaces_the_role_and_keeps_the_token(db):
     assert list(user.groups.values_list("name", flat=True)) == ["predictor"]
 
 
-def test_the_admin_shows_a_staff_trainer_only_their_own_jobs_and_datasets(train, role_client, client):
+def test_the_admin_shows_a_staff_trainer_only_their_own_jobs_and_datasets(train, role_client, client, model_name):
     # given: a staff trainer's job, and another trainer's
     staff_trainer = UserFactory(role="trainer", is_staff=True)
     from tests.conftest import token_client
 
     mine = train(client=token_client(staff_trainer))
-    theirs = train(client=role_client("trainer"))
+    theirs = train(client=role_client("trainer"), model_name=f"{model_name}_theirs")
     client.force_login(staff_trainer)
 
     # when

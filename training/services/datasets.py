@@ -11,6 +11,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 
 from core import faults
 from core.tabular import TableError, file_header, read_csv
+from registry_mirror.services import model_training_check, model_training_claim
 
 from .. import ml
 from ..models import Dataset, TrainingJob
@@ -102,7 +103,11 @@ def training_job_start(
     measured, anything else is measured on a copy. Its first rows are checked here, the rest by the worker.
     A job stored is a job accepted: if the broker cannot take its message, the dispatcher sends it later.
 
+    The first training of a new ``model_name`` makes ``user`` its owner; a model that is not theirs to train
+    (``registry_mirror.services.access``) is refused before the file is read.
+
     Raises:
+        Forbidden: ``not_model_owner``: ``user`` may not train new versions of ``model_name``; nothing is stored.
         ModelTooLarge: the forest ``params`` ask for would pass a size ceiling whatever the rows; nothing is read.
         TooLarge: the file is over ``MDS_TRAIN_MAX_UPLOAD_BYTES``; nothing is stored.
         TableError: the file cannot train a model; nothing is stored.
@@ -110,6 +115,7 @@ def training_job_start(
     """
     # Before the file: the bound that holds whatever the rows (the worker checks again with the data's own size).
     training_params_bound(params=params)
+    model_training_check(name=model_name, user=user)
     staged = upload_stage(file, max_bytes=settings.MDS_TRAIN_MAX_UPLOAD_BYTES)
     try:
         columns = dataset_inspect(
@@ -179,6 +185,9 @@ def _committed_job(dataset: Dataset) -> tuple[bool, TrainingJob | None]:
 def training_job_create(
     *, dataset: Dataset, user, model_name: str, target: str, timestamp: str, params: ml.TrainingParams
 ) -> TrainingJob:
+    """Store a queued job of ``user``'s, claiming ``model_name`` for them if nobody holds it yet (``Forbidden`` if
+    it is not theirs to train), and send it to a worker once committed."""
+    model_training_claim(name=model_name, user=user)
     job = TrainingJob(
         dataset=dataset,
         model_name=model_name,

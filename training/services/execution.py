@@ -10,7 +10,7 @@ from django.utils import timezone
 from core import contract, faults
 from core.errors import ApplicationError, DatabaseUnavailable, JobCancelled, LeaseLost
 from registry_mirror import gateway
-from registry_mirror.services import trained_version_register
+from registry_mirror.services import model_training_claim, trained_version_register
 from registry_mirror.tasks import registry_mirror_sync_task
 
 from .. import ml
@@ -44,9 +44,14 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
             )
             used = params.as_dict() | {"estimate": estimate.as_dict()}
             lease.stage(TrainingJob.Stage.TRAINING, progress=_LOADED, params_used=used)
+            # Checked again where the job runs: it may have waited in the queue while its model was shared away
+            # (or was queued before models had owners), and again after the minutes of training; a refusal fails the
+            # job for good.
+            model_training_claim(name=job.model_name, user=job.created_by)
             run.start(params)
             lease.stage(TrainingJob.Stage.TRAINING, mlflow_run_id=run.run_id)
             result = ml.train(data, params, lambda done: lease.progress(_LOADED + (_TRAINED - _LOADED) * done))
+            model_training_claim(name=job.model_name, user=job.created_by)
             lease.stage(TrainingJob.Stage.REGISTERING, progress=_TRAINED)
             # From here the gateway ends the run, FINISHED with the version or FAILED.
             run_id, run.run_id = run.run_id, None
