@@ -17,7 +17,6 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
@@ -66,8 +65,13 @@ class TokenOrLoopback(BasePermission):
 
 
 class MetricsView(APIView):
-    authentication_classes = [TokenAuthentication]
     permission_classes = [TokenOrLoopback]
+
+    def get_authenticators(self):
+        # Imported here: metrics_text is also read by processes that never set Django up (the token models).
+        from .auth import TokenAuthentication
+
+        return [TokenAuthentication()]
 
     @extend_schema(responses={200: OpenApiTypes.STR}, description="Prometheus text exposition format.")
     def get(self, request):
