@@ -15,9 +15,12 @@ from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
+
+# The scheme of the Authorization header, as DRF's tokens had it (REST_KNOX["AUTH_HEADER_PREFIX"]).
+KEYWORD = "Token"
 
 _lock = threading.Lock()
 _cache = None
@@ -49,9 +52,24 @@ def token_cache_forget(digest: str) -> None:
         cache.pop(digest, None)
 
 
-class TokenAuthentication(KnoxTokenAuthentication):
-    """knox's check by digest (the primary key: one indexed lookup) instead of its scan of the token's prefix,
-    without its clean-up writes, and cached for ``MDS_TOKEN_CACHE_TTL`` seconds."""
+class TokenAuthentication(BaseAuthentication):
+    """knox's token check (``knox.auth.TokenAuthentication``) by digest, the primary key: one indexed lookup
+    instead of knox's scan of the token's prefix and its clean-up writes, and cached for ``MDS_TOKEN_CACHE_TTL``
+    seconds. Not a subclass of knox's: that module loads models, and DRF imports this class before they are ready.
+    """
+
+    keyword = KEYWORD
+
+    def authenticate(self, request):
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(auth) != 2:
+            raise AuthenticationFailed(f"Invalid token header: send `Authorization: {self.keyword} <token>`.")
+        return self.authenticate_credentials(auth[1])
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
 
     def authenticate_credentials(self, token: bytes):
         try:
@@ -72,7 +90,9 @@ class TokenAuthentication(KnoxTokenAuthentication):
             raise AuthenticationFailed(
                 "Token expired: ask for a new one (python manage.py issue_token, POST /tokens)."
             )
-        return self.validate_user(auth_token)
+        if not auth_token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        return auth_token.user, auth_token
 
 
 def _lookup(digest: str):
@@ -98,4 +118,4 @@ class TokenScheme(OpenApiAuthenticationExtension):
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix=KEYWORD)

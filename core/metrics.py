@@ -20,6 +20,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
+from .auth import TokenAuthentication
+
 _collectors: list = []
 
 
@@ -65,13 +67,8 @@ class TokenOrLoopback(BasePermission):
 
 
 class MetricsView(APIView):
+    authentication_classes = [TokenAuthentication]
     permission_classes = [TokenOrLoopback]
-
-    def get_authenticators(self):
-        # Imported here: metrics_text is also read by processes that never set Django up (the token models).
-        from .auth import TokenAuthentication
-
-        return [TokenAuthentication()]
 
     @extend_schema(responses={200: OpenApiTypes.STR}, description="Prometheus text exposition format.")
     def get(self, request):
