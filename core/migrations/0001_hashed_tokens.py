@@ -7,7 +7,7 @@ read with SQL: ``rest_framework.authtoken`` is no longer installed.
 """
 
 import hashlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.management import create_permissions
@@ -37,6 +37,11 @@ def tokens_carry_over(apps, schema_editor):
         auth_token.objects.update_or_create(
             digest=digest, defaults={"token_key": key[:TOKEN_KEY_LENGTH], "user_id": user_id, "expiry": expiry}
         )
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        if timezone.is_naive(created):
+            # SQLite hands back the UTC time Django stored, without its zone.
+            created = timezone.make_aware(created, UTC)
         auth_token.objects.filter(digest=digest).update(created=created)
     schema_editor.execute(f"DROP TABLE {connection.ops.quote_name(OLD_TABLE)}")
     # Forget the old app's migrations, so that installing it again would create its table again.
