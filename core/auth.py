@@ -24,6 +24,7 @@ KEYWORD = "Token"
 
 _lock = threading.Lock()
 _cache = None
+_cache_ttl = None
 
 
 def token_cache():
@@ -31,11 +32,12 @@ def token_cache():
     changes (tests)."""
     from cachetools import TTLCache
 
-    global _cache
+    global _cache, _cache_ttl
     ttl = settings.MDS_TOKEN_CACHE_TTL
     with _lock:
-        if _cache is None or _cache.ttl != ttl:
-            _cache = TTLCache(maxsize=10_000, ttl=max(ttl, 1e-9))
+        if _cache is None or _cache_ttl != ttl:
+            # TTLCache needs a positive TTL; with 0 nothing is put in it (TokenAuthentication).
+            _cache, _cache_ttl = TTLCache(maxsize=10_000, ttl=max(ttl, 1e-9)), ttl
         return _cache
 
 
