@@ -69,13 +69,13 @@ def predict_caller(trained: TrainedVersion, body: bytes) -> Callable[[], dict[st
     from django.contrib.auth import get_user_model
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
-    from rest_framework.authtoken.models import Token
 
+    from core.tokens import token_create
     from mds_project import inference_wsgi
 
     # Superusers hold every role's permissions.
     user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
-    token, _ = Token.objects.get_or_create(user=user)
+    _, token = token_create(user=user)
     # As a server does, but without closing the connection around every call (not what is measured here).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
@@ -88,7 +88,7 @@ def predict_caller(trained: TrainedVersion, body: bytes) -> Callable[[], dict[st
             "HTTP_HOST": "127.0.0.1",
             "CONTENT_TYPE": "text/csv",
             "CONTENT_LENGTH": str(len(body)),
-            "HTTP_AUTHORIZATION": f"Token {token.key}",
+            "HTTP_AUTHORIZATION": f"Token {token}",
             "wsgi.input": io.BytesIO(body),
         }
         setup_testing_defaults(environ)

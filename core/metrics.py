@@ -17,9 +17,10 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
+
+from .auth import TokenAuthentication
 
 _collectors: list = []
 

@@ -33,9 +33,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(PredictionLog)
 class PredictionLogAdmin(ReadOnlyAdmin):
-    list_display = ["predicted_at", "model_name", "model_version", "engine", "n_rows", "interval_level", "has_actuals"]
+    list_display = [
+        "predicted_at", "model_name", "model_version", "engine", "n_rows", "interval_level", "caller", "has_actuals"
+    ]  # fmt: skip
+    list_select_related = ["caller"]
     list_filter = ["model_name", "engine", "predicted_at"]
-    search_fields = ["=request_id", "=model_name"]
+    search_fields = ["=request_id", "=client_request_id", "=model_name", "=caller__username"]
     exclude = ["inputs", "predictions", "interval_lower", "interval_upper", "actuals"]
     readonly_fields = ["first_rows"]
 

@@ -1,17 +1,10 @@
-"""DRF plumbing for ``/predict``: raw CSV/JSON bodies, a CSV renderer, and token checks that skip the database.
+"""DRF plumbing for ``/predict``: raw CSV/JSON bodies, a CSV renderer, content negotiation and throttling.
 
-The hot path of an inference server is small requests; each database round trip (a token lookup per request)
-costs as much as the model, so tokens are remembered for ``MDS_TOKEN_CACHE_TTL`` seconds: a revoked token
-keeps working that long in a process that saw it.
+Tokens are checked by ``core.auth.TokenAuthentication``, which remembers a checked token for
+``MDS_TOKEN_CACHE_TTL`` seconds: the hot path skips the database.
 """
 
-import threading
-import time
-
 from django.conf import settings
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -69,24 +62,6 @@ class FastJSONRenderer(JSONRenderer):
             return super().render(data, accepted_media_type, renderer_context)
 
 
-class CachedTokenAuthentication(TokenAuthentication):
-    _known: dict[str, tuple[float, tuple]] = {}
-    _lock = threading.Lock()
-
-    def authenticate_credentials(self, key):
-        now = time.monotonic()
-        with self._lock:
-            known = self._known.get(key)
-        if known is not None and known[0] > now:
-            return known[1]
-        user_and_token = super().authenticate_credentials(key)
-        with self._lock:
-            if len(self._known) > 10_000:
-                self._known.clear()
-            self._known[key] = (now + settings.MDS_TOKEN_CACHE_TTL, user_and_token)
-        return user_and_token
-
-
 class AcceptCSVNegotiation(DefaultContentNegotiation):
     """CSV when the client accepts ``text/csv``, JSON otherwise: DRF's full Accept parsing costs ~0.2 ms."""
 
@@ -104,13 +79,3 @@ class PredictThrottle(SettingRateThrottle):
 
     scope = "predict"
     setting = "MDS_THROTTLE_PREDICT"
-
-
-class CachedTokenScheme(OpenApiAuthenticationExtension):
-    """The schema's name for the cached token check: the same header as ``tokenAuth``, a component of its own."""
-
-    target_class = CachedTokenAuthentication
-    name = "cachedTokenAuth"
-
-    def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix=self.target.keyword)

@@ -1,9 +1,10 @@
 """``/predict``: predictions for rows of CSV or MLflow scoring JSON from a registered model version.
 
-Every answer carries a request id (``X-Request-Id``, and ``request_id`` in a JSON body): the key to send actuals
-back with (``POST /feedback``). A well-formed incoming ``X-Request-Id`` (a UUID, as proxies and tracing
-gateways make them) is kept, so one id follows a request through the whole system; anything else is replaced by a
-fresh UUID. A client that reuses an id keeps the first prediction logged under it.
+Every answer carries a request id of the server's own (``X-Request-Id``, and ``request_id`` in a JSON body): the
+key its caller sends actuals back with (``POST /feedback``). An incoming ``X-Request-Id`` (a proxy's or tracing
+gateway's, or the client's) is never that key, since a client could then choose, or guess, another's: it is kept
+beside it (at most ``CLIENT_REQUEST_ID_MAX`` printable characters), logged with the prediction and echoed as
+``X-Client-Request-Id`` (``client_request_id`` in JSON).
 """
 
 import time
@@ -18,12 +19,12 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from core.auth import TokenAuthentication
 from core.permissions import requires
 from core.tabular import TableError
 
 from .api_parts import (
     AcceptCSVNegotiation,
-    CachedTokenAuthentication,
     CSVBodyParser,
     CSVRenderer,
     FastJSONRenderer,
@@ -37,6 +38,9 @@ from .parsing import write_csv
 from .prediction_log import prediction_log_submit
 from .serializers import PredictionRequestSerializer, PredictionSerializer
 from .services import FORMATS, prediction_create
+
+# PredictionLog.client_request_id's max_length.
+CLIENT_REQUEST_ID_MAX = 128
 
 PREDICT_SCHEMA = extend_schema(
     parameters=[
@@ -79,7 +83,7 @@ PREDICT_SCHEMA = extend_schema(
 
 class PredictionViewSet(viewsets.GenericViewSet):
     serializer_class = PredictionSerializer
-    authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
     # The user (and so its permissions) is cached with its token for MDS_TOKEN_CACHE_TTL seconds.
     permission_classes = [requires("registry_mirror.predict")]
     throttle_classes = [PredictThrottle]
@@ -90,7 +94,8 @@ class PredictionViewSet(viewsets.GenericViewSet):
     def initial(self, request, *args, **kwargs):
         # Before authentication, so a refused request is timed and carries its id too.
         request.started = time.perf_counter()
-        request.request_id = _request_id(request.META.get("HTTP_X_REQUEST_ID"))
+        request.request_id = uuid.uuid4()
+        request.client_request_id = client_request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.served, request.rows = None, 0
         super().initial(request, *args, **kwargs)
 
@@ -124,6 +129,8 @@ class PredictionViewSet(viewsets.GenericViewSet):
             inputs=prediction.features,
             predictions=prediction.values,
             intervals=prediction.intervals,
+            caller_id=request.user.pk,
+            client_request_id=request.client_request_id,
         )
         # The engine that ran, also for CSV answers (which have no `model` object): the default picks per request.
         headers = {"X-Model-Version": str(prediction.version), "X-Model-Format": prediction.model_format}
@@ -133,6 +140,8 @@ class PredictionViewSet(viewsets.GenericViewSet):
             )
         data = self.get_serializer(prediction).data
         data["request_id"] = str(request.request_id)
+        if request.client_request_id:
+            data["client_request_id"] = request.client_request_id
         return Response(data, headers=headers)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -143,18 +152,20 @@ class PredictionViewSet(viewsets.GenericViewSet):
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
             response["X-Request-Id"] = str(request_id)
+            if request.client_request_id:
+                response["X-Client-Request-Id"] = request.client_request_id
             _count(request, response.status_code)
         return response
 
 
-def _request_id(incoming: str | None) -> uuid.UUID:
-    """The client's (or a proxy's) X-Request-Id if it is a UUID, else a fresh one."""
-    if incoming and len(incoming) <= 40:
-        try:
-            return uuid.UUID(incoming)
-        except ValueError:
-            pass
-    return uuid.uuid4()
+def client_request_id(incoming: str | None) -> str:
+    """The client's X-Request-Id as kept beside the server's: printable ASCII, at most ``CLIENT_REQUEST_ID_MAX``
+    characters (a longer one is cut), so it is safe in a log line, a header and the prediction log."""
+    if not incoming:
+        return ""
+    return "".join(char for char in incoming[: CLIENT_REQUEST_ID_MAX * 4] if " " <= char <= "~").strip()[
+        :CLIENT_REQUEST_ID_MAX
+    ]
 
 
 def _count(request, status: int) -> None:

@@ -52,19 +52,25 @@ def actuals_from_table(table: Table) -> list[Any]:
     return [row[position] for row in table.iter_rows()]
 
 
-def feedback_record(*, request_id: Any, actuals: Sequence[Any]) -> PredictionLog:
+def feedback_record(*, request_id: Any, actuals: Sequence[Any], user) -> PredictionLog:
     """Attach the actuals of a logged prediction, one per predicted row in the same order.
 
-    Posting the same actuals again is harmless; different ones for the same prediction are refused.
+    Only the prediction's caller sends its actuals (or a maintainer, ``inference.feedback_all``): anyone else could
+    otherwise skew a version's live accuracy, and the caller's own actuals would then be refused. Posting the same
+    actuals again is harmless; different ones for the same prediction are refused.
 
     Raises:
-        NotFound: ``unknown_request_id``: no logged prediction has that id (it expired, or is still on its way
-            to the log: writing takes up to ``MDS_PREDICTION_LOG_INTERVAL`` seconds).
+        NotFound: ``unknown_request_id``: no logged prediction of ``user``'s has that id (it expired, is still on
+            its way to the log — writing takes up to ``MDS_PREDICTION_LOG_INTERVAL`` seconds — or is another
+            user's, which is not told).
         TableError: ``wrong_row_count`` or ``bad_cell`` naming the row.
         Conflict: ``feedback_exists`` with other actuals.
     """
     key = request_id_parse(request_id)
-    log = PredictionLog.objects.filter(request_id=key).defer("inputs").first()
+    logs = PredictionLog.objects.filter(request_id=key).defer("inputs")
+    if not user.has_perm("inference.feedback_all"):
+        logs = logs.filter(caller_id=user.pk)
+    log = logs.first()
     if log is None:
         raise NotFound(
             f"No logged prediction has request id {key}: it expired, or it was answered in the last few seconds "

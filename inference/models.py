@@ -5,6 +5,7 @@ metrics to compare with). Rows are written off the request path, in batches (``i
 deleted after ``MDS_PREDICTION_LOG_DAYS`` days; the daily reports keep the summaries for longer.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -19,8 +20,20 @@ class PredictionLog(models.Model):
     batch of 8 features is 400 kB this way against ~1.5 MB as JSON text, and encoding it costs microseconds.
     """
 
-    # The answer's X-Request-Id: the key clients send their actuals back with.
+    # The answer's X-Request-Id, made by the server for each answer: the key its caller sends actuals back with.
     request_id = models.UUIDField(unique=True)
+    # The X-Request-Id the client (or a proxy) sent, if any: kept for tracing, never a key.
+    client_request_id = models.CharField(max_length=128, blank=True, default="")
+    # Who asked: only they (or a maintainer, ``inference.feedback_all``) may send its actuals. No database
+    # constraint: a user deleted while their answers wait in the writer's queue must not fail the whole batch.
+    caller = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
     # When the prediction was answered (not when the batch reached the database, up to a few seconds later).
     predicted_at = models.DateTimeField(db_index=True)
     model_name = models.CharField(max_length=256)
@@ -55,6 +68,7 @@ class PredictionLog(models.Model):
                 name="prediction_log_feedback_complete",
             ),
         ]
+        permissions = [("feedback_all", "Can send actuals for any user's predictions")]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model_name} v{self.model_version} ({self.n_rows} rows)"

@@ -21,7 +21,8 @@ from .feedback import actuals_from_table, feedback_record, performance_get
 from .monitoring import drift_get, version_known
 from .parsing import parse_csv
 
-# Whoever may predict may send actuals back; whoever may read the registry may read how its versions do.
+# Whoever may predict may send actuals back (for their own predictions); whoever may read the registry may read
+# how its versions do.
 CanSendFeedback = requires("registry_mirror.predict")
 CanReadModels = requires("registry_mirror.view_registeredmodel", "registry_mirror.view_modelversion")
 
@@ -52,11 +53,12 @@ class FeedbackView(APIView):
         },
         responses={200: OpenApiTypes.OBJECT},
         description="JSON `{request_id, actuals}`, or a CSV (column `actual` or `target`, or a single column) with "
-        "`?request_id=`. The same actuals again are accepted; other ones for the same prediction get 409.",
+        "`?request_id=`. Only the prediction's caller (or a maintainer) may send them: another user's request id is "
+        "404, as an unknown one. The same actuals again are accepted; other ones for the same prediction get 409.",
     )
     def post(self, request):
         request_id, actuals = _feedback_input(request)
-        log = feedback_record(request_id=request_id, actuals=actuals)
+        log = feedback_record(request_id=request_id, actuals=actuals, user=request.user)
         return Response(
             {
                 "request_id": str(log.request_id),

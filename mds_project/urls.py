@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from core.metrics import MetricsView
+from core.token_apis import TokenViewSet
 from inference.apis import PredictionViewSet
 from training.apis import TrainingJobViewSet
 
@@ -15,6 +16,7 @@ handler500 = "core.exception_handler.server_error"
 router = SimpleRouter(trailing_slash=False)
 router.register("train", TrainingJobViewSet, basename="training-job")
 router.register("predict", PredictionViewSet, basename="prediction")
+router.register("tokens", TokenViewSet, basename="token")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

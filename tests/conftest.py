@@ -6,13 +6,12 @@ import pytest
 from botocore.config import Config
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from inference.model_cache import model_cache
 from inference.prediction_log import prediction_log_writer
 
-from .factories import UserFactory, weather_csv
+from .factories import UserFactory, api_token, weather_csv
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def user(db):
 
 def token_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -34,8 +34,18 @@ def role_group(name: str) -> Group:
         from django.apps import apps
 
         importlib.import_module("training.migrations.0003_roles").roles_create(apps, None)
+        # And what later migrations gave the roles.
         importlib.import_module("training.migrations.0007_model_owners").model_access_grant(apps, None)
+        importlib.import_module("core.migrations.0001_hashed_tokens").maintainers_manage_tokens(apps, None)
+        importlib.import_module("inference.migrations.0002_prediction_caller").maintainers_feedback_all(apps, None)
     return Group.objects.get(name=name)
+
+
+def api_token(user, days: float | None = None) -> str:
+    """A new API token of ``user``, as ``issue_token`` makes one (its value; the database keeps the digest)."""
+    from core.tokens import token_create
+
+    return token_create(user=user, days=days)[1]
 
 
 class StaffUserFactory(UserFactory):

@@ -64,22 +64,59 @@ def test_every_answer_carries_a_request_id_and_is_logged(api_client, model_name,
     assert np.frombuffer(log.predictions, dtype="<f8").tolist() == answer.json()["predictions"]
 
 
-def test_a_uuid_x_request_id_is_kept_and_anything_else_replaced(api_client, model_name, version):
-    # given
-    incoming = str(uuid.uuid4())
+def test_request_ids_are_the_servers_own_and_a_clients_is_kept_beside(api_client, user, model_name, version):
+    # given: a client that chooses its ids (another user's, say), and one sending a long one
+    chosen = str(uuid.uuid4())
 
     # when
-    kept = predict(api_client, model_name, weather_frame(1), HTTP_X_REQUEST_ID=incoming)
-    replaced = predict(api_client, model_name, weather_frame(1), HTTP_X_REQUEST_ID="abc; drop table")
-    reused = predict(api_client, model_name, weather_frame(2), HTTP_X_REQUEST_ID=incoming)
+    first = predict(api_client, model_name, weather_frame(1), HTTP_X_REQUEST_ID=chosen)
+    reused = predict(api_client, model_name, weather_frame(2), HTTP_X_REQUEST_ID=chosen)
+    long = predict(api_client, model_name, weather_frame(1), HTTP_X_REQUEST_ID="trace-" + "x" * 500)
     prediction_log_flush()
 
+    # then: the key is always fresh; the client's id is echoed and logged beside it, bounded
+    ids = [answer["X-Request-Id"] for answer in (first, reused, long)]
+    assert chosen not in ids and len(set(ids)) == 3 and all(uuid.UUID(value) for value in ids)
+    assert first["X-Client-Request-Id"] == first.json()["client_request_id"] == chosen
+    assert not PredictionLog.objects.filter(request_id=chosen).exists()
+    logs = PredictionLog.objects.filter(client_request_id=chosen).order_by("n_rows")
+    assert [(str(log.request_id), log.n_rows, log.caller) for log in logs] == [(ids[0], 1, user), (ids[1], 2, user)]
+    assert long["X-Client-Request-Id"] == ("trace-" + "x" * 500)[:128]
+    assert PredictionLog.objects.get(request_id=ids[2]).client_request_id == long["X-Client-Request-Id"]
+
+
+def test_feedback_for_another_users_prediction_is_404_and_leaves_it_to_its_caller(
+    api_client, role_client, model_name, version
+):
+    # given: a prediction of the trainer's, and another predictor who learned its request id
+    answer = predict(api_client, model_name, weather_frame(3)).json()
+    prediction_log_flush()
+    other = role_client("predictor")
+
+    # when
+    poisoned = feedback(other, answer["request_id"], [0, 0, 0])
+    unknown = feedback(other, str(uuid.uuid4()), [0, 0, 0])
+    own = feedback(api_client, answer["request_id"], [1, 2, 3])
+
+    # then: the same answer as for an id nobody has, nothing recorded, and the caller's actuals accepted
+    assert (poisoned.status_code, poisoned.json()["code"]) == (404, "unknown_request_id")
+    assert poisoned.json()["message"].replace(answer["request_id"], "ID") == unknown.json()["message"].replace(
+        unknown.json()["extra"]["request_id"], "ID"
+    )
+    assert own.status_code == 200
+    assert np.frombuffer(PredictionLog.objects.get(request_id=answer["request_id"]).actuals).tolist() == [1, 2, 3]
+
+
+def test_a_maintainer_may_send_the_actuals_of_anyones_prediction(api_client, role_client, model_name, version):
+    # given
+    answer = predict(api_client, model_name, weather_frame(2)).json()
+    prediction_log_flush()
+
+    # when
+    sent = feedback(role_client("maintainer"), answer["request_id"], [4, 5])
+
     # then
-    assert kept["X-Request-Id"] == kept.json()["request_id"] == incoming
-    assert uuid.UUID(replaced["X-Request-Id"]) and replaced["X-Request-Id"] != "abc; drop table"
-    assert reused.status_code == 200
-    # A reused id keeps the first prediction logged under it.
-    assert PredictionLog.objects.get(request_id=incoming).n_rows == 1
+    assert sent.status_code == 200 and sent.json()["n"] == 2
 
 
 def test_live_mae_from_feedback_equals_the_mae_of_the_same_actuals(api_client, model_name, version, train):
@@ -158,8 +195,8 @@ def test_feedback_is_checked_and_recorded_once(api_client, model_name, version):
     assert np.frombuffer(PredictionLog.objects.get(request_id=request_id).actuals).tolist() == [1, 2, 3]
 
 
-def test_interval_bounds_are_stored_and_coverage_measured(api_client, model_name, version):
-    # given: two logged answers with 90 % intervals, as /predict?interval=0.9 answers them
+def test_interval_bounds_are_stored_and_coverage_measured(api_client, user, model_name, version):
+    # given: two logged answers of the user's with 90 % intervals, as /predict?interval=0.9 answers them
     X = weather_frame(4)[FEATURES].to_numpy(dtype=np.float32)
     ids = [uuid.uuid4(), uuid.uuid4()]
     for request_id in ids:
@@ -172,6 +209,7 @@ def test_interval_bounds_are_stored_and_coverage_measured(api_client, model_name
             inputs=X,
             predictions=np.array([10.0, 20.0, 30.0, 40.0]),
             intervals=SimpleNamespace(level=0.9, lower=[5.0, 15.0, 25.0, 35.0], upper=[15.0, 25.0, 35.0, 45.0]),
+            caller_id=user.pk,
         )
     prediction_log_flush()
 

@@ -186,7 +186,7 @@ def test_database_connections_cut_mid_request_and_mid_task(
     assert traffic.accepted, traffic.answers
     assert_jobs_succeed_once(http, stack, mlflow_client, [running["id"], *traffic.accepted], since=returned)
     assert_no_job_left_behind(http, stack)
-    # Predictions of a loaded version with a known token need no database at all.
+    # Predictions of a loaded version need no database but a token check every MDS_TOKEN_CACHE_TTL seconds.
     assert [item.status for item in traffic.of("predict")] == [200] * len(traffic.of("predict"))
 
 

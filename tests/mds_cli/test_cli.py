@@ -8,9 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 
-from tests.factories import UserFactory
+from tests.factories import UserFactory, api_token
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "time_series_weather.csv"
@@ -30,7 +29,7 @@ def mds(*args: str, url: str, token: str | None, timeout: float = 300) -> subpro
 
 @pytest.fixture
 def token(db) -> str:
-    return Token.objects.create(user=UserFactory(role="trainer")).key
+    return api_token(UserFactory(role="trainer"))
 
 
 def test_train_uploads_the_sample_and_prints_the_registered_version(live_server, token):

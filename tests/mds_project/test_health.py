@@ -3,9 +3,8 @@
 import json
 
 import pytest
-from rest_framework.authtoken.models import Token
 
-from tests.factories import UserFactory
+from tests.factories import UserFactory, api_token
 from tests.mds_project.test_inference_wsgi import call
 
 
@@ -107,7 +106,7 @@ def test_ready_shows_a_staff_session_the_details(db, client, s3_down):
 @pytest.mark.parametrize("with_token", [False, True])
 def test_ready_on_the_inference_server_shows_details_to_token_holders_only(user, s3_down, with_token):
     # given: the inference server's lean chain (no sessions)
-    headers = {"HTTP_AUTHORIZATION": f"Token {Token.objects.get_or_create(user=user)[0].key}"} if with_token else {}
+    headers = {"HTTP_AUTHORIZATION": f"Token {api_token(user)}"} if with_token else {}
 
     # when
     status, _, content = call("/health/ready", headers=headers)

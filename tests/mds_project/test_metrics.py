@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from rest_framework.authtoken.models import Token
 
-from tests.factories import csv_bytes, weather_frame
+from tests.factories import api_token, csv_bytes, weather_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,9 +81,7 @@ def test_metrics_need_a_token_unless_asked_from_loopback(api_client, client, use
     # when
     remote = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
     proxied = client.get("/metrics", HTTP_X_FORWARDED_FOR="10.1.2.3")
-    with_token = client.get(
-        "/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}"
-    )
+    with_token = client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     local = client.get("/metrics")
 
     # then

@@ -12,18 +12,17 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
-from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 
 from mds_project.wsgi import application
-from tests.factories import StaffUserFactory
+from tests.factories import StaffUserFactory, api_token
 
 EXAMPLES = 10
 
 
 @pytest.fixture
 def token(db):
-    return Token.objects.create(user=StaffUserFactory(username="schemathesis")).key
+    return api_token(StaffUserFactory(username="schemathesis"))
 
 
 @pytest.fixture

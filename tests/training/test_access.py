@@ -4,7 +4,8 @@ import io
 
 import pytest
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
+from knox.models import AuthToken
 
 from tests.factories import UserFactory, csv_bytes, weather_frame
 from training.models import TrainingJob
@@ -95,33 +96,36 @@ def test_a_user_without_a_role_may_do_nothing(db):
 
 
 @pytest.mark.parametrize(("args", "groups"), [([], ["trainer"]), (["--role", "maintainer"], ["maintainer"])])
-def test_issue_token_makes_a_user_in_a_role_and_prints_only_the_token(db, args, groups):
+def test_issue_token_makes_a_user_in_a_role_and_prints_only_the_token(db, args, groups, client):
     # given
     out = io.StringIO()
 
     # when
     call_command("issue_token", "carol", *args, stdout=out)
 
-    # then
-    token = Token.objects.get(user__username="carol")
-    assert out.getvalue().strip() == token.key
-    assert list(token.user.groups.values_list("name", flat=True)) == groups
+    # then: the printed token works, and is stored only as its digest
+    token = out.getvalue().strip()
+    stored = AuthToken.objects.get(user__username="carol")
+    assert stored.digest == hash_token(token) and token not in {stored.digest, stored.token_key}
+    assert client.get("/train", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    assert list(stored.user.groups.values_list("name", flat=True)) == groups
 
 
-def test_issue_token_with_a_role_replaces_the_role_and_keeps_the_token(db):
+def test_issue_token_with_a_role_replaces_the_role_and_keeps_the_older_token_working(db, client):
     # given
-    call_command("issue_token", "dave", stdout=io.StringIO())
-    first = Token.objects.get(user__username="dave").key
+    first = io.StringIO()
+    call_command("issue_token", "dave", stdout=first)
 
     # when
-    out = io.StringIO()
-    call_command("issue_token", "dave", "--role", "predictor", stdout=out)
+    call_command("issue_token", "dave", "--role", "predictor", stdout=io.StringIO())
     call_command("issue_token", "dave", stdout=io.StringIO())
 
-    # then: no --role on an existing user leaves the role alone
-    user = Token.objects.get(user__username="dave").user
-    assert out.getvalue().strip() == first
+    # then: no --role on an existing user leaves the role alone; every token issued works
+    user = AuthToken.objects.filter(user__username="dave").first().user
     assert list(user.groups.values_list("name", flat=True)) == ["predictor"]
+    assert AuthToken.objects.filter(user=user).count() == 3
+    answer = client.get("/models/", HTTP_AUTHORIZATION=f"Token {first.getvalue().strip()}")
+    assert answer.status_code == 200
 
 
 def test_the_admin_shows_a_staff_trainer_only_their_own_jobs_and_datasets(train, role_client, client, model_name):

@@ -1,7 +1,8 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
+from knox.models import AuthToken
 
 from registry_mirror.models import ModelVersion
 from tests.factories import StaffUserFactory, csv_bytes, weather_csv, weather_frame
@@ -57,15 +58,17 @@ def test_admin_lists_need_a_staff_login(client, db):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_issue_token_creates_the_user_and_prints_only_the_token(db, capsys):
+def test_issue_token_creates_the_user_and_prints_a_new_token_each_time(db, capsys):
     # when
     call_command("issue_token", "alice")
     first = capsys.readouterr().out.strip()
     call_command("issue_token", "alice")
     second = capsys.readouterr().out.strip()
 
-    # then
-    assert first == second == Token.objects.get(user__username="alice").key
+    # then: two tokens, each stored as its digest only
+    assert first != second
+    digests = set(AuthToken.objects.filter(user__username="alice").values_list("digest", flat=True))
+    assert digests == {hash_token(first), hash_token(second)}
 
 
 def test_an_invalid_model_name_in_the_admin_is_refused(staff_client):

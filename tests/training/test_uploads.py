@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from django.test import RequestFactory
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, ClientHandler, encode_multipart
-from rest_framework.authtoken.models import Token
 
-from tests.factories import StaffUserFactory, csv_bytes, weather_frame
+from tests.factories import StaffUserFactory, api_token, csv_bytes, weather_frame
 from training.models import Dataset, TrainingJob
 
 
@@ -151,7 +150,7 @@ def test_a_large_upload_is_streamed_not_held_in_the_web_process(api_client, user
     assert len(content) > 25 * 1024 * 1024
     body_path = tmp_path / "body"
     body_path.write_bytes(encode_multipart(BOUNDARY, {"file": _named(content, "big.csv")}))
-    token = Token.objects.get(user=user).key
+    token = api_token(user)
 
     # when: the request is served under tracemalloc (Python's and numpy's allocations)
     with body_path.open("rb") as body:

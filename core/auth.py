@@ -1,0 +1,123 @@
+"""API tokens: django-rest-knox's hashed, expiring tokens behind ``Authorization: Token <key>``, checked through a
+short per-process cache.
+
+The hot path of an inference server is small requests, and a token lookup costs as much as the model, so a
+checked token is remembered for ``MDS_TOKEN_CACHE_TTL`` seconds (default 5): a revoked token is refused by every
+process within that time. The cache is keyed by the token's digest (what the database stores), never the token
+itself, and a token's expiry is checked on every request, cached or not.
+"""
+
+import binascii
+import threading
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from knox.crypto import hash_token
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+
+# The scheme of the Authorization header, as DRF's tokens had it (REST_KNOX["AUTH_HEADER_PREFIX"]).
+KEYWORD = "Token"
+
+_lock = threading.Lock()
+_cache = None
+_cache_ttl = None
+
+
+def token_cache():
+    """This process's checked tokens, ``digest → AuthToken`` (its user loaded), rebuilt when the TTL setting
+    changes (tests)."""
+    from cachetools import TTLCache
+
+    global _cache, _cache_ttl
+    ttl = settings.MDS_TOKEN_CACHE_TTL
+    with _lock:
+        if _cache is None or _cache_ttl != ttl:
+            # TTLCache needs a positive TTL; with 0 nothing is put in it (TokenAuthentication).
+            _cache, _cache_ttl = TTLCache(maxsize=10_000, ttl=max(ttl, 1e-9)), ttl
+        return _cache
+
+
+def token_cache_clear() -> None:
+    with _lock:
+        if _cache is not None:
+            _cache.clear()
+
+
+def token_cache_forget(digest: str) -> None:
+    """Drop one token from this process's cache (others forget it within ``MDS_TOKEN_CACHE_TTL``)."""
+    cache = token_cache()
+    with _lock:
+        cache.pop(digest, None)
+
+
+class TokenAuthentication(BaseAuthentication):
+    """knox's token check (``knox.auth.TokenAuthentication``) by digest, the primary key: one indexed lookup
+    instead of knox's scan of the token's prefix and its clean-up writes, and cached for ``MDS_TOKEN_CACHE_TTL``
+    seconds. Not a subclass of knox's: that module loads models, and DRF imports this class before they are ready.
+    """
+
+    keyword = KEYWORD
+
+    def authenticate(self, request):
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(auth) != 2:
+            raise AuthenticationFailed(f"Invalid token header: send `Authorization: {self.keyword} <token>`.")
+        return self.authenticate_credentials(auth[1])
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+    def authenticate_credentials(self, token: bytes):
+        try:
+            digest = hash_token(token.decode())
+        except (UnicodeDecodeError, TypeError, binascii.Error) as exc:
+            raise AuthenticationFailed("Invalid token.") from exc
+        cache = token_cache()
+        with _lock:
+            auth_token = cache.get(digest)
+        if auth_token is None:
+            auth_token = _lookup(digest)
+            if auth_token is None:
+                raise AuthenticationFailed("Invalid token.")
+            if settings.MDS_TOKEN_CACHE_TTL > 0:
+                with _lock:
+                    cache[digest] = auth_token
+        if auth_token.expiry is not None and auth_token.expiry <= timezone.now():
+            raise AuthenticationFailed(
+                "Token expired: ask for a new one (python manage.py issue_token, POST /tokens)."
+            )
+        if not auth_token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        return auth_token.user, auth_token
+
+
+def _lookup(digest: str):
+    from knox.models import get_token_model
+
+    def query():
+        return get_token_model().objects.select_related("user").filter(digest=digest).first()
+
+    try:
+        return query()
+    except (OperationalError, InterfaceError):
+        # A connection the database (or a proxy) closed under us: one fresh connection, then whatever happens.
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        return query()
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """The schema's name for the token check: ``Authorization: Token <key>``."""
+
+    target_class = TokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix=KEYWORD)
