@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ SMALL_CSV_BYTES = 64 * 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# The same, at the start of a line inside a cell: a reader that splits on a bare CR would start a row there.
+FORMULA_AFTER_LINE_BREAK = re.compile(r"(?<=[\r\n])(?=[=+\-@\t])")
 
 
 @dataclass
@@ -225,18 +228,33 @@ def write_csv(
     more: dict[str, Sequence[float]] | None = None,
 ) -> str:
     """The input rows plus a ``prediction`` column (and the ``more`` columns after it), with every cell a
-    spreadsheet would run as a formula neutralised (prefixed with ``'``)."""
+    spreadsheet would run as a formula neutralised (prefixed with ``'``, also after a line break inside a cell),
+    and every cell holding CR or LF quoted."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python's writer quotes a cell holding LF (the line terminator) but not one holding a bare CR, which many
+    # readers take as a line break: a row holding CR is written with every cell quoted.
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     more = more or {}
-    writer.writerow([_safe_cell(name) for name in [*table.columns, column, *more]])
+    _write_row(writer, quoting, [_safe_cell(name) for name in [*table.columns, column, *more]])
     if not more:
         for row, value in zip(table.iter_rows(), predictions, strict=True):
-            writer.writerow([*(_safe_cell(cell) for cell in row), repr(float(value))])
+            _write_row(writer, quoting, [*(_safe_cell(cell) for cell in row), repr(float(value))])
         return buffer.getvalue()
     for row, value, *others in zip(table.iter_rows(), predictions, *more.values(), strict=True):
-        writer.writerow([*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))])
+        _write_row(
+            writer,
+            quoting,
+            [*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))],
+        )
     return buffer.getvalue()
+
+
+def _write_row(writer: Any, quoting: Any, cells: list[str]) -> None:
+    if any("\r" in cell for cell in cells):
+        quoting.writerow(cells)
+    else:
+        writer.writerow(cells)
 
 
 def _arrow_table(raw: bytes, max_columns: int | None) -> Table | None:
@@ -282,9 +300,13 @@ def _number(cell: Any, column: str, row: int) -> float:
 
 
 def _safe_cell(cell: Any) -> str:
+    """The cell as text, a ``'`` before a formula at its start or at the start of any line inside it; numbers
+    (a negative prediction passed through) are left as they are."""
     text = "" if cell is None else str(cell)
     if text.startswith(FORMULA_PREFIXES) and not _is_number(text):
-        return "'" + text
+        text = "'" + text
+    if "\r" in text or "\n" in text:
+        text = FORMULA_AFTER_LINE_BREAK.sub("'", text)
     return text
 
 
