@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import TooLarge
+from core.errors import TooLarge, quoted
 from core.tabular import (
     TableError,
     check_column_count,
@@ -283,19 +283,19 @@ def _check_rows(rows: Any, max_rows: int) -> None:
 
 def _number(cell: Any, column: str, row: int) -> float:
     if isinstance(cell, bool) or not isinstance(cell, int | float | str) or cell == "":
-        problem = "is empty" if cell is None or cell == "" else f"{cell!r} is not a number"
+        problem = "is empty" if cell is None or cell == "" else f"{quoted(cell)} is not a number"
     else:
         try:
             value = float(cell)
         except (ValueError, OverflowError):
-            problem = f"{cell!r} is not a number" if str(cell).strip() else "is empty"
+            problem = f"{quoted(cell)} is not a number" if str(cell).strip() else "is empty"
         else:
             # Checked against float32's range, what both formats compute in.
             if math.isfinite(value) and abs(value) <= FLOAT32_MAX:
                 return value
-            problem = f"{cell!r} is not a finite number"
+            problem = f"{quoted(cell)} is not a finite number"
     raise TableError(
-        f"Column {column!r}, row {row}: {problem}.", code="bad_cell", extra={"column": column, "row": row}
+        f"Column {quoted(column)}, row {row}: {problem}.", code="bad_cell", extra={"column": column, "row": row}
     )
 
 
