@@ -228,6 +228,9 @@ MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="http://127.0.0.1:5001")
 MDS_DEFAULT_MODEL_NAME = env.str("MDS_DEFAULT_MODEL_NAME", default="rf_regressor")
 # Longest `?wait=` a client may ask for on POST /train, in seconds.
 MDS_TRAIN_MAX_WAIT = env.int("MDS_TRAIN_MAX_WAIT", default=600)
+# Requests per web server process that may wait (`?wait=`) at once: each holds a server thread, and eight waiting
+# requests held every thread of a web server (/health stopped answering). The others are answered at once.
+MDS_TRAIN_MAX_WAITERS = env.int("MDS_TRAIN_MAX_WAITERS", default=2)
 # Starts of one training job (retries, redeliveries, re-queues after a lost worker) before it is failed; above
 # MDS_TRAIN_RETRIES + 1, so a dependency outage alone never exhausts it.
 MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=12)

@@ -6,7 +6,7 @@ import time
 from tests.factories import csv_bytes, weather_csv, weather_frame
 from training import ml
 from training.models import Dataset, TrainingJob
-from training.services import dataset_create, training_job_fail
+from training.services import dataset_create, training_job_fail, training_wait_slot
 from training.uploads import upload_stage
 
 
@@ -91,3 +91,49 @@ def test_a_stored_job_error_is_bounded_whatever_raised_it(user, model_name):
     assert len(job.error_extra["column"]) == 200
     assert len(job.error_extra["rows"]) == 100
     assert job.error_extra["row"] == 4
+
+
+def test_past_the_waiters_cap_a_training_request_is_answered_at_once_without_waiting(
+    api_client, csv_upload, model_name, settings
+):
+    # given: every waiting place of this process held (as by two requests waiting on busy workers)
+    settings.MDS_TRAIN_MAX_WAITERS = 2
+    url = f"/train?model_name={model_name}&n_estimators=2&wait=10"
+    with training_wait_slot() as first, training_wait_slot() as second:
+        assert first and second
+
+        # when: the job is stored but not run (its on_commit is held back), so a wait would last the whole 10 s
+        response = api_client.post(url, {"file": csv_upload()})
+
+    # then: the job is accepted, and the answer says it did not wait
+    assert response.status_code == 202
+    assert response["X-Wait-Skipped"] == "busy"
+    assert response.json()["status"] == "queued"
+    assert TrainingJob.objects.filter(pk=response.json()["id"]).exists()
+
+
+def test_a_waiting_place_is_given_back_when_the_wait_ends(api_client, csv_upload, model_name, settings):
+    # given: one waiting place, taken and ended by a short wait on a job that does not run
+    settings.MDS_TRAIN_MAX_WAITERS = 1
+    first = api_client.post(f"/train?model_name={model_name}&n_estimators=2&wait=0.05", {"file": csv_upload()})
+
+    # when
+    with training_wait_slot() as free:
+        pass
+
+    # then: the first request waited (no header) and left its place free
+    assert first.status_code == 202
+    assert not first.has_header("X-Wait-Skipped")
+    assert free
+
+
+def test_without_wait_no_waiting_place_is_needed(api_client, csv_upload, model_name, settings):
+    # given
+    settings.MDS_TRAIN_MAX_WAITERS = 0
+
+    # when
+    response = api_client.post(f"/train?model_name={model_name}&n_estimators=2", {"file": csv_upload()})
+
+    # then
+    assert response.status_code == 202
+    assert not response.has_header("X-Wait-Skipped")
