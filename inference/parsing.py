@@ -31,6 +31,7 @@ from core.tabular import (
 )
 
 from .arrow_csv import arrow_read, numeric_matrix
+from .json_limits import STREAM_CHECK_BYTES, json_caps_check
 
 # Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
 SMALL_CSV_BYTES = 64 * 1024
@@ -76,6 +77,15 @@ def too_many_rows(n_rows: int, max_rows: int) -> TooLarge:
     )
 
 
+def too_many_rows_counted(n_rows: int, max_rows: int) -> TooLarge:
+    """As ``too_many_rows``, for a count that stopped at the first row past the cap (``n_rows`` is a lower
+    bound)."""
+    return TooLarge(
+        f"Too many rows: more than {max_rows}; at most {max_rows} per request.",
+        extra={"rows": n_rows, "max_rows": max_rows},
+    )
+
+
 def parse_csv(raw: bytes, *, max_rows: int, max_columns: int | None = None) -> Table:
     """Read a CSV body; ``TableError`` if it is not CSV or has more than ``max_columns`` columns, ``too_large``
     past ``max_rows`` data rows."""
@@ -111,8 +121,14 @@ def parse_csv(raw: bytes, *, max_rows: int, max_columns: int | None = None) -> T
 def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int, max_columns: int | None = None) -> Table:
     """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of rows given as lists.
 
-    Column counts are checked against ``max_columns`` before any per-column work (``too_many_columns``).
+    Column counts are checked against ``max_columns`` before any per-column work (``too_many_columns``). A body
+    that may hold more values than the largest request allowed (``max_rows`` rows of ``columns``: more commas
+    than that) has its rows and columns counted as its tokens stream by, before anything is built
+    (``inference.json_limits``); one within it is parsed whole and checked after, as building it costs no more
+    than serving the largest request.
     """
+    if len(raw) > STREAM_CHECK_BYTES and raw.count(b",") >= max_rows * max(len(columns), 1):
+        json_caps_check(raw, max_rows=max_rows, max_columns=max_columns, too_many_rows=too_many_rows_counted)
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -97,3 +97,20 @@ def test_a_5_mb_bad_cell_is_a_400_of_a_few_hundred_bytes(api_client, model_name,
     assert len(response.content) < 600
     assert response.json()["code"] == "bad_cell"
     assert "… (5000000 characters)" in response.json()["message"]
+
+
+def test_a_large_json_body_over_the_row_cap_is_a_413_counted_as_it_streams(api_client, model_name, version, settings):
+    # given
+    settings.MDS_PREDICT_MAX_ROWS = 1000
+    body = json.dumps({"instances": [[1, 2, 3, 4, 5, 6]] * 30_000})
+
+    # when
+    response = post(api_client, model_name, body, "json")
+
+    # then
+    assert response.status_code == 413
+    assert response.json() == {
+        "message": "Too many rows: more than 1000; at most 1000 per request.",
+        "code": "too_large",
+        "extra": {"rows": 1001, "max_rows": 1000},
+    }
