@@ -64,8 +64,11 @@ def version_train(*, model_name: str, days: int, max_depth: int | None = None) -
     return TrainedVersion(model_name=model_name, version=job.registered_version, frame=frame)
 
 
-def predict_caller(trained: TrainedVersion, body: bytes) -> Callable[[], dict[str, str]]:
-    """A call of /predict with the CSV ``body`` as a superuser; it returns the answer's headers."""
+def predict_caller(
+    trained: TrainedVersion, body: bytes, *, content_type: str = "text/csv", status: str = "200"
+) -> Callable[[], dict[str, str]]:
+    """A call of /predict with ``body`` (CSV unless ``content_type`` says otherwise) as a superuser, expected to
+    answer ``status``; it returns the answer's headers."""
     from django.contrib.auth import get_user_model
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
@@ -86,7 +89,7 @@ def predict_caller(trained: TrainedVersion, body: bytes) -> Callable[[], dict[st
             "QUERY_STRING": f"model_name={trained.model_name}&version={trained.version}",
             "REQUEST_METHOD": "POST",
             "HTTP_HOST": "127.0.0.1",
-            "CONTENT_TYPE": "text/csv",
+            "CONTENT_TYPE": content_type,
             "CONTENT_LENGTH": str(len(body)),
             "HTTP_AUTHORIZATION": f"Token {token}",
             "wsgi.input": io.BytesIO(body),
@@ -94,7 +97,7 @@ def predict_caller(trained: TrainedVersion, body: bytes) -> Callable[[], dict[st
         setup_testing_defaults(environ)
         seen = {}
         b"".join(inference_wsgi.application(environ, lambda s, h, e=None: seen.update(s=s, h=dict(h))))
-        assert seen["s"].startswith("200"), seen
+        assert seen["s"].startswith(status), seen
         return seen["h"]
 
     return call

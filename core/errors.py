@@ -7,6 +7,19 @@ never HTTP exceptions; ``core.exception_handler`` renders them as ``{"message", 
 
 from typing import Any
 
+# A value from the input is quoted in an error message up to this many characters: a 50 MB bad cell made a 52 MB
+# 400 body, and a job's stored error returned by every listing.
+QUOTE_MAX_CHARS = 100
+
+
+def quoted(value: object, limit: int = QUOTE_MAX_CHARS) -> str:
+    """``repr(value)`` when its text is at most ``limit`` characters, else the repr of its first ``limit``
+    characters followed by ``…`` and the full length."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(value)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
 
 class ApplicationError(Exception):
     """A problem the caller can fix or must know about (400 unless a subclass says otherwise)."""

@@ -14,7 +14,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from .errors import ApplicationError
+from .errors import ApplicationError, quoted
 
 
 class TableError(ApplicationError):
@@ -187,7 +187,8 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
             cell = frame[column].iloc[position]
             if bad.all() and not frame[column].isna().all():
                 raise TableError(
-                    f"Column {column!r} is not numeric (row {row_number(frame, position)} holds {cell!r}).",
+                    f"Column {quoted(column)} is not numeric "
+                    f"(row {row_number(frame, position)} holds {quoted(cell)}).",
                     code="non_numeric_column",
                     extra={"column": column},
                 )
@@ -195,11 +196,11 @@ def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
             if pd.isna(cell) or str(cell).strip() == "":
                 problem = "is empty"
             elif pd.isna(values.iloc[position]):
-                problem = f"{cell!r} is not a number"
+                problem = f"{quoted(cell)} is not a number"
             else:
-                problem = f"{cell!r} is not a finite number"
+                problem = f"{quoted(cell)} is not a finite number"
             raise TableError(
-                f"Column {column!r}, row {row}: {problem}.",
+                f"Column {quoted(column)}, row {row}: {problem}.",
                 code="bad_cell",
                 extra={"column": column, "row": row, "bad_rows": int(bad.sum())},
             )

@@ -12,13 +12,14 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from core.errors import TooLarge
+from core.errors import TooLarge, quoted
 from core.tabular import (
     TableError,
     check_column_count,
@@ -30,12 +31,15 @@ from core.tabular import (
 )
 
 from .arrow_csv import arrow_read, numeric_matrix
+from .json_limits import STREAM_CHECK_BYTES, json_caps_check
 
 # Below this many bytes a CSV is parsed in pure Python; above, pandas' C parser is faster.
 SMALL_CSV_BYTES = 64 * 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# The same, at the start of a line inside a cell: a reader that splits on a bare CR would start a row there.
+FORMULA_AFTER_LINE_BREAK = re.compile(r"(?<=[\r\n])(?=[=+\-@\t])")
 
 
 @dataclass
@@ -69,6 +73,15 @@ class Table:
 def too_many_rows(n_rows: int, max_rows: int) -> TooLarge:
     return TooLarge(
         f"Too many rows: {n_rows}; at most {max_rows} per request.",
+        extra={"rows": n_rows, "max_rows": max_rows},
+    )
+
+
+def too_many_rows_counted(n_rows: int, max_rows: int) -> TooLarge:
+    """As ``too_many_rows``, for a count that stopped at the first row past the cap (``n_rows`` is a lower
+    bound)."""
+    return TooLarge(
+        f"Too many rows: more than {max_rows}; at most {max_rows} per request.",
         extra={"rows": n_rows, "max_rows": max_rows},
     )
 
@@ -108,8 +121,14 @@ def parse_csv(raw: bytes, *, max_rows: int, max_columns: int | None = None) -> T
 def parse_json(raw: bytes, *, columns: Sequence[str], max_rows: int, max_columns: int | None = None) -> Table:
     """Read MLflow's scoring JSON; ``columns`` (the signature's) name the cells of rows given as lists.
 
-    Column counts are checked against ``max_columns`` before any per-column work (``too_many_columns``).
+    Column counts are checked against ``max_columns`` before any per-column work (``too_many_columns``). A body
+    that may hold more values than the largest request allowed (``max_rows`` rows of ``columns``: more commas
+    than that) has its rows and columns counted as its tokens stream by, before anything is built
+    (``inference.json_limits``); one within it is parsed whole and checked after, as building it costs no more
+    than serving the largest request.
     """
+    if len(raw) > STREAM_CHECK_BYTES and raw.count(b",") >= max_rows * max(len(columns), 1):
+        json_caps_check(raw, max_rows=max_rows, max_columns=max_columns, too_many_rows=too_many_rows_counted)
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -225,18 +244,33 @@ def write_csv(
     more: dict[str, Sequence[float]] | None = None,
 ) -> str:
     """The input rows plus a ``prediction`` column (and the ``more`` columns after it), with every cell a
-    spreadsheet would run as a formula neutralised (prefixed with ``'``)."""
+    spreadsheet would run as a formula neutralised (prefixed with ``'``, also after a line break inside a cell),
+    and every cell holding CR or LF quoted."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python's writer quotes a cell holding LF (the line terminator) but not one holding a bare CR, which many
+    # readers take as a line break: a row holding CR is written with every cell quoted.
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     more = more or {}
-    writer.writerow([_safe_cell(name) for name in [*table.columns, column, *more]])
+    _write_row(writer, quoting, [_safe_cell(name) for name in [*table.columns, column, *more]])
     if not more:
         for row, value in zip(table.iter_rows(), predictions, strict=True):
-            writer.writerow([*(_safe_cell(cell) for cell in row), repr(float(value))])
+            _write_row(writer, quoting, [*(_safe_cell(cell) for cell in row), repr(float(value))])
         return buffer.getvalue()
     for row, value, *others in zip(table.iter_rows(), predictions, *more.values(), strict=True):
-        writer.writerow([*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))])
+        _write_row(
+            writer,
+            quoting,
+            [*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))],
+        )
     return buffer.getvalue()
+
+
+def _write_row(writer: Any, quoting: Any, cells: list[str]) -> None:
+    if any("\r" in cell for cell in cells):
+        quoting.writerow(cells)
+    else:
+        writer.writerow(cells)
 
 
 def _arrow_table(raw: bytes, max_columns: int | None) -> Table | None:
@@ -265,26 +299,30 @@ def _check_rows(rows: Any, max_rows: int) -> None:
 
 def _number(cell: Any, column: str, row: int) -> float:
     if isinstance(cell, bool) or not isinstance(cell, int | float | str) or cell == "":
-        problem = "is empty" if cell is None or cell == "" else f"{cell!r} is not a number"
+        problem = "is empty" if cell is None or cell == "" else f"{quoted(cell)} is not a number"
     else:
         try:
             value = float(cell)
         except (ValueError, OverflowError):
-            problem = f"{cell!r} is not a number" if str(cell).strip() else "is empty"
+            problem = f"{quoted(cell)} is not a number" if str(cell).strip() else "is empty"
         else:
             # Checked against float32's range, what both formats compute in.
             if math.isfinite(value) and abs(value) <= FLOAT32_MAX:
                 return value
-            problem = f"{cell!r} is not a finite number"
+            problem = f"{quoted(cell)} is not a finite number"
     raise TableError(
-        f"Column {column!r}, row {row}: {problem}.", code="bad_cell", extra={"column": column, "row": row}
+        f"Column {quoted(column)}, row {row}: {problem}.", code="bad_cell", extra={"column": column, "row": row}
     )
 
 
 def _safe_cell(cell: Any) -> str:
+    """The cell as text, a ``'`` before a formula at its start or at the start of any line inside it; numbers
+    (a negative prediction passed through) are left as they are."""
     text = "" if cell is None else str(cell)
     if text.startswith(FORMULA_PREFIXES) and not _is_number(text):
-        return "'" + text
+        text = "'" + text
+    if "\r" in text or "\n" in text:
+        text = FORMULA_AFTER_LINE_BREAK.sub("'", text)
     return text
 
 

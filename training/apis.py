@@ -1,5 +1,7 @@
 """``/train``: start a training job from a CSV upload, and follow it."""
 
+from contextlib import nullcontext
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -14,7 +16,7 @@ from core.throttles import SettingRateThrottle
 from . import ml
 from .selectors import training_job_get, training_job_list
 from .serializers import TrainingJobSerializer, TrainingRequestSerializer
-from .services import training_job_cancel, training_job_start, training_job_wait
+from .services import training_job_cancel, training_job_start, training_job_wait, training_wait_slot
 from .uploads import dataset_upload_handlers
 
 
@@ -56,7 +58,9 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         request={"multipart/form-data": TrainingRequestSerializer},
         responses={200: TrainingJobSerializer, 202: TrainingJobSerializer},
         description="Options may also be given in the query string. 202 with the accepted job; 200 with the "
-        "finished job once it is done within `wait` seconds (or, in embedded mode, ran in the request). 503 with "
+        "finished job once it is done within `wait` seconds (or, in embedded mode, ran in the request). At most "
+        "`MDS_TRAIN_MAX_WAITERS` requests wait at once per server process: the others are answered at once, with "
+        "an `X-Wait-Skipped` header. 503 with "
         "`Retry-After` when the dataset storage or the database is unavailable: nothing is stored then. Size "
         "parameters left out (`max_leaf_nodes`, `max_samples`) come from the server's size budget; a request "
         "whose forest would pass ONNX's 2 GiB or the worker memory budget is refused with 400 `model_too_large`.",
@@ -85,10 +89,14 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             params=training_params,
         )
         # Read back: in embedded mode the job already ran inside this request, and the answer says so.
-        job = training_job_wait(job_id=job.pk, timeout=options["wait"], job=job)
+        headers = {}
+        with training_wait_slot() if options["wait"] else nullcontext(True) as may_wait:
+            if not may_wait:
+                headers["X-Wait-Skipped"] = "busy"
+            job = training_job_wait(job_id=job.pk, timeout=options["wait"] if may_wait else 0, job=job)
         body = self.get_serializer(job).data
         answer = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
-        return Response(body, status=answer, headers={"Location": body["url"]})
+        return Response(body, status=answer, headers={"Location": body["url"], **headers})
 
     def retrieve(self, request, pk=None):
         return Response(self.get_serializer(training_job_get(job_id=int(pk), user=request.user)).data)

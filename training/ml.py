@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import quoted
 from core.tabular import TableError, feature_matrix, require_columns, row_number
 
 from . import conformal
@@ -81,7 +82,9 @@ def prepare_data(frame: pd.DataFrame, *, target: str, timestamp: str) -> Prepare
     require_columns(frame.columns, [timestamp, target])
     feature_names = [column for column in frame.columns if column not in (timestamp, target)]
     if not feature_names:
-        raise TableError(f"No feature column: the file has only {timestamp!r} and {target!r}.", code="no_features")
+        raise TableError(
+            f"No feature column: the file has only {quoted(timestamp)} and {quoted(target)}.", code="no_features"
+        )
     target_values = pd.to_numeric(frame[target], errors="coerce")
     given = frame[target].notna() & (frame[target].astype(str).str.strip() != "")
     infinite = np.isinf(target_values.to_numpy(dtype="float64", na_value=np.nan))
@@ -90,7 +93,7 @@ def prepare_data(frame: pd.DataFrame, *, target: str, timestamp: str) -> Prepare
         position = int(np.flatnonzero(bad_target.to_numpy())[0])
         row, cell = row_number(frame, position), frame[target].iloc[position]
         raise TableError(
-            f"Column {target!r}, row {row}: {cell!r} is not a finite number.",
+            f"Column {quoted(target)}, row {row}: {quoted(cell)} is not a finite number.",
             code="bad_cell",
             extra={"column": target, "row": row},
         )
@@ -104,14 +107,14 @@ def prepare_data(frame: pd.DataFrame, *, target: str, timestamp: str) -> Prepare
         position = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
         row = row_number(frame, position)
         raise TableError(
-            f"Column {timestamp!r}, row {row}: {frame[timestamp].iloc[position]!r} is not a date or time.",
+            f"Column {quoted(timestamp)}, row {row}: {quoted(frame[timestamp].iloc[position])} is not a date or time.",
             code="bad_timestamp",
             extra={"column": timestamp, "row": row},
         )
     X = feature_matrix(frame, feature_names)
     if len(frame) < MIN_ROWS:
         raise TableError(
-            f"Too few rows with a {target!r} value: {len(frame)}; at least {MIN_ROWS} are needed.",
+            f"Too few rows with a {quoted(target)} value: {len(frame)}; at least {MIN_ROWS} are needed.",
             code="too_few_rows",
             extra={"rows": len(frame), "min_rows": MIN_ROWS, "dropped_missing_target": dropped},
         )

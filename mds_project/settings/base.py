@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL or lone surrogate in the path, query or form is a 400 before any view (PostgreSQL refuses NUL: a 500).
+    "core.middleware.UnstorableInputMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -144,6 +146,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
+    # JSON bodies holding NUL or lone surrogates are a 400 naming the field, as in the path or query (core.middleware).
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.CappedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     # `format` is a /predict parameter (onnx|sklearn), not DRF's renderer override.
@@ -222,6 +230,9 @@ MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="http://127.0.0.1:5001")
 MDS_DEFAULT_MODEL_NAME = env.str("MDS_DEFAULT_MODEL_NAME", default="rf_regressor")
 # Longest `?wait=` a client may ask for on POST /train, in seconds.
 MDS_TRAIN_MAX_WAIT = env.int("MDS_TRAIN_MAX_WAIT", default=600)
+# Requests per web server process that may wait (`?wait=`) at once: each holds a server thread, and eight waiting
+# requests held every thread of a web server (/health stopped answering). The others are answered at once.
+MDS_TRAIN_MAX_WAITERS = env.int("MDS_TRAIN_MAX_WAITERS", default=2)
 # Starts of one training job (retries, redeliveries, re-queues after a lost worker) before it is failed; above
 # MDS_TRAIN_RETRIES + 1, so a dependency outage alone never exhausts it.
 MDS_TRAIN_MAX_ATTEMPTS = env.int("MDS_TRAIN_MAX_ATTEMPTS", default=12)

@@ -80,6 +80,28 @@ def test_accept_text_csv_returns_the_rows_with_a_prediction_column(api_client, m
     assert [float(row["prediction"]) for row in table] == json_answer
 
 
+def test_a_pass_through_cell_with_a_bare_cr_cannot_start_a_row_holding_a_formula(
+    api_client, model_name, version, rows
+):
+    # given: a cell whose second line is a live formula
+    records = rows[FEATURES].head(2).to_dict(orient="records")
+    records[0]["note"] = "harmless\r=cmd|' /C calc'!A0"
+    records[1]["note"] = "-3"
+
+    # when
+    response = post(
+        api_client, model_name, json.dumps({"dataframe_records": records}), "application/json", accept="text/csv"
+    )
+
+    # then: two rows, the formula neutralised inside its quoted cell, the number left as it is
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "\r=" not in text
+    table = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [row["note"] for row in table] == ["harmless\r'=cmd|' /C calc'!A0", "-3"]
+    assert all(float(row["prediction"]) for row in table)
+
+
 def test_errors_stay_json_when_csv_is_accepted(api_client, model_name, version):
     # when
     response = post(api_client, model_name, b"nope\n1\n", accept="text/csv")

@@ -77,3 +77,40 @@ def test_predict_throttle_answers_429_with_retry_after(api_client, model_name, v
     assert 0 < int(answers[2]["Retry-After"]) <= 60
     assert answers[2].json()["code"] == "throttled"
     assert answers[2].json()["extra"]["retry_after_seconds"] == int(answers[2]["Retry-After"])
+
+
+@pytest.mark.parametrize("body_format", ["dataframe_records", "csv"])
+def test_a_5_mb_bad_cell_is_a_400_of_a_few_hundred_bytes(api_client, model_name, version, body_format):
+    # given: a 5 MB text cell where a number is expected
+    frame = weather_frame(2).astype({"humidity_pct": object})
+    frame.loc[1, "humidity_pct"] = "w" * 5_000_000
+    if body_format == "csv":
+        body, kind = csv_bytes(frame), "csv"
+    else:
+        body, kind = json.dumps({"dataframe_records": frame.to_dict(orient="records")}, default=str), "json"
+
+    # when
+    response = post(api_client, model_name, body, kind)
+
+    # then
+    assert response.status_code == 400
+    assert len(response.content) < 600
+    assert response.json()["code"] == "bad_cell"
+    assert "… (5000000 characters)" in response.json()["message"]
+
+
+def test_a_large_json_body_over_the_row_cap_is_a_413_counted_as_it_streams(api_client, model_name, version, settings):
+    # given
+    settings.MDS_PREDICT_MAX_ROWS = 1000
+    body = json.dumps({"instances": [[1, 2, 3, 4, 5, 6]] * 30_000})
+
+    # when
+    response = post(api_client, model_name, body, "json")
+
+    # then
+    assert response.status_code == 413
+    assert response.json() == {
+        "message": "Too many rows: more than 1000; at most 1000 per request.",
+        "code": "too_large",
+        "extra": {"rows": 1001, "max_rows": 1000},
+    }

@@ -1,5 +1,7 @@
 """Request bodies to feature matrices and predictions back to CSV: pure, no model, no database."""
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -161,6 +163,28 @@ def test_csv_output_echoes_the_rows_and_neutralises_formulas():
         "3,4,'@SUM(A1),20.5",
         "5,6,'+1-2,30.0",
         "7,8,'-x,40.0",
+    ]
+
+
+def test_csv_output_quotes_line_breaks_and_neutralises_a_formula_on_any_line_of_a_cell():
+    # given
+    table = parse_json(
+        json.dumps(
+            {"dataframe_records": [{"a": 1, "note": "ok\r@SUM(A1)\n+x\r\n-1"}, {"a": -2, "note": "x\ny"}]}
+        ).encode(),
+        columns=["a"],
+        max_rows=10,
+    )
+
+    # when
+    text = write_csv(table, np.array([-1.0, 2.0]))
+
+    # then: a bare CR never reaches the output unquoted, and reads back as the cells written
+    assert text.splitlines(keepends=True)[0] == "a,note,prediction\n"
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["a", "note", "prediction"],
+        ["1", "ok\r'@SUM(A1)\n'+x\r\n'-1", "-1.0"],
+        ["-2", "x\ny", "2.0"],
     ]
 
 

@@ -2,7 +2,9 @@
 and invalid, and no answer may be a 5xx.
 
 Bounded (``EXAMPLES`` per operation and mode, ~1 minute in all) to keep the suite fast; authenticated as a
-superuser so every endpoint is reached past its permission check.
+superuser so every endpoint is reached past its permission check. Runs on the database the suite runs on
+(PostgreSQL in CI, which refuses NUL in text), and sends NUL and lone surrogates in every parameter on purpose:
+random generation seldom hits them.
 """
 
 import pytest
@@ -72,3 +74,45 @@ def test_no_request_the_schema_allows_or_refuses_gets_a_server_error(token, in_p
     # then
     assert len(operations) >= 9
     assert failures == {}, "\n\n".join(f"{label}: {failure}" for label, failure in failures.items())
+
+
+# A NUL (PostgreSQL's text refuses it) and a lone surrogate (no UTF-8 for it). A URL or a form cannot carry a surrogate
+# (a client must encode it first), so they get NUL only; JSON bodies get both, as "\u0000" and "\ud800" escapes.
+IN_URLS = ("a\x00b",)
+IN_BODIES = ("a\x00b", "a\ud800b")
+
+
+def test_nul_and_lone_surrogates_in_any_parameter_get_no_server_error(token, in_process_requests, settings):
+    # given: one valid request per operation, each of its text parameters then replaced in turn
+    settings.MDS_THROTTLE_TRAIN = "off"
+    headers = {"Authorization": f"Token {token}"}
+    api_schema = schemathesis.openapi.from_wsgi("/api/schema?format=json", application, headers=headers)
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    answers = {}
+
+    # when
+    for operation in operations:
+        label = operation.label
+
+        @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+        @hypothesis_settings(
+            max_examples=1, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
+        def exercise(case):
+            places = [(case.path_parameters, IN_URLS), (case.query, IN_URLS)]
+            if isinstance(case.body, dict):
+                places.append((case.body, IN_BODIES if case.media_type == "application/json" else IN_URLS))
+            for values, bad_values in places:
+                for name, value in list((values or {}).items()):
+                    for bad in bad_values:
+                        values[name] = bad
+                        response = case.call(headers=headers)
+                        answers[f"{label} {name}={bad!r}"] = response.status_code  # noqa: B023 - run at once
+                    values[name] = value
+
+        exercise()
+
+    # then
+    assert len(answers) >= 10
+    server_errors = {label: status for label, status in answers.items() if status >= 500}
+    assert server_errors == {}

@@ -10,7 +10,7 @@ from .bounds import training_params_bound, training_size_budget
 from .datasets import dataset_create, dataset_inspect, training_job_create, training_job_start
 from .dispatch import training_job_dispatch, training_job_undispatched, training_jobs_dispatch
 from .execution import training_job_execute, training_job_fail
-from .jobs import trained_models, training_job_cancel, training_job_wait
+from .jobs import trained_models, training_job_cancel, training_job_wait, training_wait_slot
 from .leases import Lease, database_retry, lease_dead_reason, this_process
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "training_job_undispatched",
     "training_job_wait",
     "training_jobs_dispatch",
+    "training_wait_slot",
     "training_params_bound",
     "training_size_budget",
 ]

@@ -19,6 +19,11 @@ from ..reading import training_data_read
 from .bounds import training_params_bound
 from .leases import Lease, database_retry, lease_dead_reason, this_process
 
+# A stored error is returned by every `GET /train`: its message and each text in its extra are kept this short even
+# when what raised it quoted a whole input value (messages quote at most ~100 characters of one; see core.errors).
+MAX_ERROR_MESSAGE_CHARS = 2000
+MAX_ERROR_EXTRA_CHARS = 200
+
 logger = logging.getLogger(__name__)
 
 
@@ -270,9 +275,20 @@ def training_job_fail(
         return job
     job.status = TrainingJob.Status.FAILED
     job.error_code = code or "internal_error"
-    job.error_message = message or "The training failed without a message."
-    job.error_extra = extra or {}
+    job.error_message = _bounded(message, MAX_ERROR_MESSAGE_CHARS) or "The training failed without a message."
+    job.error_extra = _bounded(extra or {}, MAX_ERROR_EXTRA_CHARS)
     job.finished_at = timezone.now()
     job.full_clean()
     job.save()
     return job
+
+
+def _bounded(value, limit: int):
+    """``value`` with every text in it cut to ``limit`` characters (``…`` marks a cut) and every list to 100 items."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[: limit - 1] + "…"
+    if isinstance(value, dict):
+        return {_bounded(str(key), limit): _bounded(item, limit) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded(item, limit) for item in value[:100]]
+    return value

@@ -1,9 +1,13 @@
 """Training jobs as clients see them: waiting for one to finish, cancelling it, the versions it registered."""
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -13,6 +17,32 @@ from ..models import TrainingJob
 from .leases import connection_reset
 
 logger = logging.getLogger(__name__)
+
+# Requests of this process waiting in `training_job_wait` now (`?wait=`), each holding a web server thread.
+_waiting = 0
+_waiting_lock = threading.Lock()
+
+
+@contextmanager
+def training_wait_slot() -> Iterator[bool]:
+    """One of this process's ``MDS_TRAIN_MAX_WAITERS`` places to wait for a job in: ``True`` inside the block if
+    one was free (and held until the block ends), ``False`` if all were taken.
+
+    A waiting request holds one of the web server's few threads for up to ``MDS_TRAIN_MAX_WAIT`` seconds: eight
+    waiting requests held every thread, and ``/health`` stopped answering. Requests past the limit get their
+    answer at once; the job is the same, only the wait is skipped.
+    """
+    global _waiting
+    with _waiting_lock:
+        held = _waiting < settings.MDS_TRAIN_MAX_WAITERS
+        if held:
+            _waiting += 1
+    try:
+        yield held
+    finally:
+        if held:
+            with _waiting_lock:
+                _waiting -= 1
 
 
 def training_job_wait(*, job_id: int, timeout: float, poll_interval: float = 0.25, job: TrainingJob | None = None):
