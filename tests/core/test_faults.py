@@ -1,11 +1,11 @@
 """A dependency that is down is a 503 with Retry-After and a clear code, never a 500."""
 
+import knox.models
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rest_framework.authentication import TokenAuthentication
 
 from core import faults
 from core.errors import MlflowUnavailable
@@ -41,7 +41,7 @@ def test_transient_dependency_faults_are_recognised_and_others_are_not(exc, code
 
 
 class UnreachableTokens:
-    """A token model whose table lives in a database that refuses connections (a fault injected at DRF's seam)."""
+    """A token model whose table lives in a database that refuses connections (a fault injected at knox's seam)."""
 
     class DoesNotExist(Exception):
         pass
@@ -55,7 +55,7 @@ class UnreachableTokens:
 @pytest.mark.parametrize("path", ["/train", "/models/", "/predict"])
 def test_a_database_down_while_checking_a_token_is_a_503(client, monkeypatch, path):
     # given
-    monkeypatch.setattr(TokenAuthentication, "model", UnreachableTokens)
+    monkeypatch.setattr(knox.models, "get_token_model", lambda: UnreachableTokens)
 
     # when
     response = client.post(path, HTTP_AUTHORIZATION="Token not-cached-anywhere")
