@@ -38,8 +38,8 @@ def test_onnx_is_the_default_and_rows_keep_their_order(api_client, csv_upload, m
     frame = weather_frame(120).drop(columns=["timestamp", "target"])
     forward = predict(api_client, csv_upload, model_name, version, csv_bytes(frame)).json()
 
-    # when
-    backward = predict(api_client, csv_upload, model_name, version, csv_bytes(frame.iloc[::-1])).json()
+    # when: by the same engine (the default may have moved to the forest, loaded meanwhile in the background)
+    backward = predict(api_client, csv_upload, model_name, version, csv_bytes(frame.iloc[::-1]), format="onnx").json()
 
     # then
     assert forward["model"]["format"] == "onnx"
