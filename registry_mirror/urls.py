@@ -1,6 +1,12 @@
 from django.urls import re_path
 
-from .apis import ModelAliasView, ModelVersionViewSet, RegisteredModelViewSet
+from .apis import (
+    ModelAliasAcceptView,
+    ModelAliasView,
+    ModelVersionAdoptView,
+    ModelVersionViewSet,
+    RegisteredModelViewSet,
+)
 
 # The trailing slash is optional: curl users type both.
 urlpatterns = [
@@ -19,6 +25,16 @@ urlpatterns = [
         r"^models/(?P<name>[^/]+)/versions/(?P<version>[0-9]+)/?$",
         ModelVersionViewSet.as_view({"get": "retrieve"}),
         name="model-version-detail",
+    ),
+    re_path(
+        r"^models/(?P<name>[^/]+)/versions/(?P<version>[0-9]{1,9})/adopt/?$",
+        ModelVersionAdoptView.as_view(),
+        name="model-version-adopt",
+    ),
+    re_path(
+        r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/accept/?$",
+        ModelAliasAcceptView.as_view(),
+        name="model-alias-accept",
     ),
     re_path(
         r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/?$",
