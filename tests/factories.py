@@ -3,6 +3,8 @@
 import importlib
 import io
 
+import uuid
+
 import factory
 import pandas as pd
 from django.contrib.auth import get_user_model
@@ -97,10 +99,12 @@ def mlflow_version(
     run_tags: dict[str, str] | None = None,
     version_tags: dict[str, str] | None = None,
     run_id: str | None = None,
+    served: bool = False,
 ):
     """Register a version in the MLflow store of the current settings directly, without training a model.
 
-    Returns the MLflow ``ModelVersion``; its run carries ``metrics`` and ``run_tags``.
+    Returns the MLflow ``ModelVersion``; its run carries ``metrics`` and ``run_tags``. With ``served`` MDS's
+    database records it as a version MDS trained (``served_version_record``); without, it is external.
     """
     from mlflow.entities import Metric, RunTag
     from mlflow.exceptions import MlflowException
@@ -122,4 +126,16 @@ def mlflow_version(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
-    return client.create_model_version(name, source, run_id=run_id, tags=version_tags or {})
+    created = client.create_model_version(name, source, run_id=run_id, tags=version_tags or {})
+    if served:
+        served_version_record(name, int(created.version))
+    return created
+
+
+def served_version_record(name: str, version: int):
+    """Record ``version`` of ``name`` as trained by MDS, so it may be served and promoted (its files unchecked)."""
+    from registry_mirror.models import TrainedVersion
+
+    return TrainedVersion.objects.create(
+        job_key=uuid.uuid4(), name=name, version=version, sklearn_sha256="0" * 64, onnx_sha256="0" * 64
+    )

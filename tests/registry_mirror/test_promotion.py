@@ -92,6 +92,8 @@ def test_a_version_within_the_tolerance_is_promoted(train, maintainer, model_nam
     assert response.status_code == 200 and response.json()["forced"] is False
 
 
+# The alias is re-resolved in another thread, which reads MDS's database: on SQLite it must see committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_removing_an_alias_stops_serving_it(train, maintainer, api_client, model_name, monkeypatch):
     # given: aliases that expire at once
     monkeypatch.setattr(model_cache(), "alias_ttl", 0.0)
