@@ -133,9 +133,8 @@ class ModelAliasAcceptView(APIView):
     def post(self, request, name: str, alias: str):
         params = AliasAcceptSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        move = model_alias_accept(name=name, alias=alias, user=request.user, force=params.validated_data["force"])
-        version = (
-            move.to_version if move is not None else selectors.served_aliases_of(name=name)[alias.removeprefix("@")]
+        version, move = model_alias_accept(
+            name=name, alias=alias, user=request.user, force=params.validated_data["force"]
         )
         return Response(_move_body(name, alias, version, move))
 

@@ -2,7 +2,6 @@
 
 import importlib
 import io
-
 import uuid
 
 import factory
@@ -139,3 +138,23 @@ def served_version_record(name: str, version: int):
     return TrainedVersion.objects.create(
         job_key=uuid.uuid4(), name=name, version=version, sklearn_sha256="0" * 64, onnx_sha256="0" * 64
     )
+
+
+def mlflow_constant_version(name: str, *, value: float = 1337.0, drop_feature: str | None = None) -> int:
+    """Register straight in MLflow (as anyone with write access to it could) a version of ``name`` whose ONNX
+    model predicts ``value`` for every row, with the signature of the sample data's features (less
+    ``drop_feature``); MDS's database records nothing of it. Returns its number."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from registry_mirror import gateway
+    from training import ml
+
+    data = ml.prepare_data(weather_frame(60), target="target", timestamp="timestamp")
+    features = [feature for feature in data.feature_names if feature != drop_feature]
+    X = data.X[:, [data.feature_names.index(feature) for feature in features]]
+    estimator = LinearRegression().fit(X, data.y)
+    estimator.coef_, estimator.intercept_ = np.zeros_like(estimator.coef_), value
+    example = pd.DataFrame(X[:2].astype("float64"), columns=features)
+    model = gateway.TrainedModel(estimator, ml.to_onnx(estimator, len(features)), example, params={}, metrics={})
+    return gateway.model_version_register(job_key=str(uuid.uuid4()), model_name=name, model=model).version
