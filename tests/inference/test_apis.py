@@ -45,13 +45,15 @@ def test_csv_body_json_formats_and_multipart_agree(api_client, model_name, versi
         "instances": json.dumps({"instances": features.to_numpy().tolist()}),
     }
 
-    # when
+    # when: one engine for all (`auto` would switch to sklearn whenever its background load happens to finish)
     answers = {
-        name: post(api_client, model_name, body, "text/csv" if name == "text/csv" else "application/json")
+        name: post(
+            api_client, model_name, body, "text/csv" if name == "text/csv" else "application/json", format="onnx"
+        )
         for name, body in bodies.items()
     }
     answers["multipart"] = api_client.post(
-        f"/predict?model_name={model_name}&version={version}", {"file": csv_upload(csv_bytes(rows))}
+        f"/predict?model_name={model_name}&version={version}&format=onnx", {"file": csv_upload(csv_bytes(rows))}
     )
 
     # then
