@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from core import contract
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from registry_mirror import gateway, selectors
 
 from .drift import bin_counts, drift_summary
@@ -174,9 +175,14 @@ def version_monitored_check(*, model_name: str, version: int) -> None:
         NotFound: neither MDS's record nor the prediction log knows the version.
         Conflict: ``version_not_adopted``, a version registered directly in MLflow that no maintainer adopted.
     """
-    if PredictionLog.objects.filter(model_name=model_name, model_version=version).exists():
-        return
-    selectors.served_version_number(name=model_name, reference=str(version))
+    try:
+        selectors.served_version_number(name=model_name, reference=str(version))
+    except (NotFound, Conflict):
+        # A version MDS once served keeps its history; a name it could not have recorded never reaches a query.
+        if not re.match(contract.MODEL_NAME_PATTERN, model_name):
+            raise
+        if not PredictionLog.objects.filter(model_name=model_name, model_version=version).exists():
+            raise
 
 
 def prediction_log_prune(*, now: datetime | None = None, chunk: int = 5000) -> int:
