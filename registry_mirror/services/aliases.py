@@ -199,16 +199,21 @@ def _promotion_problem(name: str, alias: str, version: int, current: int) -> Con
 @transaction.atomic
 def _alias_record(*, name: str, alias: str, version: int | None, user, source: str, forced: bool = False) -> AliasMove:
     """Record in MDS's promotion record a move MLflow has made (``None``: removed), mirror it, and audit it."""
-    record = ServedAlias.objects.select_for_update().filter(model_name=name, alias=alias).first()
-    previous = record.version if record is not None else None
     set_by = user if user is not None and user.is_authenticated else None
     if version is None:
+        record = ServedAlias.objects.select_for_update().filter(model_name=name, alias=alias).first()
+        previous = record.version if record is not None else None
         if record is not None:
             record.delete()
     else:
-        record = record or ServedAlias(model_name=name, alias=alias)
-        record.version, record.set_by = version, set_by
-        save_checked(record)
+        # get_or_create: two first moves of one alias at once both end on the one row, never on an IntegrityError.
+        record, created = ServedAlias.objects.select_for_update().get_or_create(
+            model_name=name, alias=alias, defaults={"version": version, "set_by": set_by}
+        )
+        previous = None if created else record.version
+        if not created:
+            record.version, record.set_by = version, set_by
+            save_checked(record)
     _alias_mirror(name=name, alias=alias, version=version)
     move = AliasMove(
         model_name=name,

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from inference.model_cache import model_cache
-from registry_mirror import gateway
+from registry_mirror import gateway, selectors
 from registry_mirror.models import AliasMove
 from tests.factories import csv_bytes, weather_frame
 
@@ -30,6 +30,7 @@ def test_a_new_models_first_version_is_champion_and_later_trainings_never_move_i
 
     # then: /predict without version serves @champion, still the first
     assert gateway.model_aliases(name=model_name) == {"champion": first}
+    assert selectors.served_aliases_of(name=model_name) == {"champion": first}
     assert served_version(api_client, model_name) == first
     assert served_version(api_client, model_name, version="latest") == second
     move = AliasMove.objects.get(model_name=model_name)
