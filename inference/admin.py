@@ -9,7 +9,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from registry_mirror.models import ModelVersion, RegisteredModel
+from registry_mirror import selectors
+from registry_mirror.models import ModelVersion
 from registry_mirror.panels import VersionPanel
 
 from .feedback import live_metrics
@@ -79,8 +80,8 @@ def version_monitoring_context(version: ModelVersion) -> dict:
         {"label": "live, all", **live_metrics(logged)},
         {"label": "live, 7 days", **live_metrics(logged.filter(predicted_at__gte=week_ago))},
     ]
-    registered = RegisteredModel.objects.filter(name=version.name).first()
-    champion_number = (registered.aliases or {}).get(CHAMPION) if registered else None
+    # What MDS serves as the champion, not where MLflow's alias points.
+    champion_number = selectors.served_aliases_of(name=version.name).get(CHAMPION)
     champion = None
     if champion_number is not None and int(champion_number) != version.version:
         champion = ModelVersion.objects.filter(name=version.name, version=int(champion_number)).first()

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,9 +13,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from core import contract
-from core.errors import NotFound
-from registry_mirror import gateway
-from registry_mirror.models import ModelVersion
+from core.errors import Conflict, NotFound
+from registry_mirror import gateway, selectors
 
 from .drift import bin_counts, drift_summary
 from .feedback import live_metrics
@@ -31,14 +31,16 @@ def version_profile(*, model_name: str, version: int) -> dict[str, Any] | None:
     """The feature profile logged with ``version`` at training; ``None`` if it was trained without one.
 
     Raises:
-        NotFound: no such version in MLflow.
+        NotFound: no such version.
+        Conflict: ``version_not_adopted``, a version MDS neither serves nor served.
         MlflowUnavailable: MLflow could not be reached.
     """
     key = (model_name, version)
     with _profiles_lock:
         if key in _profiles:
             return _profiles[key]
-    gateway.model_version_number(name=model_name, version=str(version))  # NotFound for an unknown version
+    # NotFound for an unknown version; Conflict for one registered directly in MLflow and never adopted.
+    version_monitored_check(model_name=model_name, version=version)
     try:
         raw = gateway.model_version_file_read(name=model_name, version=version, file=contract.PROFILE_FILE)
     except NotFound:
@@ -166,12 +168,21 @@ def monitoring_reports_of(*, model_name: str, version: int, limit: int = 30) -> 
     return list(MonitoringReport.objects.filter(model_name=model_name, model_version=version)[:limit])
 
 
-def version_known(*, model_name: str, version: int) -> bool:
-    """Whether the mirror or the prediction log knows the version (the monitoring APIs' 404 otherwise)."""
-    return (
-        ModelVersion.objects.filter(name=model_name, version=version).exists()
-        or PredictionLog.objects.filter(model_name=model_name, model_version=version).exists()
-    )
+def version_monitored_check(*, model_name: str, version: int) -> None:
+    """Nothing if MDS serves the version or its prediction log holds it; what serving would answer otherwise.
+
+    Raises:
+        NotFound: neither MDS's record nor the prediction log knows the version.
+        Conflict: ``version_not_adopted``, a version registered directly in MLflow that no maintainer adopted.
+    """
+    try:
+        selectors.served_version_number(name=model_name, reference=str(version))
+    except (NotFound, Conflict):
+        # A version MDS once served keeps its history; a name it could not have recorded never reaches a query.
+        if not re.match(contract.MODEL_NAME_PATTERN, model_name):
+            raise
+        if not PredictionLog.objects.filter(model_name=model_name, model_version=version).exists():
+            raise
 
 
 def prediction_log_prune(*, now: datetime | None = None, chunk: int = 5000) -> int:

@@ -12,13 +12,13 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import ApplicationError, NotFound
+from core.errors import ApplicationError
 from core.permissions import requires
 from core.tabular import TableError
 
 from .api_parts import CSVBodyParser, body_too_large
 from .feedback import actuals_from_table, feedback_record, performance_get
-from .monitoring import drift_get, version_known
+from .monitoring import drift_get, version_monitored_check
 from .parsing import parse_csv
 
 # Whoever may predict may send actuals back (for their own predictions); whoever may read the registry may read
@@ -113,12 +113,9 @@ def datetime_param(request, name: str) -> datetime | None:
 
 
 def _known_version(name: str, version: str) -> int:
+    """The version number, if MDS serves (or served) it: 404 otherwise, 409 for a version never adopted."""
     number = int(version)
-    if not version_known(model_name=name, version=number):
-        raise NotFound(
-            f"Model {name!r} has no version {number} (neither mirrored nor ever served).",
-            extra={"model_name": name, "version": number},
-        )
+    version_monitored_check(model_name=name, version=number)
     return number
 
 
@@ -131,7 +128,7 @@ class VersionPerformanceView(APIView):
         return Response(
             performance_get(
                 model_name=name,
-                version=int(version),
+                version=_known_version(name, version),
                 since=datetime_param(request, "since"),
                 until=datetime_param(request, "until"),
             )

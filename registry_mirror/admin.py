@@ -1,6 +1,8 @@
 """Browsing the registry mirror: read-only lists and pages, with the training plots streamed from MLflow.
 
-Two things write, MLflow first: the sync button on every mirror list and the alias form on a version's page. A
+What writes: the sync button on every mirror list (MLflow's copy), and on a version's page the alias form, the
+"accept" buttons for aliases moved directly in MLflow and the "adopt" button for a version registered there;
+those three go through the same gated services as the API and are the only ways to change what is served. A
 model's owner and the groups it is shared with, MDS's own, are the one part of a mirror row maintainers edit.
 """
 
@@ -8,6 +10,7 @@ import functools
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -19,10 +22,19 @@ from core.errors import ApplicationError, NotFound
 
 from . import gateway, selectors
 from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFilter
-from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
+from .models import AliasMove, ModelVersion, RegisteredModel, ServedAlias, TrainedVersion
 from .origins import model_version_origin_links
 from .panels import model_version_panels
-from .services import model_access_set, model_alias_remove, model_alias_set, registry_mirror_sync
+from .services import (
+    model_access_set,
+    model_alias_accept,
+    model_alias_remove,
+    model_alias_set,
+    model_version_adopt,
+    registry_mirror_sync,
+)
+
+NOT_SERVED = "external, not served until adopted"
 
 
 def _admin_write(permission: str):
@@ -72,6 +84,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         "name",
         "version",
         "status",
+        "served_state",
         "alias_list",
         "format_list",
         "r2",
@@ -88,7 +101,20 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["name", "version", "status", "aliases", "formats", "deleted", "deleted_at", "description"]},
+            {
+                "fields": [
+                    "name",
+                    "version",
+                    "status",
+                    "served_state",
+                    "served_alias_list",
+                    "aliases",
+                    "formats",
+                    "deleted",
+                    "deleted_at",
+                    "description",
+                ]
+            },
         ),
         ("Metrics", {"fields": ["r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff"]}),
         ("Origin", {"fields": ["origin_links", "dataset_sha256", "job_key"]}),
@@ -100,9 +126,31 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "origin_links", "tag_table"]
+        return [
+            *super().get_readonly_fields(request, obj),
+            "origin_links",
+            "tag_table",
+            "served_state",
+            "served_alias_list",
+        ]
 
-    @admin.display(description="aliases")
+    def get_queryset(self, request):
+        record = TrainedVersion.objects.filter(name=OuterRef("name"), version=OuterRef("version"))
+        return super().get_queryset(request).annotate(served_origin=Subquery(record.values("origin")[:1]))
+
+    @admin.display(description="served")
+    def served_state(self, obj: ModelVersion) -> str:
+        origin = getattr(obj, "served_origin", None)
+        if origin is None:
+            origin = selectors.version_origins(name=obj.name).get(obj.version)
+        return TrainedVersion.Origin(origin).label if origin else NOT_SERVED
+
+    @admin.display(description="served aliases")
+    def served_alias_list(self, obj: ModelVersion) -> str:
+        served = selectors.served_aliases_of(name=obj.name)
+        return ", ".join(f"@{alias}" for alias, number in sorted(served.items()) if number == obj.version) or "-"
+
+    @admin.display(description="MLflow aliases")
     def alias_list(self, obj: ModelVersion) -> str:
         return ", ".join(obj.aliases)
 
@@ -132,6 +180,12 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         return [
             path("sync/", self.admin_site.admin_view(self.sync_view), name=f"{prefix}_sync"),
             path("<path:object_id>/alias/", self.admin_site.admin_view(self.alias_view), name=f"{prefix}_alias"),
+            path("<path:object_id>/adopt/", self.admin_site.admin_view(self.adopt_view), name=f"{prefix}_adopt"),
+            path(
+                "<path:object_id>/alias/accept/",
+                self.admin_site.admin_view(self.alias_accept_view),
+                name=f"{prefix}_alias_accept",
+            ),
             path(
                 "<path:object_id>/alias/remove/",
                 self.admin_site.admin_view(self.alias_remove_view),
@@ -170,6 +224,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                 panels=model_version_panels(version),
                 alias_form=AliasForm(),
                 can_set_alias=request.user.has_perm("registry_mirror.set_alias"),
+                **_served_context(version),
             )
         return super().change_view(request, object_id, form_url, extra)
 
@@ -220,6 +275,37 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         return HttpResponseRedirect(page)
 
     @_admin_write("registry_mirror.set_alias")
+    def adopt_view(self, request, object_id):
+        version = _version_or_404(object_id)
+        page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
+        try:
+            _, adopted = model_version_adopt(name=version.name, version=version.version, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, f"Not adopted: {exc.message}", messages.ERROR)
+        else:
+            if adopted:
+                self.message_user(request, f"{version} adopted: MDS serves it now (as ONNX).", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{version} is already served by MDS.", messages.INFO)
+        return HttpResponseRedirect(page)
+
+    @_admin_write("registry_mirror.set_alias")
+    def alias_accept_view(self, request, object_id):
+        version = _version_or_404(object_id)
+        page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
+        alias = request.POST.get("alias", "")
+        try:
+            number, move = model_alias_accept(
+                name=version.name, alias=alias, user=request.user, force=bool(request.POST.get("force"))
+            )
+        except ApplicationError as exc:
+            self.message_user(request, f"@{alias} not accepted: {exc.message}", messages.ERROR)
+        else:
+            forced = ", forced past the RMSE gate" if move is not None and move.forced else ""
+            self.message_user(request, f"@{alias} of {version.name} now serves v{number}{forced}.", messages.SUCCESS)
+        return HttpResponseRedirect(page)
+
+    @_admin_write("registry_mirror.set_alias")
     def alias_remove_view(self, request, object_id):
         version = _version_or_404(object_id)
         page = reverse("admin:registry_mirror_modelversion_change", args=[version.pk])
@@ -248,6 +334,26 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         return response
 
 
+def _served_context(version: ModelVersion) -> dict:
+    """What a version's page shows of serving: the version's state, MDS's aliases beside MLflow's."""
+    served = selectors.served_aliases_of(name=version.name)
+    model = RegisteredModel.objects.filter(name=version.name).first()
+    in_mlflow = model.aliases if model is not None else {}
+    return {
+        "served_origin": selectors.version_origins(name=version.name).get(version.version),
+        "served_aliases_here": sorted(alias for alias, number in served.items() if number == version.version),
+        "alias_table": [
+            {
+                "alias": alias,
+                "served": served.get(alias),
+                "mlflow": in_mlflow.get(alias),
+                "external": served.get(alias) != in_mlflow.get(alias),
+            }
+            for alias in sorted(set(served) | set(in_mlflow))
+        ],
+    }
+
+
 def _version_or_404(object_id: str) -> ModelVersion:
     # The URL takes any path, as the admin's own pages do; an id that is not a number names no version.
     try:
@@ -261,7 +367,15 @@ def _version_or_404(object_id: str) -> ModelVersion:
 class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
     """Mirrored from MLflow but for who may train it: maintainers set the owner and the groups it is shared with."""
 
-    list_display = ["name", "owner", "alias_list", "version_list_link", "mlflow_updated_at", "deleted"]
+    list_display = [
+        "name",
+        "owner",
+        "served_alias_list",
+        "alias_list",
+        "version_list_link",
+        "mlflow_updated_at",
+        "deleted",
+    ]
     list_filter = ["deleted"]
     list_select_related = ["owner"]
     search_fields = ["name"]
@@ -301,9 +415,18 @@ class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
             shared_with=[group.name for group in form.cleaned_data["shared_with"]],
         )
 
-    @admin.display(description="aliases")
+    @admin.display(description="served aliases (MDS)")
+    def served_alias_list(self, obj: RegisteredModel) -> str:
+        served = selectors.served_aliases_of(name=obj.name)
+        return ", ".join(f"@{alias} → v{version}" for alias, version in sorted(served.items())) or "-"
+
+    @admin.display(description="MLflow aliases")
     def alias_list(self, obj: RegisteredModel) -> str:
-        return ", ".join(f"@{alias} → v{version}" for alias, version in sorted(obj.aliases.items()))
+        served = selectors.served_aliases_of(name=obj.name)
+        return ", ".join(
+            f"@{alias} → v{version}" + (" (external, not served)" if served.get(alias) != version else "")
+            for alias, version in sorted(obj.aliases.items())
+        )
 
     @admin.display(description="versions")
     def version_list_link(self, obj: RegisteredModel) -> str:
@@ -319,12 +442,34 @@ class AliasMoveAdmin(ReadOnlyMirrorAdmin):
     list_select_related = ["moved_by"]
 
 
+@admin.register(ServedAlias)
+class ServedAliasAdmin(ReadOnlyMirrorAdmin):
+    """MDS's promotion record: what each alias serves, written by the gated alias services only."""
+
+    list_display = ["model_name", "alias", "version", "set_by", "updated_at"]
+    list_filter = ["alias"]
+    search_fields = ["=model_name"]
+    list_select_related = ["set_by"]
+
+
 @admin.register(TrainedVersion)
 class TrainedVersionAdmin(ReadOnlyMirrorAdmin):
-    """The checksums serving trusts: written by trainings only, never editable."""
+    """The versions MDS serves and the checksums it trusts: written by trainings and adoptions only."""
 
-    list_display = ["name", "version", "job_key", "short_sklearn", "short_onnx", "created_at"]
+    list_display = [
+        "name",
+        "version",
+        "origin",
+        "adopted_by",
+        "adopted_at",
+        "job_key",
+        "short_sklearn",
+        "short_onnx",
+        "created_at",
+    ]
+    list_filter = ["origin"]
     search_fields = ["=name", "=job_key"]
+    list_select_related = ["adopted_by"]
 
     @admin.display(description="sklearn sha256")
     def short_sklearn(self, obj: TrainedVersion) -> str:

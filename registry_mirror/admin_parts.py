@@ -39,7 +39,7 @@ class CappedCountPaginator(Paginator):
 
 
 class AliasFilter(admin.SimpleListFilter):
-    title = "alias"
+    title = "MLflow alias"
     parameter_name = "alias"
 
     def lookups(self, request, model_admin):

@@ -1,9 +1,13 @@
-"""The mirror of MLflow's model registry kept for browsing in the Django admin.
+"""The mirror of MLflow's model registry kept for browsing in the Django admin, and what MDS serves.
 
-MLflow stays the source of truth: the mirror is rewritten by the sync service and only the alias audit records
-something MLflow does not keep. A mirrored version names the training job that produced it by the job's key
-(the ``mds.job_id`` tag) rather than by a foreign key, so this app depends on no other app, neither in code nor
-in migrations, and versions registered outside MDS mirror just as well.
+The mirror (``RegisteredModel``, ``ModelVersion``) is rewritten by the sync service from MLflow and is only ever
+shown. What is served is this service's own record, never MLflow's: ``ServedAlias`` (where each alias points,
+changed only by the gated alias services) and ``TrainedVersion`` (the versions MDS trained or a maintainer
+adopted, with the checksums of their files); ``AliasMove`` audits both MDS's moves and those seen in MLflow.
+
+A mirrored version names the training job that produced it by the job's key (the ``mds.job_id`` tag) rather
+than by a foreign key, so this app depends on no other app, neither in code nor in migrations, and versions
+registered outside MDS mirror just as well.
 
 Two fields of a registered model are MDS's own, never MLflow's, and the sync leaves them alone: its ``owner``
 and the groups it is ``shared_with``, which decide who may train new versions of it.
@@ -63,7 +67,8 @@ class ModelVersion(BaseModel):
     model_id = models.CharField(max_length=64, blank=True)
     source = models.CharField(max_length=1000, blank=True)
     formats = models.JSONField(default=list, blank=True)
-    aliases = models.JSONField(default=list, blank=True)
+    # Where MLflow's aliases point, as the sync saw them; what MDS serves is ``ServedAlias``.
+    aliases = models.JSONField("MLflow aliases", default=list, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     params = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
@@ -105,6 +110,10 @@ class AliasMove(BaseModel):
         # The serving alias given to a new model's first version by the training that registered it.
         FIRST_VERSION = "first_version", "Given to a new model's first version"
         SYNC = "sync", "Seen in MLflow by a sync"
+        # Moved directly in MLflow to a version other than MDS's record: shown, never served until accepted.
+        EXTERNAL = "external", "Made directly in MLflow (not served)"
+        # A maintainer accepted a move made directly in MLflow, through the same gate as any other move.
+        ACCEPTED = "accepted", "Accepted from MLflow"
 
     model_name = models.CharField(max_length=256, db_index=True)
     alias = models.CharField(max_length=256)
@@ -131,28 +140,75 @@ class AliasMove(BaseModel):
 
 
 class TrainedVersion(BaseModel):
-    """A version this service trained, with the sha256 of its artifacts, recorded here before they went to MLflow.
+    """A version this service serves: one it trained, or one registered elsewhere that a maintainer adopted.
 
-    The trust anchor of serving: an artifact is loaded only if it hashes to what this row says, so whoever can
-    write to MLflow (its tags included) cannot make this service unpickle a file of theirs, and a version this
-    service did not train is never unpickled at all. Keyed by the training job's key, since the checksums are
-    known before MLflow numbers the version.
+    The trust anchor of serving: only a version with a row here is served, and an artifact is loaded only if it
+    hashes to what this row says, so whoever can write to MLflow (its tags included) can neither have a version
+    of theirs served nor make this service unpickle a file of theirs. A trained version's row is keyed by the
+    training job's key, since the checksums are known before MLflow numbers the version. An adopted version's
+    pickle is never loaded (``sklearn_sha256`` stays empty): only its ONNX file, checked at adoption, serves.
     """
 
-    job_key = models.UUIDField(unique=True)
+    class Origin(models.TextChoices):
+        TRAINED = "trained", "Trained by MDS"
+        ADOPTED = "adopted", "Registered in MLflow, adopted by a maintainer"
+
+    # Empty for an adopted version, which no training job of ours produced.
+    job_key = models.UUIDField(unique=True, null=True, blank=True)
     name = models.CharField(max_length=256)
     # Null until MLflow registered the version.
     version = models.PositiveIntegerField(null=True, blank=True)
-    sklearn_sha256 = models.CharField(max_length=64)
+    sklearn_sha256 = models.CharField(max_length=64, blank=True)
     onnx_sha256 = models.CharField(max_length=64)
     # The prediction intervals' calibration file; empty for a version trained before intervals existed.
     intervals_sha256 = models.CharField(max_length=64, blank=True, default="")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.TRAINED)
+    adopted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="adopted_versions"
+    )
+    adopted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="trained_version_unique_name_version"),
+            models.CheckConstraint(
+                condition=Q(origin="adopted") | Q(job_key__isnull=False), name="trained_version_trained_has_job"
+            ),
+            # An adopted version is numbered, and its pickle is never trusted.
+            models.CheckConstraint(
+                condition=Q(origin="trained")
+                | (Q(version__isnull=False) & Q(sklearn_sha256="") & Q(adopted_at__isnull=False)),
+                name="trained_version_adopted_onnx_only",
+            ),
         ]
 
     def __str__(self) -> str:
+        if self.origin == self.Origin.ADOPTED:
+            return f"{self.name} v{self.version} (adopted)"
         return f"{self.name} v{self.version or '?'} (job {self.job_key})"
+
+
+class ServedAlias(BaseModel):
+    """Where an alias of a model points for serving: MDS's promotion record, not MLflow's.
+
+    Written only by the gated alias services (``services.aliases``), which also set the alias in MLflow so its UI
+    shows it; an alias moved directly in MLflow changes nothing here (the sync records it as *external*).
+    """
+
+    model_name = models.CharField(max_length=256)
+    alias = models.CharField(max_length=256)
+    version = models.PositiveIntegerField()
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="served_aliases"
+    )
+
+    class Meta:
+        ordering = ["model_name", "alias"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_name", "alias"], name="served_alias_unique_model_alias"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="served_alias_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}@{self.alias} -> v{self.version}"

@@ -1,11 +1,15 @@
-"""Reads of the registry mirror."""
+"""Reads of the registry mirror, and of what MDS serves (its own record, never MLflow's)."""
 
+import re
 from urllib.parse import quote
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
-from .models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
+from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from core.errors import Conflict, NotFound
+
+from .models import AliasMove, ModelVersion, RegisteredModel, ServedAlias, TrainedVersion
 
 
 def registered_model_list(*, include_deleted: bool = False) -> QuerySet[RegisteredModel]:
@@ -42,6 +46,78 @@ def model_version_list(*, name: str | None = None, include_deleted: bool = False
 def trained_version_get(*, name: str, version: int) -> TrainedVersion | None:
     """The checksums recorded when this service trained ``name`` at ``version``; ``None`` if it did not train it."""
     return TrainedVersion.objects.filter(name=name, version=version).first()
+
+
+def served_versions_of(*, name: str) -> QuerySet[TrainedVersion]:
+    """The versions of ``name`` MDS serves (trained or adopted), newest first; not those deleted in MLflow."""
+    deleted = ModelVersion.objects.filter(name=OuterRef("name"), version=OuterRef("version"), deleted=True)
+    return (
+        TrainedVersion.objects.filter(name=name, version__isnull=False).exclude(Exists(deleted)).order_by("-version")
+    )
+
+
+def served_aliases_of(*, name: str) -> dict[str, int]:
+    """MDS's promotion record of ``name``: alias -> the version it serves."""
+    return dict(ServedAlias.objects.filter(model_name=name).values_list("alias", "version"))
+
+
+def served_aliases_by_model(*, names: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """MDS's promotion record of every model (or of ``names``): model name -> alias -> version."""
+    rows = ServedAlias.objects.all() if names is None else ServedAlias.objects.filter(model_name__in=names)
+    record: dict[str, dict[str, int]] = {}
+    for name, alias, version in rows.values_list("model_name", "alias", "version"):
+        record.setdefault(name, {})[alias] = version
+    return record
+
+
+def served_version_number(*, name: str, reference: str) -> int:
+    """The version ``reference`` (a number, ``latest``, an alias or ``@alias``) stands for in what MDS serves.
+
+    Read from MDS's database only: an alias from its promotion record, ``latest`` as the newest version it trained
+    or adopted, a number only if it trained or adopted that version. What MLflow says is never asked.
+
+    Raises:
+        NotFound: no such model, alias or version.
+        Conflict: ``version_not_adopted``, a version registered directly in MLflow that no maintainer adopted.
+    """
+    # A name or alias MDS could not have recorded is none of its models, and never reaches the database.
+    if not re.match(MODEL_NAME_PATTERN, name):
+        raise NotFound(f"There is no registered model {name!r}.", extra={"model_name": name})
+    if reference.isascii() and reference.isdigit():
+        number = int(reference)
+        if TrainedVersion.objects.filter(name=name, version=number).exists():
+            return number
+        if ModelVersion.objects.filter(name=name, version=number, deleted=False).exists():
+            raise version_not_adopted(name=name, version=number)
+        raise NotFound(f"Model {name!r} has no version {number}.", extra={"model_name": name, "version": number})
+    if reference == "latest":
+        newest = served_versions_of(name=name).values_list("version", flat=True).first()
+        if newest is None:
+            raise NotFound(f"Model {name!r} has no version MDS serves.", extra={"model_name": name})
+        return newest
+    alias = reference.removeprefix("@")
+    number = None
+    if re.match(ALIAS_PATTERN, alias):
+        number = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
+    if number is None:
+        raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias})
+    return number
+
+
+def version_not_adopted(*, name: str, version: int) -> Conflict:
+    """The refusal of a version registered directly in MLflow, saying how a maintainer adopts it."""
+    return Conflict(
+        f"Version {version} of {name!r} was registered directly in MLflow and is not served until a maintainer "
+        f"adopts it (POST /models/{name}/versions/{version}/adopt).",
+        code="version_not_adopted",
+        extra={"model_name": name, "version": version, "adopt": f"/models/{name}/versions/{version}/adopt"},
+    )
+
+
+def version_origins(*, name: str) -> dict[int, str]:
+    """How MDS came to serve each version of ``name`` it serves: version -> ``TrainedVersion.Origin``."""
+    rows = TrainedVersion.objects.filter(name=name, version__isnull=False).values_list("version", "origin")
+    return dict(rows)
 
 
 def alias_moves_of(*, model_name: str, limit: int = 20) -> list[AliasMove]:

@@ -6,10 +6,18 @@ from .selectors import model_training_allowed
 
 
 class RegisteredModelSerializer(serializers.Serializer):
+    """A model; ``context["served_aliases"]`` holds MDS's promotion record (model name -> alias -> version)."""
+
     name = serializers.CharField()
     description = serializers.CharField()
     tags = serializers.DictField(child=serializers.CharField())
-    aliases = serializers.DictField(child=serializers.IntegerField())
+    aliases = serializers.SerializerMethodField(help_text="Alias -> the version MDS serves under it.")
+    mlflow_aliases = serializers.DictField(
+        child=serializers.IntegerField(),
+        source="aliases",
+        help_text="Where the aliases point in MLflow, as of the last sync; one that differs from `aliases` was "
+        "moved directly in MLflow and serves nothing until a maintainer accepts it.",
+    )
     created_at = serializers.DateTimeField(source="mlflow_created_at")
     updated_at = serializers.DateTimeField(source="mlflow_updated_at")
     deleted = serializers.BooleanField()
@@ -21,16 +29,27 @@ class RegisteredModelSerializer(serializers.Serializer):
     def get_may_train(self, obj) -> bool:
         return model_training_allowed(model=obj, user=self.context["request"].user)
 
+    def get_aliases(self, obj) -> dict[str, int]:
+        return self.context["served_aliases"].get(obj.name, {})
+
     def get_versions_url(self, obj) -> str:
         return self.context["request"].build_absolute_uri(f"/models/{quote(obj.name, safe='')}/versions/")
 
 
 class ModelVersionSerializer(serializers.Serializer):
+    """A version; ``context["served_aliases"]`` (alias -> version) and ``context["origins"]`` (version -> origin)
+    hold what MDS serves of its model."""
+
     name = serializers.CharField()
     version = serializers.IntegerField()
     status = serializers.CharField()
     description = serializers.CharField()
-    aliases = serializers.ListField(child=serializers.CharField())
+    aliases = serializers.SerializerMethodField(help_text="The aliases under which MDS serves this version.")
+    mlflow_aliases = serializers.ListField(child=serializers.CharField(), source="aliases")
+    served = serializers.SerializerMethodField(
+        help_text="`trained` (by MDS), `adopted` (by a maintainer), or null: registered directly in MLflow and "
+        "not served until adopted."
+    )
     formats = serializers.ListField(child=serializers.CharField())
     run_id = serializers.CharField()
     model_id = serializers.CharField()
@@ -43,6 +62,12 @@ class ModelVersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="mlflow_created_at")
     updated_at = serializers.DateTimeField(source="mlflow_updated_at")
     deleted = serializers.BooleanField()
+
+    def get_aliases(self, obj) -> list[str]:
+        return sorted(alias for alias, number in self.context["served_aliases"].items() if number == obj.version)
+
+    def get_served(self, obj) -> str | None:
+        return self.context["origins"].get(obj.version)
 
     def get_model_uri(self, obj) -> str:
         return f"models:/{obj.name}/{obj.version}"
@@ -95,3 +120,17 @@ class ModelAccessSerializer(serializers.Serializer):
             "owner": instance.owner.username if instance.owner_id else None,
             "shared_with": sorted(group.name for group in instance.shared_with.all()),
         }
+
+
+class AdoptionSerializer(serializers.Serializer):
+    model_name = serializers.CharField(source="name")
+    version = serializers.IntegerField()
+    served = serializers.CharField(source="origin", help_text="`adopted`, or `trained` for a version MDS trained.")
+    adopted = serializers.BooleanField(help_text="Whether this request adopted it (false: already served).")
+    adopted_by = serializers.CharField(allow_null=True)
+    adopted_at = serializers.DateTimeField(allow_null=True)
+    onnx_sha256 = serializers.CharField()
+
+
+class AliasAcceptSerializer(serializers.Serializer):
+    force = serializers.BooleanField(default=False)

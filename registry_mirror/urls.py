@@ -1,6 +1,13 @@
 from django.urls import re_path
 
-from .apis import ModelAccessView, ModelAliasView, ModelVersionViewSet, RegisteredModelViewSet
+from .apis import (
+    ModelAccessView,
+    ModelAliasAcceptView,
+    ModelAliasView,
+    ModelVersionAdoptView,
+    ModelVersionViewSet,
+    RegisteredModelViewSet,
+)
 
 # The trailing slash is optional: curl users type both.
 urlpatterns = [
@@ -21,6 +28,16 @@ urlpatterns = [
         name="model-version-detail",
     ),
     re_path(r"^models/(?P<name>[^/]+)/access/?$", ModelAccessView.as_view(), name="model-access"),
+    re_path(
+        r"^models/(?P<name>[^/]+)/versions/(?P<version>[0-9]{1,9})/adopt/?$",
+        ModelVersionAdoptView.as_view(),
+        name="model-version-adopt",
+    ),
+    re_path(
+        r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/accept/?$",
+        ModelAliasAcceptView.as_view(),
+        name="model-alias-accept",
+    ),
     re_path(
         r"^models/(?P<name>[^/]+)/aliases/(?P<alias>[^/]+)/?$",
         ModelAliasView.as_view(),

@@ -2,6 +2,7 @@
 
 import importlib
 import io
+import uuid
 
 import factory
 import pandas as pd
@@ -108,10 +109,12 @@ def mlflow_version(
     run_tags: dict[str, str] | None = None,
     version_tags: dict[str, str] | None = None,
     run_id: str | None = None,
+    served: bool = False,
 ):
     """Register a version in the MLflow store of the current settings directly, without training a model.
 
-    Returns the MLflow ``ModelVersion``; its run carries ``metrics`` and ``run_tags``.
+    Returns the MLflow ``ModelVersion``; its run carries ``metrics`` and ``run_tags``. With ``served`` MDS's
+    database records it as a version MDS trained (``served_version_record``); without, it is external.
     """
     from mlflow.entities import Metric, RunTag
     from mlflow.exceptions import MlflowException
@@ -133,4 +136,36 @@ def mlflow_version(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
-    return client.create_model_version(name, source, run_id=run_id, tags=version_tags or {})
+    created = client.create_model_version(name, source, run_id=run_id, tags=version_tags or {})
+    if served:
+        served_version_record(name, int(created.version))
+    return created
+
+
+def served_version_record(name: str, version: int):
+    """Record ``version`` of ``name`` as trained by MDS, so it may be served and promoted (its files unchecked)."""
+    from registry_mirror.models import TrainedVersion
+
+    return TrainedVersion.objects.create(
+        job_key=uuid.uuid4(), name=name, version=version, sklearn_sha256="0" * 64, onnx_sha256="0" * 64
+    )
+
+
+def mlflow_constant_version(name: str, *, value: float = 1337.0, drop_feature: str | None = None) -> int:
+    """Register straight in MLflow (as anyone with write access to it could) a version of ``name`` whose ONNX
+    model predicts ``value`` for every row, with the signature of the sample data's features (less
+    ``drop_feature``); MDS's database records nothing of it. Returns its number."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from registry_mirror import gateway
+    from training import ml
+
+    data = ml.prepare_data(weather_frame(60), target="target", timestamp="timestamp")
+    features = [feature for feature in data.feature_names if feature != drop_feature]
+    X = data.X[:, [data.feature_names.index(feature) for feature in features]]
+    estimator = LinearRegression().fit(X, data.y)
+    estimator.coef_, estimator.intercept_ = np.zeros_like(estimator.coef_), value
+    example = pd.DataFrame(X[:2].astype("float64"), columns=features)
+    model = gateway.TrainedModel(estimator, ml.to_onnx(estimator, len(features)), example, params={}, metrics={})
+    return gateway.model_version_register(job_key=str(uuid.uuid4()), model_name=name, model=model).version

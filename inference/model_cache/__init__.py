@@ -1,9 +1,10 @@
 """Registered versions held in memory: loaded from MLflow once per process, then served without calling it.
 
 The cache is bounded by count and by artifact bytes (least recently used goes first); concurrent first
-requests for one version wait for a single load. ``latest`` and aliases are resolved at most once per TTL and
-re-resolved in the background while the known version keeps serving, so moving ``champion`` takes effect
-without a restart and a brief MLflow outage does not stop predictions. MLflow is reached through
+requests for one version wait for a single load. What a reference stands for is MDS's own record (its
+database, never MLflow's aliases): ``latest`` and aliases are resolved at most once per TTL and re-resolved in the
+background while the known version keeps serving, so moving ``champion`` takes effect without a restart, and a
+version MDS neither trained nor adopted is never loaded. Files come from MLflow, reached through
 ``registry_mirror.gateway``: over the REST API when the tracking URI is an MLflow server (as in production and
 ``make run``), so a serving process never imports MLflow; in-process for a local store.
 """

@@ -1,13 +1,21 @@
-"""The per-process model cache: bounded by count and bytes, one load per version, aliases on a TTL."""
+"""The per-process model cache: bounded by count and bytes, one load per version, aliases on a TTL.
+
+What a reference stands for is read from MDS's database (``registry_mirror.selectors.served_version_number``),
+never from MLflow: an alias from MDS's promotion record, ``latest`` as the newest version MDS serves, a number
+only if MDS trained or adopted it.
+"""
 
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.db import connection
+
 from core.errors import ApplicationError, NotFound
-from registry_mirror import gateway
+from registry_mirror import gateway, selectors
 
 from ..metrics import CACHE_EVICTIONS, CACHE_HITS, CACHE_LOAD_SECONDS, CACHE_LOADS
 from .loading import load_version
@@ -33,11 +41,23 @@ class _KeyLock:
 class ModelCache:
     """Versions by ``(name, number)``, bounded by ``max_entries`` and ``max_bytes``; see the module docstring."""
 
-    def __init__(self, *, max_entries: int, max_bytes: int, alias_ttl: float, source=None):
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        alias_ttl: float,
+        source=None,
+        resolver: Callable[..., int] | None = None,
+    ):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.alias_ttl = alias_ttl
+        # Where the files come from (MLflow), and who says which versions are served (MDS's database).
         self.source = source or gateway
+        self.resolver = resolver or selectors.served_version_number
+        # Numbers found served, until when: a request for one asks the database at most once per TTL.
+        self._served_numbers: dict[tuple[str, int], float] = {}
         self.loads = 0
         self._entries: OrderedDict[tuple[str, int], LoadedVersion] = OrderedDict()
         self._resolved: dict[tuple[str, str], _Resolved] = {}
@@ -77,9 +97,14 @@ class ModelCache:
             self._key_lock_release(key, key_lock)
 
     def resolve(self, name: str, reference: str) -> int:
-        """The version number ``reference`` (a number, ``latest``, ``champion`` or ``@champion``) stands for."""
-        if reference.isdigit():
-            return int(reference)
+        """The version number ``reference`` (a number, ``latest``, ``champion`` or ``@champion``) stands for.
+
+        Raises:
+            NotFound: no such model, alias or version.
+            Conflict: ``version_not_adopted``, a number MDS neither trained nor adopted.
+        """
+        if reference.isascii() and reference.isdigit():
+            return self._served_number(name, int(reference))
         reference = reference if reference == "latest" else "@" + reference.removeprefix("@")
         key = (name, reference)
         now = time.monotonic()
@@ -99,7 +124,7 @@ class ModelCache:
                     known = self._resolved.get(key)
                     if known is not None:
                         return known.version
-                version = self.source.model_version_number(name=name, version=reference)
+                version = self.resolver(name=name, reference=reference)
                 with self._lock:
                     self._resolved[key] = _Resolved(version, time.monotonic() + self.alias_ttl)
                 return version
@@ -121,7 +146,7 @@ class ModelCache:
             entry.close()
 
     def known_version(self, name: str, reference: str) -> int | None:
-        """The version ``reference`` stands for if this process has loaded or resolved it; never asks MLflow."""
+        """The version ``reference`` stands for if this process has loaded or resolved it; never asks anyone."""
         with self._lock:
             if reference.isdigit():
                 return int(reference) if (name, int(reference)) in self._entries else None
@@ -141,6 +166,7 @@ class ModelCache:
         with self._lock:
             entries, self._entries = list(self._entries.values()), OrderedDict()
             self._resolved.clear()
+            self._served_numbers.clear()
             self.loads = 0
         for entry in entries:
             entry.close()
@@ -161,23 +187,36 @@ class ModelCache:
             if key_lock.users == 0:
                 del self._key_locks[key]
 
+    def _served_number(self, name: str, number: int) -> int:
+        key = (name, number)
+        with self._lock:
+            if time.monotonic() < self._served_numbers.get(key, 0.0):
+                return number
+        # Not cached when refused: a version adopted meanwhile serves at once.
+        number = self.resolver(name=name, reference=str(number))
+        with self._lock:
+            self._served_numbers[key] = time.monotonic() + self.alias_ttl
+        return number
+
     def _refresh(self, key: tuple[str, str]) -> None:
         name, reference = key
         version = None
         try:
-            version = self.source.model_version_number(name=name, version=reference)
+            version = self.resolver(name=name, reference=reference)
         except NotFound:
-            # The alias was removed (or the model deleted): forget it, so the next request asks MLflow and gets
+            # The alias was removed (or the model deleted): forget it, so the next request asks again and gets
             # the 404 instead of a version nobody points at any more.
             with self._lock:
                 self._resolved.pop(key, None)
             return
         except ApplicationError as exc:
-            # MLflow is down: keep the known version, ask again after the next TTL.
+            # The database is down: keep the known version, ask again after the next TTL.
             logger.warning("Could not re-resolve %s %s: %s", name, reference, exc.message)
         except Exception:
             logger.exception("Could not re-resolve %s %s", name, reference)
         finally:
+            # This thread's own database connection: closed, or it would stay open until the process ends.
+            connection.close()
             # Whatever happened, the alias is asked again after the next TTL: never left marked as refreshing.
             with self._lock:
                 known = self._resolved.get(key)

@@ -20,12 +20,17 @@ logger = logging.getLogger(__name__)
 def load_version(*, name: str, version: int, source) -> LoadedVersion:
     """Download a version's ONNX file and open its session; the sklearn pickle is fetched and loaded later.
 
-    The checksums come from our database (``TrainedVersion``), never from MLflow: an ONNX file of a version this
-    service trained must match its record (else ``UntrustedArtifact``); a version it did not train is served as
-    ONNX only.
+    The checksums come from our database (``TrainedVersion``), never from MLflow: the ONNX file must match the
+    record made when this service trained the version, or when a maintainer adopted it (else
+    ``UntrustedArtifact``); a version with no record is not loaded at all (``version_not_adopted``). An adopted
+    version's pickle is never loaded: it serves as ONNX only.
     """
     started = time.monotonic()
     trained = selectors.trained_version_get(name=name, version=version)
+    if trained is None:
+        # Raises: NotFound, or Conflict (version_not_adopted) for a version registered directly in MLflow.
+        selectors.served_version_number(name=name, reference=str(version))
+        raise selectors.version_not_adopted(name=name, version=version)
     workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=workdir_root()))
     try:
         fetched = _fetch_checked(
@@ -34,7 +39,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             version,
             contract.ONNX_FILE,
             workdir,
-            trained and trained.onnx_sha256,
+            trained.onnx_sha256,
             optional=(contract.INTERVALS_FILE,),
         )
         fetched_at = time.monotonic()
@@ -54,7 +59,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             fetched_at - started,
             time.monotonic() - fetched_at,
         )
-        calibration, problem = _read_calibration(name, version, fetched, trained.intervals_sha256 if trained else "")
+        calibration, problem = _read_calibration(name, version, fetched, trained.intervals_sha256)
         intervals_path = fetched["paths"].get(contract.INTERVALS_FILE)
         return LoadedVersion(
             name=name,
@@ -65,7 +70,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             onnx_session=session,
             onnx_path=onnx_path,
             workdir=workdir,
-            sklearn_sha256=trained.sklearn_sha256 if trained else "",
+            sklearn_sha256=trained.sklearn_sha256,
             nbytes=onnx_path.stat().st_size + (Path(intervals_path).stat().st_size if intervals_path else 0),
             source=source,
             calibration=calibration,

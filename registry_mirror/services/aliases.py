@@ -1,7 +1,12 @@
-"""Moving and removing aliases: in MLflow first, then in the mirror, with an audit row for every move.
+"""Moving and removing aliases: MDS's promotion record (``ServedAlias``), set in MLflow too, with an audit row.
 
-Promotion is gated: an alias moves to a version whose holdout RMSE is worse than the current holder's by more
-than ``MDS_PROMOTION_TOLERANCE`` only when forced, and the audit row says it was.
+These services are the only writers of what an alias serves. MLflow's alias is set as well, so its UI shows it,
+but serving never reads it: an alias moved directly in MLflow is found by the sync, audited as *external*, and
+served only once a maintainer accepts it here (``model_alias_accept``), through the same gate.
+
+Promotion is gated: an alias moves only to a version MDS serves (trained or adopted), and to one whose holdout
+RMSE is worse than the current holder's by more than ``MDS_PROMOTION_TOLERANCE`` only when forced, and the
+audit row says it was.
 """
 
 import re
@@ -13,23 +18,24 @@ from django.db import transaction
 from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from core.errors import ApplicationError, Conflict, NotFound
 
-from .. import gateway
-from ..models import AliasMove, ModelVersion, RegisteredModel
+from .. import gateway, selectors
+from ..models import AliasMove, ModelVersion, RegisteredModel, ServedAlias
 
 
-def alias_moves_record(model_name: str, old: dict[str, int], new: dict[str, int], user=None) -> list[AliasMove]:
-    """Audit every alias whose version differs between ``old`` and ``new`` (alias -> version) maps.
+def alias_moves_record(model_name: str, old: dict[str, int], new: dict[str, int]) -> list[AliasMove]:
+    """Audit every alias whose version differs between ``old`` and ``new`` (alias -> version) maps of MLflow's.
 
-    With a ``user`` the move was made in the admin; without, a sync found it already made in MLflow.
+    A sync found these moves already made in MLflow. One that agrees with MDS's promotion record is MDS's own
+    move seen late (``SYNC``); any other was made directly in MLflow (``EXTERNAL``) and serves nothing.
     """
+    served = selectors.served_aliases_of(name=model_name)
     moves = [
         AliasMove(
             model_name=model_name,
             alias=alias,
             from_version=old.get(alias),
             to_version=new.get(alias),
-            source=AliasMove.Source.ADMIN if user else AliasMove.Source.SYNC,
-            moved_by=user,
+            source=AliasMove.Source.SYNC if served.get(alias) == new.get(alias) else AliasMove.Source.EXTERNAL,
         )
         for alias in sorted(set(old) | set(new))
         if old.get(alias) != new.get(alias)
@@ -61,46 +67,77 @@ def model_alias_set(
     force: bool = False,
     source: str = AliasMove.Source.API,
 ) -> AliasMove | None:
-    """Point ``alias`` of model ``name`` at ``version``: in MLflow first, then in the mirror, with an audit row.
+    """Point ``alias`` of model ``name`` at ``version`` in MDS's promotion record (and in MLflow), with an audit row.
 
-    The gate: if the alias points at another version whose holdout RMSE beats ``version``'s by more than
-    ``MDS_PROMOTION_TOLERANCE`` (or ``version`` has no RMSE to compare), the move needs ``force``.
+    The gate: ``version`` must be one MDS serves (trained, or adopted by a maintainer); and if the alias points at
+    another version whose holdout RMSE beats ``version``'s by more than ``MDS_PROMOTION_TOLERANCE`` (or
+    ``version`` has no RMSE to compare), the move needs ``force``. MLflow is written first, so a failure there
+    changes nothing; an alias moved directly in MLflow to another version is put back where MDS's record says.
 
     Returns:
         The audit row, or ``None`` if the alias already pointed at this version (nothing moved).
 
     Raises:
-        NotFound: no such model or version in MLflow.
-        Conflict: ``worse_than_current`` or ``unknown_rmse`` without ``force``; MLflow was not changed.
-        ApplicationError: the alias name is not allowed; MLflow was not changed.
+        NotFound: no such model or version.
+        Conflict: ``version_not_adopted``, or ``worse_than_current``/``unknown_rmse`` without ``force``; nothing
+            was changed.
+        ApplicationError: the alias name is not allowed; nothing was changed.
         MlflowUnavailable: MLflow could not be reached; nothing was changed.
     """
     alias = alias_name_clean(alias)
-    current = _aliases_of(name).get(alias)
+    model_name_check(name)
+    selectors.served_version_number(name=name, reference=str(version))  # NotFound, or Conflict if not adopted
+    current = selectors.served_aliases_of(name=name).get(alias)
     if current == version:
+        if gateway.model_aliases(name=name).get(alias) != version:
+            gateway.model_alias_set(name=name, alias=alias, version=version)
+            _alias_mirror(name=name, alias=alias, version=version)
         return None
     problem = _promotion_problem(name, alias, version, current) if current is not None else None
     if problem is not None and not force:
         raise problem
     gateway.model_alias_set(name=name, alias=alias, version=version)
-    return _alias_mirror(
-        name=name, alias=alias, previous=current, version=version, user=user, source=source, forced=bool(problem)
+    return _alias_record(name=name, alias=alias, version=version, user=user, source=source, forced=bool(problem))
+
+
+def model_alias_accept(*, name: str, alias: str, user, force: bool = False) -> tuple[int, AliasMove | None]:
+    """Serve what ``alias`` points at in MLflow: the move made there directly, passed through ``model_alias_set``.
+
+    The same gate applies as to any move (the version adopted, its RMSE no worse unless ``force``); the audit row
+    says it was accepted.
+
+    Returns:
+        The version the alias now serves, and the audit row (``None`` if MDS already served it there).
+
+    Raises:
+        NotFound: MLflow has no such alias on the model; and what ``model_alias_set`` raises.
+    """
+    alias = alias_name_clean(alias)
+    model_name_check(name)
+    version = gateway.model_aliases(name=name).get(alias)
+    if version is None:
+        raise NotFound(f"MLflow has no alias {alias!r} on {name!r}.", extra={"model_name": name, "alias": alias})
+    move = model_alias_set(
+        name=name, alias=alias, version=version, user=user, force=force, source=AliasMove.Source.ACCEPTED
     )
+    return version, move
 
 
 def model_alias_remove(*, name: str, alias: str, user, source: str = AliasMove.Source.API) -> AliasMove:
-    """Remove ``alias`` from model ``name``: in MLflow first, then in the mirror, with an audit row.
+    """Remove ``alias`` from model ``name``: from MLflow first, then from MDS's record, with an audit row.
 
     Raises:
-        NotFound: no such model, or it has no such alias.
+        NotFound: no such model, or MDS's record has no such alias.
         MlflowUnavailable: MLflow could not be reached; nothing was changed.
     """
     alias = alias.strip().removeprefix("@")
-    current = _aliases_of(name).get(alias)
+    model_name_check(name)
+    current = selectors.served_aliases_of(name=name).get(alias)
     if current is None:
         raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias})
-    gateway.model_alias_delete(name=name, alias=alias)
-    return _alias_mirror(name=name, alias=alias, previous=current, version=None, user=user, source=source)
+    if alias in gateway.model_aliases(name=name):
+        gateway.model_alias_delete(name=name, alias=alias)
+    return _alias_record(name=name, alias=alias, version=None, user=user, source=source)
 
 
 def model_first_version_promote(*, name: str, version: int, user) -> AliasMove | None:
@@ -109,19 +146,17 @@ def model_first_version_promote(*, name: str, version: int, user) -> AliasMove |
     Only version 1 qualifies: later trainings never move the alias, promotion does.
     """
     alias = settings.MDS_SERVING_ALIAS
-    if version != 1 or alias in gateway.model_aliases(name=name):
+    if version != 1 or alias in selectors.served_aliases_of(name=name):
         return None
     gateway.model_alias_set(name=name, alias=alias, version=version)
-    return _alias_mirror(
-        name=name, alias=alias, previous=None, version=version, user=user, source=AliasMove.Source.FIRST_VERSION
-    )
+    return _alias_record(name=name, alias=alias, version=version, user=user, source=AliasMove.Source.FIRST_VERSION)
 
 
-def _aliases_of(name: str) -> dict[str, int]:
+def model_name_check(name: str) -> None:
+    """``NotFound`` for a name MDS could not have registered."""
     # A name MDS could not have registered is no model of ours, and never reaches MLflow's filter syntax.
     if not re.match(MODEL_NAME_PATTERN, name):
         raise NotFound(f"There is no registered model {name!r}.", extra={"model_name": name})
-    return gateway.model_aliases(name=name)
 
 
 def _holdout_rmse(name: str, version: int) -> float | None:
@@ -162,10 +197,40 @@ def _promotion_problem(name: str, alias: str, version: int, current: int) -> Con
 
 
 @transaction.atomic
-def _alias_mirror(
-    *, name: str, alias: str, previous: int | None, version: int | None, user, source: str, forced: bool = False
-) -> AliasMove:
-    """Mirror a move MLflow has made (``previous`` -> ``version``, ``None`` for no version) and audit it.
+def _alias_record(*, name: str, alias: str, version: int | None, user, source: str, forced: bool = False) -> AliasMove:
+    """Record in MDS's promotion record a move MLflow has made (``None``: removed), mirror it, and audit it."""
+    set_by = user if user is not None and user.is_authenticated else None
+    if version is None:
+        record = ServedAlias.objects.select_for_update().filter(model_name=name, alias=alias).first()
+        previous = record.version if record is not None else None
+        if record is not None:
+            record.delete()
+    else:
+        # get_or_create: two first moves of one alias at once both end on the one row, never on an IntegrityError.
+        record, created = ServedAlias.objects.select_for_update().get_or_create(
+            model_name=name, alias=alias, defaults={"version": version, "set_by": set_by}
+        )
+        previous = None if created else record.version
+        if not created:
+            record.version, record.set_by = version, set_by
+            save_checked(record)
+    _alias_mirror(name=name, alias=alias, version=version)
+    move = AliasMove(
+        model_name=name,
+        alias=alias,
+        from_version=previous,
+        to_version=version,
+        source=source,
+        moved_by=set_by,
+        forced=forced,
+    )
+    save_checked(move)
+    return move
+
+
+@transaction.atomic
+def _alias_mirror(*, name: str, alias: str, version: int | None) -> None:
+    """Mirror in MLflow's copy (``aliases`` of the mirror's rows) a move MDS has just made in MLflow.
 
     The mirror may not have the model or version yet (a training that just registered it): the rows it has are
     updated, and the next sync finds the alias where it already is, so it records no second move.
@@ -184,17 +249,6 @@ def _alias_mirror(
             save_checked(target)
     model.aliases = aliases
     save_checked(model)
-    move = AliasMove(
-        model_name=name,
-        alias=alias,
-        from_version=previous,
-        to_version=version,
-        source=source,
-        moved_by=user if user is not None and user.is_authenticated else None,
-        forced=forced,
-    )
-    save_checked(move)
-    return move
 
 
 def assign(obj, values: dict[str, Any]) -> list[str]:

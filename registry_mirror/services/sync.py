@@ -1,5 +1,9 @@
 """Syncing the mirror from MLflow's registry.
 
+The mirror is MLflow's copy, shown and never served: a version registered or an alias moved directly in MLflow
+is found here, counted and audited as *external* (``AliasMove.Source.EXTERNAL``), and served only once a
+maintainer adopts or accepts it.
+
 A sync reads everything it needs from MLflow before it writes anything, then applies the difference in one
 transaction: a sync that MLflow interrupts leaves the mirror exactly as it was, and a sync that finds nothing
 new writes nothing (no row's ``updated_at`` moves).
@@ -21,7 +25,7 @@ from core import contract
 from core.errors import NotFound
 
 from .. import gateway
-from ..models import ModelVersion, RegisteredModel
+from ..models import AliasMove, ModelVersion, RegisteredModel, TrainedVersion
 from .aliases import alias_moves_record, assign, save_checked
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,9 @@ class SyncResult:
     versions_deleted: int = 0
     versions_seen: int = 0
     alias_moves: int = 0
+    # New versions MDS neither trained nor adopted: mirrored for the admin, not served until adopted.
+    versions_external: int = 0
+    external_alias_moves: int = 0
     pages: int = 0
 
     @property
@@ -62,7 +69,8 @@ class SyncResult:
         return (
             f"{self.versions_seen} versions in MLflow; versions +{self.versions_created} ~{self.versions_updated} "
             f"-{self.versions_deleted}; models +{self.models_created} ~{self.models_updated} -{self.models_deleted}; "
-            f"{self.alias_moves} alias moves"
+            f"{self.alias_moves} alias moves; {self.versions_external} new external versions and "
+            f"{self.external_alias_moves} alias moves made directly in MLflow (not served until accepted)"
         )
 
 
@@ -185,7 +193,9 @@ def _models_apply(
         }
         model = existing.get(item.name)
         old_aliases = model.aliases if model is not None else {}
-        result.alias_moves += len(alias_moves_record(item.name, old_aliases, item.aliases))
+        moves = alias_moves_record(item.name, old_aliases, item.aliases)
+        result.alias_moves += len(moves)
+        result.external_alias_moves += sum(move.source == AliasMove.Source.EXTERNAL for move in moves)
         if model is None:
             model = RegisteredModel(name=item.name, **values)
             save_checked(model)
@@ -271,6 +281,16 @@ def _versions_apply(
     if to_update:
         ModelVersion.objects.bulk_update(to_update, sorted(changed_fields | {"updated_at"}), batch_size=batch)
     result.versions_created = len(to_create)
+    if to_create:
+        served = set(
+            TrainedVersion.objects.filter(name__in={row.name for row in to_create}, version__isnull=False).values_list(
+                "name", "version"
+            )
+        )
+        external = [f"{row.name} v{row.version}" for row in to_create if (row.name, row.version) not in served]
+        result.versions_external = len(external)
+        if external:
+            logger.warning("Versions registered directly in MLflow, not served until adopted: %s", external[:20])
     result.versions_updated = len(to_update) - result.versions_deleted
 
 

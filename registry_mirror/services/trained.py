@@ -80,7 +80,9 @@ def _trained_version_number_record(*, job_key: str, name: str, version: int) -> 
     if row.version == version:
         return
     # A model deleted and created again in MLflow numbers its versions from 1 again: an older row of the same
-    # number describes files that are gone.
-    TrainedVersion.objects.filter(name=name, version=version).exclude(pk=row.pk).update(version=None)
+    # number describes files that are gone (an adopted one, which has no job to be kept for, is forgotten).
+    stale = TrainedVersion.objects.filter(name=name, version=version).exclude(pk=row.pk)
+    stale.filter(origin=TrainedVersion.Origin.ADOPTED).delete()
+    stale.update(version=None)
     row.version = version
     save_checked(row)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from inference import compiled_forest
 from inference.model_cache import model_cache
@@ -133,8 +134,10 @@ def test_an_explicit_format_wins_over_the_default_choice(api_client, model_name,
 
 
 def test_the_default_never_picks_a_pickle_this_service_did_not_train(api_client, model_name, version, settings):
-    # given: a version with no record of ours, as one registered straight into MLflow
-    TrainedVersion.objects.filter(name=model_name).delete()
+    # given: a version recorded as adopted (registered straight into MLflow): its pickle is never trusted
+    TrainedVersion.objects.filter(name=model_name).update(
+        origin=TrainedVersion.Origin.ADOPTED, job_key=None, sklearn_sha256="", adopted_at=timezone.now()
+    )
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 1
 
     # when

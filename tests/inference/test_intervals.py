@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,6 +15,7 @@ import pytest
 from core import contract
 from core.intervals import ABSOLUTE, SCALED, Calibration
 from registry_mirror import gateway
+from registry_mirror.services import trained_version_register
 from tests.factories import csv_bytes, weather_frame
 
 
@@ -174,7 +176,7 @@ def test_a_version_trained_without_intervals_still_predicts_and_says_why_it_has_
     result = ml.train(data, ml.TrainingParams(n_estimators=3))
     example = pd.DataFrame(result.X_test[:2].astype("float64"), columns=result.feature_names)
     model = gateway.TrainedModel(result.estimator, result.onnx_model, example, params={}, metrics={})
-    gateway.model_version_register(job_key="before-intervals", model_name=model_name, model=model)
+    trained_version_register(job_key=str(uuid.uuid4()), model_name=model_name, model=model)
 
     # when
     plain = predict(api_client, model_name, weather_frame(3), version=1)

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core import contract
-from core.errors import MlflowUnavailable, NotFound
+from core.errors import Conflict, MlflowUnavailable, NotFound
 from inference.compiled_forest import walk_library
 from inference.model_cache import ModelCache, model_cache
 from registry_mirror import gateway
+from registry_mirror.services import registry_mirror_sync
 from tests.factories import mlflow_version
 
 
@@ -166,9 +167,11 @@ def test_a_damaged_pickle_is_fetched_again_before_it_is_refused(train, model_nam
     assert gateway.file_sha256(pickle_path) == loaded.sklearn_sha256
 
 
-def test_unknown_versions_and_aliases_leave_no_lock_behind(db, model_name):
+# The threads read MDS's database: on SQLite they must see committed rows.
+@pytest.mark.django_db(transaction=True)
+def test_unknown_versions_and_aliases_leave_no_lock_behind(model_name):
     # given: a model with one version and no alias
-    mlflow_version(model_name)
+    mlflow_version(model_name, served=True)
     cache, _ = new_cache()
     start = threading.Barrier(4)
 
@@ -189,40 +192,64 @@ def test_unknown_versions_and_aliases_leave_no_lock_behind(db, model_name):
     assert cache._key_locks == {}
 
 
-def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(model_name, caplog):
+def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(caplog):
     # given: champion known as version 1, then moved to 2; the next refresh fails with an unexpected error
-    mlflow_version(model_name)
-    mlflow_version(model_name)
-    gateway.model_alias_set(name=model_name, alias="champion", version=1)
 
-    class FailingOnce(CountingSource):
+    class FailingOnce:
+        """MDS's record of where champion points, whose next read fails once."""
+
         fail = False
+        champion = 1
 
-        def model_version_number(self, **kwargs):
+        def __call__(self, *, name, reference):
             if self.fail:
                 self.fail = False
                 raise RuntimeError("connection pool broken")
-            return super().model_version_number(**kwargs)
+            return self.champion
 
-    source = FailingOnce()
-    cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, source=source)
-    assert cache.resolve(model_name, "champion") == 1
-    gateway.model_alias_set(name=model_name, alias="champion", version=2)
-    source.fail = True
+    resolver = FailingOnce()
+    cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, source=CountingSource(), resolver=resolver)
+    assert cache.resolve("weather", "champion") == 1
+    resolver.champion, resolver.fail = 2, True
 
     # when: requests keep coming
     deadline = time.monotonic() + 10
-    while cache.resolve(model_name, "champion") != 2 and time.monotonic() < deadline:
+    while cache.resolve("weather", "champion") != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
 
     # then
-    assert not source.fail
-    assert cache.resolve(model_name, "champion") == 2
+    assert not resolver.fail
+    assert cache.resolve("weather", "champion") == 2
     assert any(
         record.levelno == logging.ERROR and "connection pool broken" in str(record.exc_info[1])
         for record in caplog.records
         if record.exc_info
     )
+
+
+def test_numbers_are_resolved_from_mds_record_not_mlflow(db, model_name):
+    # given: version 1 recorded as served, version 2 registered straight in MLflow
+    mlflow_version(model_name, served=True)
+    mlflow_version(model_name)
+    registry_mirror_sync(model_name=model_name)
+    cache, _ = new_cache()
+
+    # when
+    served = cache.resolve(model_name, "1")
+    latest = cache.resolve(model_name, "latest")
+    with pytest.raises(Conflict) as refused:
+        cache.resolve(model_name, "2")
+    with pytest.raises(NotFound):
+        cache.resolve(model_name, "champion")
+
+    # then
+    assert (served, latest) == (1, 1)
+    assert refused.value.code == "version_not_adopted"
+    assert refused.value.extra == {
+        "model_name": model_name,
+        "version": 2,
+        "adopt": f"/models/{model_name}/versions/2/adopt",
+    }
 
 
 def test_a_missing_version_is_not_found_and_the_cache_still_serves(train, model_name):

@@ -2,13 +2,16 @@
 
 import pickle
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
 from core import contract
+from inference.model_cache import model_cache
 from registry_mirror import gateway
 from registry_mirror.models import TrainedVersion
-from tests.factories import csv_bytes, weather_frame
+from registry_mirror.services import registry_mirror_sync
+from tests.factories import csv_bytes, mlflow_constant_version, weather_frame
 
 
 def post(api_client, model_name, version, model_format):
@@ -78,22 +81,64 @@ def test_a_tampered_onnx_file_is_refused(train, api_client, model_name, settings
     assert response.json()["extra"]["file"] == contract.ONNX_FILE
 
 
-def test_a_version_this_service_did_not_train_is_served_as_onnx_only(train, api_client, model_name, settings):
+@pytest.mark.parametrize("model_format", ["onnx", "sklearn", "auto"])
+def test_a_version_this_service_did_not_train_is_not_served(train, api_client, model_name, model_format):
     # given: a version whose record is gone, as for one registered straight into MLflow
     version = train()["registered_version"]
     TrainedVersion.objects.filter(name=model_name).delete()
-    settings.MDS_AUTO_MAX_REL_DIFF = 0.0  # parity alone would pick sklearn
-    settings.MDS_AUTO_SKLEARN_MIN_ROWS = 1
+    registry_mirror_sync(model_name=model_name)
 
     # when
-    onnx = post(api_client, model_name, version, "onnx")
-    sklearn = post(api_client, model_name, version, "sklearn")
-    auto = post(api_client, model_name, version, "auto")
+    response = post(api_client, model_name, version, model_format)
 
     # then
-    assert onnx.status_code == 200
-    assert sklearn.status_code == 409 and "not trained by this service" in sklearn.json()["message"]
-    assert auto.status_code == 200 and auto.json()["model"]["format"] == "onnx"
+    assert response.status_code == 409
+    assert response.json()["code"] == "version_not_adopted"
+    assert f"/models/{model_name}/versions/{version}/adopt" in response.json()["message"]
+
+
+def test_an_mlflow_registered_version_and_alias_serve_nothing(train, api_client, model_name, monkeypatch):
+    # given: MDS's version 1 is champion; a constant version registered straight in MLflow, and @champion moved
+    # to it there
+    ours = train()["registered_version"]
+    rogue = mlflow_constant_version(model_name)
+    gateway.model_alias_set(name=model_name, alias="champion", version=rogue)
+    registry_mirror_sync(model_name=model_name)
+    rows = csv_bytes(weather_frame(3))
+
+    def predict(**query):
+        url = "/predict?" + urlencode({"model_name": model_name, **query})
+        return api_client.post(url, rows, content_type="text/csv")
+
+    # when
+    by_number = predict(version=rogue)
+    plain, latest, champion = predict(), predict(version="latest"), predict(version="@champion")
+    # the alias TTL runs out (and the cache is emptied): nothing is asked of MLflow either way
+    monkeypatch.setattr(model_cache(), "alias_ttl", 0.0)
+    model_cache().clear()
+    after_ttl, latest_after_ttl = predict(), predict(version="latest")
+
+    # then
+    assert by_number.status_code == 409
+    assert by_number.json()["code"] == "version_not_adopted"
+    assert by_number.json()["extra"]["version"] == rogue
+    for response in (plain, latest, champion, after_ttl, latest_after_ttl):
+        assert response.status_code == 200, response.json()
+        assert response["X-Model-Version"] == str(ours)
+        assert 1337.0 not in response.json()["predictions"]
+
+
+def test_drift_and_performance_of_an_unadopted_version_are_refused(train, api_client, model_name):
+    # given
+    train()
+    rogue = mlflow_constant_version(model_name)
+    registry_mirror_sync(model_name=model_name)
+
+    # when
+    answers = [api_client.get(f"/models/{model_name}/versions/{rogue}/{what}") for what in ("drift", "performance")]
+
+    # then
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(409, "version_not_adopted")] * 2
 
 
 @pytest.mark.parametrize("model_format", ["sklearn", "auto"])

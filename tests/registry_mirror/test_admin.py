@@ -3,9 +3,9 @@
 import pytest
 from django.contrib.messages import get_messages
 
-from registry_mirror import admin_parts, gateway
+from registry_mirror import admin_parts, gateway, selectors
 from registry_mirror.models import AliasMove, ModelVersion, RegisteredModel
-from registry_mirror.services import registry_mirror_sync
+from registry_mirror.services import model_alias_set, registry_mirror_sync
 from tests.factories import ModelVersionFactory, RegisteredModelFactory, StaffUserFactory, UserFactory, mlflow_version
 
 pytestmark = pytest.mark.django_db
@@ -189,9 +189,9 @@ def test_a_version_id_that_is_not_one_is_404_on_the_alias_and_plot_urls(staff_cl
 
 def test_the_alias_form_moves_the_alias_in_mlflow_and_audits_it(staff_client, mlflow_store):
     # given
-    mlflow_version("weather")
-    mlflow_version("weather")
-    gateway.model_alias_set(name="weather", alias="champion", version=1)
+    mlflow_version("weather", served=True)
+    mlflow_version("weather", served=True)
+    model_alias_set(name="weather", alias="champion", version=1, user=None)
     registry_mirror_sync()
     second = ModelVersion.objects.get(version=2)
 
@@ -204,6 +204,7 @@ def test_the_alias_form_moves_the_alias_in_mlflow_and_audits_it(staff_client, ml
     move = AliasMove.objects.first()
     assert (move.from_version, move.to_version, move.moved_by.is_staff) == (1, 2, True)
     assert "champion" in response.content.decode()
+    assert selectors.served_aliases_of(name="weather") == {"champion": 2}
 
 
 def test_a_refused_alias_changes_nothing(staff_client, mlflow_store):
@@ -258,9 +259,9 @@ def test_a_plot_the_run_does_not_have_is_404_and_an_unreachable_mlflow_is_503(st
 
 def test_the_admin_applies_the_rmse_gate_forces_past_it_and_removes_aliases(staff_client, mlflow_store):
     # given: champion on a good version, a much worse second one
-    mlflow_version("weather", metrics={"rmse": 10.0})
-    mlflow_version("weather", metrics={"rmse": 20.0})
-    gateway.model_alias_set(name="weather", alias="champion", version=1)
+    mlflow_version("weather", metrics={"rmse": 10.0}, served=True)
+    mlflow_version("weather", metrics={"rmse": 20.0}, served=True)
+    model_alias_set(name="weather", alias="champion", version=1, user=None)
     registry_mirror_sync()
     second = ModelVersion.objects.get(version=2)
     url = f"{VERSIONS}{second.pk}/alias/"
@@ -282,8 +283,8 @@ def test_the_admin_applies_the_rmse_gate_forces_past_it_and_removes_aliases(staf
 
 def test_a_staff_trainer_cannot_move_or_remove_aliases_in_the_admin(client, mlflow_store):
     # given
-    mlflow_version("weather")
-    gateway.model_alias_set(name="weather", alias="champion", version=1)
+    mlflow_version("weather", served=True)
+    model_alias_set(name="weather", alias="champion", version=1, user=None)
     registry_mirror_sync()
     version = ModelVersion.objects.get()
     client.force_login(UserFactory(role="trainer", is_staff=True))

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.factories import ModelVersionFactory, RegisteredModelFactory
+from registry_mirror.models import ServedAlias
+from tests.factories import ModelVersionFactory, RegisteredModelFactory, served_version_record
 
 pytestmark = pytest.mark.django_db
 
@@ -13,6 +14,8 @@ def weather():
     ModelVersionFactory(registered_model=model, version=1)
     ModelVersionFactory(registered_model=model, version=2, aliases=["champion"], params={"n_estimators": "100"})
     ModelVersionFactory(registered_model=model, version=3, deleted=True)
+    served_version_record("weather", 2)
+    ServedAlias.objects.create(model_name="weather", alias="champion", version=2)
     return model
 
 
@@ -37,7 +40,7 @@ def test_models_are_listed_with_their_aliases_and_paginated(api_client, weather)
     # then
     assert first["count"] == 2 and first["next"] and len(first["results"]) == 1
     assert [model["name"] for model in everything["results"]] == ["weather", "wind"]
-    assert everything["results"][0]["aliases"] == {"champion": 2}
+    assert everything["results"][0]["aliases"] == everything["results"][0]["mlflow_aliases"] == {"champion": 2}
     assert everything["results"][0]["versions_url"].endswith("/models/weather/versions/")
 
 
@@ -50,6 +53,7 @@ def test_versions_of_a_model_are_listed_newest_first_without_deleted_ones(api_cl
     assert [v["version"] for v in listed["results"]] == [2, 1]
     assert [v["version"] for v in with_deleted["results"]] == [3, 2, 1]
     assert listed["results"][0]["aliases"] == ["champion"] and listed["results"][0]["metrics"]["r2"] == 0.91
+    assert [(v["served"], v["mlflow_aliases"]) for v in listed["results"]] == [("trained", ["champion"]), (None, [])]
 
 
 def test_one_version_is_shown_with_its_metrics_params_and_uri(api_client, weather):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from inference.model_cache import model_cache
-from registry_mirror import gateway
+from registry_mirror import gateway, selectors
 from registry_mirror.models import AliasMove
 from tests.factories import csv_bytes, weather_frame
 
@@ -30,6 +30,7 @@ def test_a_new_models_first_version_is_champion_and_later_trainings_never_move_i
 
     # then: /predict without version serves @champion, still the first
     assert gateway.model_aliases(name=model_name) == {"champion": first}
+    assert selectors.served_aliases_of(name=model_name) == {"champion": first}
     assert served_version(api_client, model_name) == first
     assert served_version(api_client, model_name, version="latest") == second
     move = AliasMove.objects.get(model_name=model_name)
@@ -92,6 +93,8 @@ def test_a_version_within_the_tolerance_is_promoted(train, maintainer, model_nam
     assert response.status_code == 200 and response.json()["forced"] is False
 
 
+# The alias is re-resolved in another thread, which reads MDS's database: on SQLite it must see committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_removing_an_alias_stops_serving_it(train, maintainer, api_client, model_name, monkeypatch):
     # given: aliases that expire at once
     monkeypatch.setattr(model_cache(), "alias_ttl", 0.0)

@@ -8,8 +8,8 @@ from django.core.management.base import CommandError
 
 from core import contract
 from core.errors import MlflowUnavailable
-from registry_mirror import gateway
-from registry_mirror.models import AliasMove, ModelVersion, RegisteredModel
+from registry_mirror import gateway, selectors
+from registry_mirror.models import AliasMove, ModelVersion, RegisteredModel, ServedAlias
 from registry_mirror.services import model_alias_set, registry_mirror_sync
 from tests.factories import UserFactory, mlflow_version
 from training.models import TrainingJob
@@ -107,19 +107,19 @@ def test_changes_made_in_mlflow_are_mirrored(mlflow_store):
     assert RegisteredModel.objects.get(name="weather").description == "Daily temperature"
 
 
-def test_an_alias_moved_in_mlflow_is_mirrored_and_audited(mlflow_store):
-    # given
-    mlflow_version("weather")
-    mlflow_version("weather")
-    gateway.model_alias_set(name="weather", alias="champion", version=1)
+def test_an_alias_moved_in_mlflow_is_mirrored_and_audited_as_external_and_serves_nothing(mlflow_store):
+    # given: champion on version 1 set by MDS
+    mlflow_version("weather", served=True)
+    mlflow_version("weather", served=True)
+    model_alias_set(name="weather", alias="champion", version=1, user=UserFactory())
     registry_mirror_sync()
 
-    # when
+    # when: someone moves it straight in MLflow
     gateway.model_alias_set(name="weather", alias="champion", version=2)
     result = registry_mirror_sync()
 
-    # then
-    assert result.alias_moves == 1
+    # then: the mirror shows MLflow's view, the history marks the move external, and MDS still serves version 1
+    assert (result.alias_moves, result.external_alias_moves) == (1, 1)
     aliases = dict(ModelVersion.objects.filter(name="weather").values_list("version", "aliases"))
     assert aliases == {1: [], 2: ["champion"]}
     move = AliasMove.objects.first()
@@ -127,9 +127,24 @@ def test_an_alias_moved_in_mlflow_is_mirrored_and_audited(mlflow_store):
         "champion",
         1,
         2,
-        AliasMove.Source.SYNC,
+        AliasMove.Source.EXTERNAL,
         None,
     )
+    assert selectors.served_aliases_of(name="weather") == {"champion": 1}
+    assert selectors.served_version_number(name="weather", reference="champion") == 1
+
+
+def test_a_version_registered_in_mlflow_is_counted_as_external_by_the_sync(mlflow_store):
+    # given
+    mlflow_version("weather", served=True)
+    mlflow_version("weather")
+
+    # when
+    result = registry_mirror_sync()
+
+    # then
+    assert (result.versions_created, result.versions_external) == (2, 1)
+    assert selectors.version_origins(name="weather") == {1: "trained"}
 
 
 def test_versions_and_models_deleted_in_mlflow_are_marked_deleted(mlflow_store):
@@ -175,7 +190,7 @@ def test_a_sync_pages_through_a_registry_larger_than_one_page(mlflow_store, sett
 
 def test_a_sync_while_mlflow_is_down_fails_cleanly_and_leaves_the_mirror_as_it_was(mlflow_store, mlflow_down):
     # given
-    mlflow_version("weather")
+    mlflow_version("weather", served=True)
     registry_mirror_sync()
     before = mirror_state()
     mlflow_down()
@@ -208,8 +223,8 @@ def test_the_sync_command_reports_success_and_fails_with_a_message_when_mlflow_i
 def test_setting_an_alias_writes_mlflow_then_the_mirror_and_audits_the_move(mlflow_store):
     # given
     user = UserFactory()
-    mlflow_version("weather")
-    mlflow_version("weather")
+    mlflow_version("weather", served=True)
+    mlflow_version("weather", served=True)
     registry_mirror_sync()
     first, second = ModelVersion.objects.order_by("version")
 
@@ -222,13 +237,14 @@ def test_setting_an_alias_writes_mlflow_then_the_mirror_and_audits_the_move(mlfl
     assert (move.from_version, move.to_version, move.moved_by, move.source) == (1, 2, user, AliasMove.Source.API)
     assert dict(ModelVersion.objects.values_list("version", "aliases")) == {1: [], 2: ["champion"]}
     assert RegisteredModel.objects.get().aliases == {"champion": 2}
+    assert selectors.served_aliases_of(name="weather") == {"champion": 2}
     assert AliasMove.objects.count() == 2
     assert not registry_mirror_sync().changed
 
 
 def test_setting_an_alias_while_mlflow_is_down_changes_nothing(mlflow_store, mlflow_down):
     # given
-    mlflow_version("weather")
+    mlflow_version("weather", served=True)
     registry_mirror_sync()
     before = mirror_state()
     mlflow_down()
@@ -239,6 +255,7 @@ def test_setting_an_alias_while_mlflow_is_down_changes_nothing(mlflow_store, mlf
 
     # then
     assert mirror_state() == before
+    assert not ServedAlias.objects.exists()
 
 
 def test_a_finished_training_syncs_its_version_into_the_mirror(train, model_name):
