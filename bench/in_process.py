@@ -53,7 +53,7 @@ def version_train(*, model_name: str, days: int, max_depth: int | None = None) -
     job = services.training_job_start(
         file=io.BytesIO(frame.to_csv(index=False).encode()),
         file_name="weather.csv",
-        user=None,
+        user=bench_user(),
         model_name=model_name,
         target="target",
         timestamp="timestamp",
@@ -64,21 +64,25 @@ def version_train(*, model_name: str, days: int, max_depth: int | None = None) -
     return TrainedVersion(model_name=model_name, version=job.registered_version, frame=frame)
 
 
+def bench_user():
+    """The user the benches train and predict as: a superuser, who holds every role's permissions."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})[0]
+
+
 def predict_caller(
     trained: TrainedVersion, body: bytes, *, content_type: str = "text/csv", status: str = "200"
 ) -> Callable[[], dict[str, str]]:
     """A call of /predict with ``body`` (CSV unless ``content_type`` says otherwise) as a superuser, expected to
     answer ``status``; it returns the answer's headers."""
-    from django.contrib.auth import get_user_model
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
 
     from core.tokens import token_create
     from mds_project import inference_wsgi
 
-    # Superusers hold every role's permissions.
-    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
-    _, token = token_create(user=user)
+    _, token = token_create(user=bench_user())
     # As a server does, but without closing the connection around every call (not what is measured here).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
