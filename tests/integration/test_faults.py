@@ -216,8 +216,8 @@ def test_twenty_trainings_at_once_make_twenty_versions(stack, mlflow_client, htt
     assert [response.status_code for response in responses] == [202] * 20, [r.text for r in responses]
     ids = [response.json()["id"] for response in responses]
     assert len(set(ids)) == 20
-    # Trained one after another by one worker process: they get the recovery budget on top of their own time.
-    jobs = assert_jobs_succeed_once(http, stack, mlflow_client, ids, since=sent + RECOVERY_SECONDS)
+    # Trained one after another by one worker process: the backlog drains at the machine's pace.
+    jobs = assert_jobs_succeed_once(http, stack, mlflow_client, ids, since=sent)
     assert sorted(job["registered_version"] for job in jobs) == list(range(1, 21))
     assert_no_job_left_behind(http, stack)
 
