@@ -9,7 +9,7 @@ import hashlib
 import re
 
 from .errors import TooLarge
-from .tabular import TableError
+from .tabular import TableError, binary, not_utf8
 
 # A newline directly followed by an optional CR and another newline ends a blank line, which pandas skips
 # (``skip_blank_lines``): such lines are not rows.
@@ -32,6 +32,7 @@ class CsvStreamDigest:
         self._in_quotes = False
         self._at_line_start = True
         self._has_content = False
+        self._head = b""  # the file's first bytes, which tell what a file that is not CSV is
 
     @property
     def sha256(self) -> str:
@@ -51,15 +52,17 @@ class CsvStreamDigest:
                 extra={"max_bytes": self.max_bytes},
             )
         self._sha256.update(chunk)
+        if len(self._head) < 16:
+            self._head += chunk[: 16 - len(self._head)]
         try:
             self._decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             # The decoder may hold back up to 3 bytes of an unfinished character from the previous chunk.
             position = max(0, offset + exc.start - len(self._decoder.getstate()[0]))
-            raise _not_utf8(position) from exc
+            raise not_utf8(position, self._head) from exc
         nul = chunk.find(b"\x00")
         if nul >= 0:
-            raise TableError("The file is binary, not CSV text.", code="not_csv", extra={"offset": offset + nul})
+            raise binary(offset + nul, self._head)
         if not self._has_content and chunk.strip():
             self._has_content = True
         self._count_records(chunk)
@@ -69,7 +72,7 @@ class CsvStreamDigest:
         try:
             self._decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            raise _not_utf8(self.size_bytes - len(exc.object) + exc.start) from exc
+            raise not_utf8(self.size_bytes - len(exc.object) + exc.start, self._head) from exc
         if not self._has_content:
             raise TableError("The file is empty.", code="empty_file")
         if not self._at_line_start:
@@ -92,11 +95,3 @@ class CsvStreamDigest:
                 self._at_line_start = not tail.strip(b"\r")
             elif part.strip(b"\r"):
                 self._at_line_start = False
-
-
-def _not_utf8(position: int) -> TableError:
-    return TableError(
-        f"The file is not UTF-8 text (undecodable byte at offset {position}).",
-        code="not_csv",
-        extra={"offset": position},
-    )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ApplicationError, quoted
+from .hints import columns_hint, encoding_hint
 
 
 class TableError(ApplicationError):
@@ -28,12 +29,28 @@ def decode_text(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise TableError(
-            f"The file is not UTF-8 text (undecodable byte at offset {exc.start}).", code="not_csv"
-        ) from exc
+        raise not_utf8(exc.start, raw[:16]) from exc
     if "\x00" in text:
-        raise TableError("The file is binary, not CSV text.", code="not_csv")
+        raise binary(text.index("\x00"), raw[:16])
     return text
+
+
+def not_utf8(offset: int, head: bytes) -> TableError:
+    """The file starting with ``head`` has a byte at ``offset`` that is not UTF-8."""
+    hint = encoding_hint(head)
+    return TableError(
+        f"The file is not UTF-8 text (undecodable byte at offset {offset}). {hint}",
+        code="not_csv",
+        extra={"offset": offset, "hint": hint},
+    )
+
+
+def binary(offset: int, head: bytes) -> TableError:
+    """The file starting with ``head`` holds a NUL byte at ``offset``."""
+    hint = encoding_hint(head)
+    return TableError(
+        f"The file is binary, not CSV text. {hint}", code="not_csv", extra={"offset": offset, "hint": hint}
+    )
 
 
 def check_column_count(n_columns: int, max_columns: int | None) -> None:
@@ -161,10 +178,11 @@ def require_columns(available: Sequence[str], columns: Sequence[str]) -> None:
     present = set(available)
     missing = [column for column in columns if column not in present]
     if missing:
+        hint = columns_hint(available, missing)
         raise TableError(
-            f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.",
+            f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}." + (f" {hint}" if hint else ""),
             code="missing_columns",
-            extra={"missing_columns": missing},
+            extra={"missing_columns": missing, **({"hint": hint} if hint else {})},
         )
 
 

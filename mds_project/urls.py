@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from core.metrics import MetricsView
@@ -9,6 +9,7 @@ from inference.apis import PredictionViewSet
 from training.apis import TrainingJobViewSet
 
 from .health import live, ready
+from .pages import RedocDocs, SwaggerDocs, home
 
 # A dependency that is down answers 503 with Retry-After outside the API too (admin pages, middleware).
 handler500 = "core.exception_handler.server_error"
@@ -19,15 +20,14 @@ router.register("predict", PredictionViewSet, basename="prediction")
 router.register("tokens", TokenViewSet, basename="token")
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("health", live, name="health"),
     path("health/ready", ready, name="health-ready"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path(
-        "api/redoc", SpectacularRedocView.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"
-    ),
+    path("api/docs", SwaggerDocs.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc", RedocDocs.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"),
     *router.urls,
     # Before the mirror's routes: /models/<name>/versions/<v>/{performance,drift} are serving's (it owns the log).
     path("", include("inference.urls")),

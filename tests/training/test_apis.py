@@ -183,6 +183,26 @@ def test_bad_files_get_a_400_naming_the_problem_and_store_nothing(api_client, cs
     assert not Dataset.objects.exists() and not TrainingJob.objects.exists()
 
 
+HINTED_UPLOADS = {
+    "semicolons": (csv_bytes(weather_frame(30)).replace(b",", b";"), "one column holding semicolons"),
+    "excel": (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), "Excel workbook"),
+    "utf-16": (csv_bytes(weather_frame(30)).decode().encode("utf-16"), "UTF-16"),
+    "capitals": (csv_bytes(weather_frame(30).rename(columns={"target": "Target"})), "'Target' for 'target'"),
+}
+
+
+@pytest.mark.parametrize("content,hint", HINTED_UPLOADS.values(), ids=HINTED_UPLOADS.keys())
+def test_common_wrong_files_are_told_what_to_do(api_client, csv_upload, content, hint):
+    # when
+    response = api_client.post("/train", {"file": csv_upload(content)})
+
+    # then
+    assert response.status_code == 400
+    body = response.json()
+    assert hint in body["extra"]["hint"] and body["extra"]["hint"] in body["message"]
+    assert not Dataset.objects.exists()
+
+
 @pytest.mark.parametrize(
     "query,field",
     [
