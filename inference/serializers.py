@@ -18,8 +18,9 @@ class VersionRefField(serializers.RegexField):
     def __init__(self, **kwargs):
         super().__init__(VERSION_PATTERN, **kwargs)
 
-    def to_internal_value(self, data) -> VersionRef:
-        return VersionRef.parse(super().to_internal_value(data))
+    def run_validation(self, data=serializers.empty) -> VersionRef:
+        # After the pattern's check: parsing cannot fail then.
+        return VersionRef.parse(super().run_validation(data))
 
 
 class PredictionRequestSerializer(serializers.Serializer):
