@@ -4,6 +4,11 @@ Training writes these into MLflow, the registry mirror and the inference cache r
 one place is what keeps the writers and the readers in step.
 """
 
+import re
+from dataclasses import dataclass
+
+from core.errors import QUOTE_MAX_CHARS, ApplicationError, quoted
+
 # Tags written on the run, the logged model and the registered version.
 JOB_TAG = "mds.job_id"  # the training job's key: makes registration idempotent per job
 DATASET_SHA256_TAG = "mds.dataset_sha256"
@@ -48,3 +53,45 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 ALIAS_PATTERN = r"^@?[A-Za-z][A-Za-z0-9_\-]{0,199}$"
 # A version reference: a number, `latest` or an alias.
 VERSION_PATTERN = r"^([0-9]{1,9}|latest|@?[A-Za-z][A-Za-z0-9_\-]{0,199})$"
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A reference to a version of a model: a ``number``, an ``alias`` or, with neither, the latest version.
+
+    Parsed once where it comes in (``VersionRef.parse``); everything after that branches on its fields, never on
+    text. ``str()`` gives it back as text: ``7``, ``latest`` or ``@champion`` (an alias always with its ``@``, so
+    the alias ``latest`` stays apart from the latest version).
+    """
+
+    number: int | None = None
+    alias: str | None = None
+
+    def __post_init__(self):
+        if self.number is not None and self.alias is not None:
+            raise ValueError("A version reference is a number or an alias, not both.")
+
+    @classmethod
+    def parse(cls, text: str) -> "VersionRef":
+        """``7``, ``latest``, ``champion`` or ``@champion``; ``ApplicationError`` (400, ``invalid_version``) for
+        anything else."""
+        if not isinstance(text, str) or not re.fullmatch(VERSION_PATTERN, text):
+            raise ApplicationError(
+                f"{quoted(text)} is no version: give a number, `latest` or an alias such as `@champion`.",
+                code="invalid_version",
+                extra={"version": str(text)[:QUOTE_MAX_CHARS]},
+            )
+        if text.isdigit():
+            return cls(number=int(text))
+        if text == "latest":
+            return cls()
+        return cls(alias=text.removeprefix("@"))
+
+    @property
+    def is_latest(self) -> bool:
+        return self.number is None and self.alias is None
+
+    def __str__(self) -> str:
+        if self.number is not None:
+            return str(self.number)
+        return "latest" if self.alias is None else f"@{self.alias}"

@@ -6,9 +6,21 @@ import math
 from django.conf import settings
 from rest_framework import serializers
 
-from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN
+from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN, VersionRef
 
 from .services import FORMATS
+
+
+class VersionRefField(serializers.RegexField):
+    """``N``, ``latest``, ``alias`` or ``@alias`` as a ``VersionRef``: the one place a request's reference is
+    parsed; the pattern words the refusal, as for any other field."""
+
+    def __init__(self, **kwargs):
+        super().__init__(VERSION_PATTERN, **kwargs)
+
+    def run_validation(self, data=serializers.empty) -> VersionRef:
+        # After the pattern's check: parsing cannot fail then.
+        return VersionRef.parse(super().run_validation(data))
 
 
 class PredictionRequestSerializer(serializers.Serializer):
@@ -20,7 +32,7 @@ class PredictionRequestSerializer(serializers.Serializer):
     # validators): as much as the model takes for one row. A shallow copy shares only what binding never changes.
     PROTOTYPES = {
         "model_name": serializers.RegexField(MODEL_NAME_PATTERN, required=False),
-        "version": serializers.RegexField(VERSION_PATTERN, required=False),
+        "version": VersionRefField(required=False),
         "alias": serializers.RegexField(ALIAS_PATTERN, required=False),
         # Without one, the server picks the faster engine per request (``services._engine``).
         "format": serializers.ChoiceField(choices=FORMATS, default="auto"),
@@ -45,9 +57,11 @@ class PredictionRequestSerializer(serializers.Serializer):
         if "version" in attrs and "alias" in attrs:
             raise serializers.ValidationError({"alias": "Give either version or alias, not both."})
         alias = attrs.pop("alias", None)
-        # Without either, the serving alias: a training never changes what clients get, a promotion does.
-        default = "@" + settings.MDS_SERVING_ALIAS
-        attrs["version"] = "@" + alias.removeprefix("@") if alias else attrs.get("version", default)
+        if alias:
+            attrs["version"] = VersionRef(alias=alias.removeprefix("@"))
+        elif "version" not in attrs:
+            # Without either, the serving alias: a training never changes what clients get, a promotion does.
+            attrs["version"] = VersionRef(alias=settings.MDS_SERVING_ALIAS.removeprefix("@"))
         return attrs
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
+from core.contract import VersionRef
 from core.errors import ApplicationError, TooLarge
 from core.intervals import Calibration
 from core.tabular import TableError
@@ -48,7 +49,7 @@ class Prediction:
 def prediction_create(
     *,
     model_name: str,
-    version: str,
+    version: VersionRef,
     model_format: str,
     body: bytes,
     body_format: str,

@@ -6,7 +6,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 
-from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from core.contract import MODEL_NAME_PATTERN, VersionRef
 from core.errors import Conflict, NotFound
 
 from .models import AliasMove, ModelVersion, RegisteredModel, ServedAlias, TrainedVersion
@@ -70,35 +70,36 @@ def served_aliases_by_model(*, names: list[str] | None = None) -> dict[str, dict
     return record
 
 
-def served_version_number(*, name: str, reference: str) -> int:
-    """The version ``reference`` (a number, ``latest``, an alias or ``@alias``) stands for in what MDS serves.
+def served_version_number(*, name: str, reference: VersionRef | str) -> int:
+    """The version ``reference`` (a number, ``latest`` or an alias) stands for in what MDS serves.
 
     Read from MDS's database only: an alias from its promotion record, ``latest`` as the newest version it trained
-    or adopted, a number only if it trained or adopted that version. What MLflow says is never asked.
+    or adopted, a number only if it trained or adopted that version. What MLflow says is never asked. Text is
+    parsed first (``VersionRef.parse``), for callers that hold a version number as text.
 
     Raises:
         NotFound: no such model, alias or version.
         Conflict: ``version_not_adopted``, a version registered directly in MLflow that no maintainer adopted.
     """
-    # A name or alias MDS could not have recorded is none of its models, and never reaches the database.
+    # A name MDS could not have recorded is none of its models, and never reaches the database.
     if not re.match(MODEL_NAME_PATTERN, name):
         raise NotFound(f"There is no registered model {name!r}.", extra={"model_name": name})
-    if reference.isascii() and reference.isdigit():
-        number = int(reference)
+    if isinstance(reference, str):
+        reference = VersionRef.parse(reference)
+    if reference.number is not None:
+        number = reference.number
         if TrainedVersion.objects.filter(name=name, version=number).exists():
             return number
         if ModelVersion.objects.filter(name=name, version=number, deleted=False).exists():
             raise version_not_adopted(name=name, version=number)
         raise NotFound(f"Model {name!r} has no version {number}.", extra={"model_name": name, "version": number})
-    if reference == "latest":
+    if reference.is_latest:
         newest = served_versions_of(name=name).values_list("version", flat=True).first()
         if newest is None:
             raise NotFound(f"Model {name!r} has no version MDS serves.", extra={"model_name": name})
         return newest
-    alias = reference.removeprefix("@")
-    number = None
-    if re.match(ALIAS_PATTERN, alias):
-        number = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
+    alias = reference.alias
+    number = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
     if number is None:
         raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias})
     return number

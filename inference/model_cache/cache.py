@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from core.contract import VersionRef
 from core.errors import ApplicationError, NotFound
 from registry_mirror import gateway, selectors
 
@@ -60,7 +61,7 @@ class ModelCache:
         self._served_numbers: dict[tuple[str, int], float] = {}
         self.loads = 0
         self._entries: OrderedDict[tuple[str, int], LoadedVersion] = OrderedDict()
-        self._resolved: dict[tuple[str, str], _Resolved] = {}
+        self._resolved: dict[tuple[str, VersionRef], _Resolved] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, _KeyLock] = {}
 
@@ -96,16 +97,15 @@ class ModelCache:
         finally:
             self._key_lock_release(key, key_lock)
 
-    def resolve(self, name: str, reference: str) -> int:
-        """The version number ``reference`` (a number, ``latest``, ``champion`` or ``@champion``) stands for.
+    def resolve(self, name: str, reference: VersionRef) -> int:
+        """The version number ``reference`` (a number, ``latest`` or an alias) stands for.
 
         Raises:
             NotFound: no such model, alias or version.
             Conflict: ``version_not_adopted``, a number MDS neither trained nor adopted.
         """
-        if reference.isascii() and reference.isdigit():
-            return self._served_number(name, int(reference))
-        reference = reference if reference == "latest" else "@" + reference.removeprefix("@")
+        if reference.number is not None:
+            return self._served_number(name, reference.number)
         key = (name, reference)
         now = time.monotonic()
         with self._lock:
@@ -145,12 +145,11 @@ class ModelCache:
             CACHE_EVICTIONS.labels(entry.name, str(entry.version)).inc()
             entry.close()
 
-    def known_version(self, name: str, reference: str) -> int | None:
+    def known_version(self, name: str, reference: VersionRef) -> int | None:
         """The version ``reference`` stands for if this process has loaded or resolved it; never asks anyone."""
         with self._lock:
-            if reference.isdigit():
-                return int(reference) if (name, int(reference)) in self._entries else None
-            reference = reference if reference == "latest" else "@" + reference.removeprefix("@")
+            if reference.number is not None:
+                return reference.number if (name, reference.number) in self._entries else None
             known = self._resolved.get((name, reference))
             return known.version if known is not None else None
 
@@ -193,12 +192,12 @@ class ModelCache:
             if time.monotonic() < self._served_numbers.get(key, 0.0):
                 return number
         # Not cached when refused: a version adopted meanwhile serves at once.
-        number = self.resolver(name=name, reference=str(number))
+        number = self.resolver(name=name, reference=VersionRef(number=number))
         with self._lock:
             self._served_numbers[key] = time.monotonic() + self.alias_ttl
         return number
 
-    def _refresh(self, key: tuple[str, str]) -> None:
+    def _refresh(self, key: tuple[str, VersionRef]) -> None:
         name, reference = key
         version = None
         try:

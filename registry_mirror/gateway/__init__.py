@@ -2,14 +2,16 @@
 
 MLflow is imported inside functions: it costs seconds and ~180 MB, which web start-up should not pay. Every
 call goes to the tracking/registry URI from settings; MLflow's process-global URI is set to the same store
-because MLflow's own registry resolves ``models:/<id>`` sources through it. Connection faults surface as
-``MlflowUnavailable`` (transient, worth a retry); a missing model or version as ``NotFound``.
+because MLflow's own registry resolves ``models:/<id>`` sources through it. Plain REST reads go through one pooled
+HTTP session (``rest``); MLflow's failures, from the SDK or over REST, are translated in one place (``errors``):
+an outage as ``MlflowUnavailable`` (transient, worth a retry), a missing model or version as ``NotFound``.
 
 Callers use this package's names (``gateway.model_version_register``), never the modules behind them.
 """
 
 from .access import AppUserResult, app_user_provision, viewer_user_provision
-from .client import client, experiment_id, file_sha256, translated_errors
+from .client import client, experiment_id, file_sha256
+from .errors import translated_errors
 from .register import (
     PIP_REQUIREMENTS,
     RegisteredVersion,
@@ -36,7 +38,6 @@ from .registry import (
 from .serving import (
     model_version_fetch,
     model_version_file_read,
-    model_version_number,
     serves_over_rest,
     tracking_server_check,
 )
@@ -61,7 +62,6 @@ __all__ = [
     "model_version_fetch",
     "model_version_file_read",
     "model_version_flavors",
-    "model_version_number",
     "model_version_register",
     "model_version_resolve",
     "model_versions_page",

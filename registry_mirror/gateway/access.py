@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from django.conf import settings
-
 from core.errors import ApplicationError, MlflowUnavailable
+
+from . import rest
+
+Admin = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,11 @@ def app_user_provision(
     when the services signed in as the admin). Running it again changes nothing."""
     if app[0] == admin[0]:
         raise ApplicationError("The services' MLflow user must not be the admin account.", code="invalid_input")
-    session = _admin_session(admin, wait_seconds)
-    created = _user_upsert(session, app)
+    _wait_until_up(admin, wait_seconds)
+    created = _user_upsert(admin, app)
     granted = []
-    for resource_type, resource_id in _resources(session, experiment_name):
-        if _grant(session, app[0], resource_type, resource_id):
+    for resource_type, resource_id in _resources(admin, experiment_name):
+        if _grant(admin, app[0], resource_type, resource_id):
             granted.append(f"{resource_type} {resource_id}")
     return AppUserResult(created=created, granted=granted)
 
@@ -57,32 +58,25 @@ def viewer_user_provision(
             "The MLflow viewer must be an account of its own, neither the admin nor the services' user.",
             code="invalid_input",
         )
-    session = _admin_session(admin, wait_seconds)
-    created = _user_upsert(session, viewer)
+    _wait_until_up(admin, wait_seconds)
+    created = _user_upsert(admin, viewer)
     granted = []
-    for resource_type, resource_id in _resources(session, experiment_name):
-        if _read_only(session, viewer[0], resource_type, resource_id):
+    for resource_type, resource_id in _resources(admin, experiment_name):
+        if _read_only(admin, viewer[0], resource_type, resource_id):
             granted.append(f"{resource_type} {resource_id}")
     return AppUserResult(created=created, granted=granted)
 
 
-def _admin_session(admin: tuple[str, str], wait_seconds: float) -> requests.Session:
-    session = requests.Session()
-    session.auth = admin
-    _wait_until_up(session, wait_seconds)
-    return session
-
-
-def _user_upsert(session: requests.Session, user: tuple[str, str]) -> bool:
+def _user_upsert(admin: Admin, user: tuple[str, str]) -> bool:
     """Create ``user`` as a plain account, or set its password; True when it was created."""
     created = True
     try:
-        _call(session, "POST", "2.0/mlflow/users/create", json={"username": user[0], "password": user[1]})
+        _call(admin, "POST", "2.0/mlflow/users/create", json={"username": user[0], "password": user[1]})
     except _AlreadyExists:
         created = False
-        _call(session, "PATCH", "2.0/mlflow/users/update-password", json={"username": user[0], "password": user[1]})
+        _call(admin, "PATCH", "2.0/mlflow/users/update-password", json={"username": user[0], "password": user[1]})
     # An account made by hand with the same name may have been an admin.
-    _call(session, "PATCH", "2.0/mlflow/users/update-admin", json={"username": user[0], "is_admin": False})
+    _call(admin, "PATCH", "2.0/mlflow/users/update-admin", json={"username": user[0], "is_admin": False})
     return created
 
 
@@ -90,60 +84,48 @@ class _AlreadyExists(Exception):
     pass
 
 
-def _url(path: str) -> str:
-    return f"{settings.MLFLOW_TRACKING_URI.rstrip('/')}/api/{path}"
-
-
-def _call(session: requests.Session, method: str, path: str, **kwargs) -> dict[str, Any]:
+def _call(admin: Admin, method: str, path: str, **kwargs) -> dict[str, Any]:
     try:
-        response = session.request(method, _url(path), timeout=settings.MLFLOW_HTTP_REQUEST_TIMEOUT, **kwargs)
-    except requests.RequestException as exc:
-        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
-    if response.ok:
-        return response.json() if response.content else {}
-    try:
-        error = response.json()
-    except ValueError:
-        error = {"message": response.text[:200]}
-    if error.get("error_code") == "RESOURCE_ALREADY_EXISTS":
-        raise _AlreadyExists(error.get("message", ""))
-    message = f"MLflow answered {method} {path} with HTTP {response.status_code}: {error.get('message', '')}"
-    if response.status_code >= 500:
-        raise MlflowUnavailable(message)
-    raise ApplicationError(message, code="registry_error", extra={"mlflow_error": error.get("error_code", "")})
+        return rest.call(method, path, auth=admin, **kwargs)
+    except ApplicationError as exc:
+        if exc.extra.get("mlflow_error") == "RESOURCE_ALREADY_EXISTS":
+            raise _AlreadyExists(exc.message) from exc
+        raise
 
 
-def _wait_until_up(session: requests.Session, wait_seconds: float) -> None:
+def _wait_until_up(admin: Admin, wait_seconds: float) -> None:
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            if session.get(_url("2.0/mlflow/users/get"), params={"username": session.auth[0]}, timeout=5).ok:
+            if rest.request(
+                "GET", "api/2.0/mlflow/users/get", auth=admin, params={"username": admin[0]}, timeout=5
+            ).ok:
                 return
-        except requests.RequestException:
+        except MlflowUnavailable:
             pass
         if time.monotonic() > deadline:
             raise MlflowUnavailable(f"MLflow did not accept the admin's sign-in within {wait_seconds:.0f} s")
         time.sleep(1)
 
 
-def _resources(session: requests.Session, experiment_name: str) -> list[tuple[str, str]]:
+def _resources(admin: Admin, experiment_name: str) -> list[tuple[str, str]]:
     found = []
-    experiment = _experiment_id(session, experiment_name)
+    experiment = _experiment_id(admin, experiment_name)
     if experiment:
         found.append(("experiment", experiment))
     page_token = None
     while True:
         params = {"max_results": 1000, **({"page_token": page_token} if page_token else {})}
-        page = _call(session, "GET", "2.0/mlflow/registered-models/search", params=params)
+        page = _call(admin, "GET", "2.0/mlflow/registered-models/search", params=params)
         found += [("registered_model", model["name"]) for model in page.get("registered_models", [])]
         page_token = page.get("next_page_token")
         if not page_token:
             return found
 
 
-def _experiment_id(session: requests.Session, name: str) -> str | None:
+def _experiment_id(admin: Admin, name: str) -> str | None:
     try:
-        found = _call(session, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+        found = _call(admin, "GET", "2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
     except ApplicationError as exc:
         if exc.extra.get("mlflow_error") == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -151,28 +133,28 @@ def _experiment_id(session: requests.Session, name: str) -> str | None:
     return found["experiment"]["experiment_id"]
 
 
-def _grant(session: requests.Session, username: str, resource_type: str, resource_id: str) -> bool:
+def _grant(admin: Admin, username: str, resource_type: str, resource_id: str) -> bool:
     """MANAGE on one resource unless the user has it already (as its creator, or from an earlier run)."""
     query = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
-    if _call(session, "GET", "3.0/mlflow/users/permissions/get", params=query).get("permission") == "MANAGE":
+    if _call(admin, "GET", "3.0/mlflow/users/permissions/get", params=query).get("permission") == "MANAGE":
         return False
     try:
-        _call(session, "POST", "3.0/mlflow/users/permissions/grant", json={**query, "permission": "MANAGE"})
+        _call(admin, "POST", "3.0/mlflow/users/permissions/grant", json={**query, "permission": "MANAGE"})
     except _AlreadyExists:
         return False
     return True
 
 
-def _read_only(session: requests.Session, username: str, resource_type: str, resource_id: str) -> bool:
+def _read_only(admin: Admin, username: str, resource_type: str, resource_id: str) -> bool:
     """READ on one resource, replacing any other permission the user holds there; False when it had READ."""
     query = {"username": username, "resource_type": resource_type, "resource_id": resource_id}
-    if _call(session, "GET", "3.0/mlflow/users/permissions/get", params=query).get("permission") == "READ":
+    if _call(admin, "GET", "3.0/mlflow/users/permissions/get", params=query).get("permission") == "READ":
         return False
     try:
-        _call(session, "POST", "3.0/mlflow/users/permissions/revoke", json=query)
+        _call(admin, "POST", "3.0/mlflow/users/permissions/revoke", json=query)
     except ApplicationError as exc:
         # No grant of its own: the server's default permission applied.
         if exc.extra.get("mlflow_error") != "RESOURCE_DOES_NOT_EXIST":
             raise
-    _call(session, "POST", "3.0/mlflow/users/permissions/grant", json={**query, "permission": "READ"})
+    _call(admin, "POST", "3.0/mlflow/users/permissions/grant", json={**query, "permission": "READ"})
     return True

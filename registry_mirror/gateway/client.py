@@ -1,14 +1,13 @@
-"""The MLflow client every gateway module uses, and the translation of its errors into ours."""
+"""The MLflow SDK client the gateway logs, registers and reads the registry with; its errors go through
+``errors.translated_errors``."""
 
-import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
 
-from core.errors import ApplicationError, MlflowUnavailable, NotFound
+from .errors import translated_errors
 
 
 def client():
@@ -37,35 +36,6 @@ def _quiet_mlflow() -> None:
         "MLFLOW_HTTP_REQUEST_TIMEOUT",
     ):
         os.environ.setdefault(name, str(getattr(settings, name)))
-
-
-@contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    """Map MLflow's and the network's exceptions onto our domain errors."""
-    import requests
-    from mlflow.exceptions import MlflowException, RestException
-
-    try:
-        yield
-    except RestException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
-        if exc.get_http_status_code() >= 500:
-            raise MlflowUnavailable(f"MLflow failed: {exc.message}") from exc
-        if exc.error_code == "INVALID_PARAMETER_VALUE":
-            raise ApplicationError(exc.message, code="registry_error", extra={"mlflow_error": exc.error_code}) from exc
-        raise
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFound(exc.message, extra={"mlflow_error": exc.error_code}) from exc
-        if exc.error_code == "INVALID_PARAMETER_VALUE":
-            # A name or value MLflow refuses: the caller's to fix, not a fault of the service.
-            raise ApplicationError(exc.message, code="registry_error", extra={"mlflow_error": exc.error_code}) from exc
-        if "Max retries exceeded" in exc.message or "Connection" in exc.message:
-            raise MlflowUnavailable(f"MLflow is unreachable: {exc.message}") from exc
-        raise
-    except requests.exceptions.RequestException as exc:
-        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
 
 
 def experiment_id() -> str:

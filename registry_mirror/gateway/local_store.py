@@ -3,8 +3,9 @@
 Importing MLflow costs a serving process ~2-3 s and ~180 MB before its first prediction; in embedded mode the
 registry is a SQLite file and the artifacts a local directory, so a version's number, tags, parity metrics and
 artifact location are a few read-only queries away. Anything this reader does not find as it expects (another
-schema, a version it cannot place, a locked or missing file) returns ``None``, and the caller asks MLflow itself,
-which also words the errors (an unknown version is MLflow's ``NotFound``).
+schema, a version it does not have, a locked or missing file) returns ``None``, and the caller asks MLflow itself,
+which also words the errors (an unknown version is MLflow's ``NotFound``). ``TABLES`` names what it reads of
+MLflow's schema; a test holds it to MLflow's own table definitions.
 """
 
 import sqlite3
@@ -14,22 +15,28 @@ from urllib.parse import quote
 
 from django.conf import settings
 
+# The tables and columns of MLflow's SQL store read below.
+TABLES = {
+    "model_versions": ("name", "version", "run_id", "source", "storage_location", "current_stage"),
+    "model_version_tags": ("name", "version", "key", "value"),
+    "latest_metrics": ("run_uuid", "key", "value"),
+}
+# MLflow's ``current_stage`` of a deleted version, which its SQL store keeps until it is gone for good.
+DELETED_STAGE = "Deleted_Internal"
 
-def model_version(name: str, version: str) -> dict[str, Any] | None:
-    """``{"version", "run_id", "tags", "artifact_uri"}`` of ``version`` (a number, ``latest``, ``@alias``), or
-    ``None`` when the store is not local SQLite or the version is not found as expected."""
+
+def model_version(name: str, number: int) -> dict[str, Any] | None:
+    """``{"run_id", "tags", "artifact_uri", "metrics"}`` of version ``number`` of ``name``, or ``None`` when the
+    store is not local SQLite or the version is not found as expected."""
     path = _sqlite_path()
     if path is None:
         return None
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)) as db:
-            number = _number(db, name, version)
-            if number is None:
-                return None
             row = db.execute(
                 "SELECT run_id, source, storage_location FROM model_versions"
-                " WHERE name = ? AND version = ? AND current_stage != 'Deleted_Internal'",
-                (name, number),
+                " WHERE name = ? AND version = ? AND current_stage != ?",
+                (name, number, DELETED_STAGE),
             ).fetchone()
             if row is None:
                 return None
@@ -47,22 +54,7 @@ def model_version(name: str, version: str) -> dict[str, Any] | None:
             )
     except sqlite3.Error:
         return None
-    return {"version": number, "run_id": run_id, "tags": tags, "artifact_uri": artifact_uri, "metrics": metrics}
-
-
-def _number(db: sqlite3.Connection, name: str, version: str) -> int | None:
-    if version.isdigit():
-        return int(version)
-    if version == "latest":
-        row = db.execute(
-            "SELECT MAX(version) FROM model_versions WHERE name = ? AND current_stage != 'Deleted_Internal'", (name,)
-        ).fetchone()
-    else:
-        row = db.execute(
-            "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
-            (name, version.removeprefix("@")),
-        ).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    return {"run_id": run_id, "tags": tags, "artifact_uri": artifact_uri, "metrics": metrics}
 
 
 def _sqlite_path() -> str | None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from core.contract import FILE_SHA256_TAGS, JOB_TAG, ONNX_FILE, PROFILE_FILE, plot_path
 
-from .client import client, experiment_id, file_sha256, translated_errors
+from .client import client, experiment_id, file_sha256
+from .errors import translated_errors
 
 # Written into the MLmodel so `mlflow models serve` and pyfunc users get a working environment.
 PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "onnx==1.23.2", "onnxruntime==1.32.0", "cloudpickle", "numpy", "pandas"]

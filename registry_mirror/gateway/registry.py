@@ -6,25 +6,27 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.contract import VersionRef
 from core.errors import ApplicationError, MlflowUnavailable, NotFound
 
-from .client import _quiet_mlflow, client, translated_errors
+from .client import _quiet_mlflow, client
+from .errors import translated_errors
 
 
-def model_version_resolve(*, name: str, version: str):
-    """The MLflow ``ModelVersion`` for ``version``: a number, ``latest``, or an alias (``@champion``)."""
+def model_version_resolve(*, name: str, version: VersionRef):
+    """The MLflow ``ModelVersion`` that ``version`` (a number, ``latest`` or an alias) stands for in MLflow now."""
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client()
     with translated_errors():
-        if version.isdigit():
-            return mlflow_client.get_model_version(name, version)
-        if version == "latest":
-            versions = mlflow_client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
+        if version.number is not None:
+            return mlflow_client.get_model_version(name, str(version.number))
+        if version.is_latest:
+            versions = mlflow_client.search_model_versions(_name_filter(name), order_by=["version_number DESC"])
             if not versions:
                 raise NotFound(f"Model {name!r} has no versions.", extra={"model_name": name})
             return max(versions, key=lambda v: int(v.version))
-        alias = version.removeprefix("@")
+        alias = version.alias
         try:
             return mlflow_client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:

@@ -1,6 +1,7 @@
-"""What the inference cache needs from the registry: a version's number and its serving files.
+"""What the inference cache needs from the registry: a version's serving files and what it must know of them.
 
-Against an MLflow server these use its REST API directly, so a serving process never imports MLflow.
+Against an MLflow server these use its REST API directly (``rest``), and against an embedded SQLite store they
+read it directly (``local_store``), so a serving process never imports MLflow.
 """
 
 import contextlib
@@ -13,24 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import requests
 from django.conf import settings
 
 from core.contract import FILE_SHA256_TAGS, PARITY_METRICS
 from core.errors import ApplicationError, MlflowUnavailable, NotFound
 
-from . import local_store
-from .client import client, translated_errors
-from .registry import model_version_resolve
-
-
-def model_version_number(*, name: str, version: str) -> int:
-    """The number ``version`` (a number, ``latest`` or an alias) stands for right now; ``NotFound`` if none."""
-    if serves_over_rest():
-        return int(_rest_model_version(name, version)["version"])
-    local = local_store.model_version(name, version)
-    if local is not None:
-        return local["version"]
-    return int(model_version_resolve(name=name, version=version).version)
+from . import local_store, rest
+from .client import client
+from .errors import translated_errors, unreachable
 
 
 def model_version_fetch(
@@ -46,7 +38,7 @@ def model_version_fetch(
     """
     if serves_over_rest():
         return _rest_model_version_fetch(name, version, files, optional, Path(dst))
-    local = local_store.model_version(name, str(version))
+    local = local_store.model_version(name, version)
     if local is not None:
         return _files_fetch(local["artifact_uri"], local["tags"], local["metrics"], files, optional, Path(dst))
     from mlflow.artifacts import download_artifacts
@@ -97,12 +89,7 @@ def tracking_server_check(*, timeout: float) -> str:
         with translated_errors():
             client().search_experiments(max_results=1)
         return "local store"
-    import requests
-
-    try:
-        response = requests.get(f"{settings.MLFLOW_TRACKING_URI.rstrip('/')}/health", timeout=timeout, **_rest_auth())
-    except requests.RequestException as exc:
-        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
+    response = rest.request("GET", "health", timeout=timeout)
     if not response.ok:
         raise MlflowUnavailable(f"MLflow answered its health check with HTTP {response.status_code}")
     return "server"
@@ -117,71 +104,14 @@ def serves_over_rest() -> bool:
     return settings.MLFLOW_TRACKING_URI.startswith(("http://", "https://"))
 
 
-# MLflow's documented REST API (https://mlflow.org/docs/latest/api_reference/rest-api.html) with `requests`:
-# a serving process reads a version in milliseconds instead of importing MLflow (~1.5 s, ~180 MB) first.
-
-
-def _rest(path: str, **params: Any) -> dict[str, Any]:
-    import requests
-
-    url = f"{settings.MLFLOW_TRACKING_URI.rstrip('/')}/api/2.0/{path}"
-    try:
-        response = requests.get(url, params=params, timeout=settings.MLFLOW_HTTP_REQUEST_TIMEOUT, **_rest_auth())
-    except requests.RequestException as exc:
-        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
-    if response.ok:
-        return response.json()
-    try:
-        error = response.json()
-    except ValueError:
-        error = {"message": response.text[:200]}
-    code, message = error.get("error_code", ""), error.get("message", response.reason)
-    if response.status_code >= 500:
-        raise MlflowUnavailable(f"MLflow failed: {message}")
-    if code == "RESOURCE_DOES_NOT_EXIST" or response.status_code == 404:
-        raise NotFound(message, extra={"mlflow_error": code})
-    raise ApplicationError(message, code="registry_error", extra={"mlflow_error": code})
-
-
-def _rest_auth() -> dict[str, Any]:
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        return {"headers": {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}}
-    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        return {"auth": (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))}
-    return {}
-
-
-def _rest_model_version(name: str, version: str) -> dict[str, Any]:
-    if version.isdigit():
-        return _rest("mlflow/model-versions/get", name=name, version=version)["model_version"]
-    if version == "latest":
-        found = _rest(
-            "mlflow/model-versions/search",
-            filter="name = '{}'".format(name.replace("'", "\\'")),
-            order_by="version_number DESC",
-            max_results=1,
-        ).get("model_versions", [])
-        if not found:
-            raise NotFound(f"Model {name!r} has no versions.", extra={"model_name": name})
-        return found[0]
-    alias = version.removeprefix("@")
-    try:
-        return _rest("mlflow/registered-models/alias", name=name, alias=alias)["model_version"]
-    except ApplicationError as exc:
-        # MLflow reports an unknown alias as a bad parameter; for our callers it is a missing version.
-        if exc.extra.get("mlflow_error") not in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
-            raise
-        raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias}) from exc
-
-
 def _rest_model_version_fetch(
     name: str, version: int, files: list[str], optional: tuple[str, ...], dst: Path
 ) -> dict[str, Any]:
-    model_version = _rest_model_version(name, str(version))
+    model_version = rest.get("2.0/mlflow/model-versions/get", name=name, version=str(version))["model_version"]
     tags = {tag["key"]: tag["value"] for tag in model_version.get("tags", [])}
-    source = _rest("mlflow/model-versions/get-download-uri", name=name, version=str(version))["artifact_uri"]
+    source = rest.get("2.0/mlflow/model-versions/get-download-uri", name=name, version=str(version))["artifact_uri"]
     run_id = model_version.get("run_id")
-    metrics = _rest("mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", []) if run_id else []
+    metrics = rest.get("2.0/mlflow/runs/get", run_id=run_id)["run"]["data"].get("metrics", []) if run_id else []
     metrics = {m["key"]: m["value"] for m in metrics}
     return _files_fetch(source, tags, metrics, files, optional, dst)
 
@@ -211,8 +141,6 @@ def _rest_download(source: str, file: str, dst: Path) -> Path:
     The file appears under its name only once complete: a download cut short leaves nothing behind, so the
     next fetch starts over instead of finding (and trusting the presence of) a partial file.
     """
-    import requests
-
     target = dst / file
     if source.startswith(("file://", "/")):
         with _written_atomically(target) as partial:
@@ -224,18 +152,17 @@ def _rest_download(source: str, file: str, dst: Path) -> Path:
             code="registry_error",
         )
     path = re.sub(r"^mlflow-artifacts:(//[^/]*)?/*", "", source)
-    url = f"{settings.MLFLOW_TRACKING_URI.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}/{file}"
-    try:
-        with requests.get(url, stream=True, timeout=settings.MLFLOW_HTTP_REQUEST_TIMEOUT, **_rest_auth()) as answer:
-            if answer.status_code == 404:
-                raise NotFound(f"Artifact {file!r} of {source} does not exist.")
-            if not answer.ok:
-                raise MlflowUnavailable(f"MLflow failed to serve {file!r}: HTTP {answer.status_code}")
+    with rest.request("GET", f"api/2.0/mlflow-artifacts/artifacts/{path}/{file}", stream=True) as answer:
+        if answer.status_code == 404:
+            raise NotFound(f"Artifact {file!r} of {source} does not exist.")
+        if not answer.ok:
+            raise MlflowUnavailable(f"MLflow failed to serve {file!r}: HTTP {answer.status_code}")
+        try:
             with _written_atomically(target) as partial, open(partial, "wb") as handle:
                 for chunk in answer.iter_content(1 << 20):
                     handle.write(chunk)
-    except requests.RequestException as exc:
-        raise MlflowUnavailable(f"MLflow is unreachable: {exc}") from exc
+        except requests.RequestException as exc:
+            raise unreachable(exc) from exc
     return target
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VersionRef
 from core.errors import ApplicationError, Conflict, NotFound
 
 from .. import gateway, selectors
@@ -161,7 +161,7 @@ def model_name_check(name: str) -> None:
 
 def _holdout_rmse(name: str, version: int) -> float | None:
     """The holdout RMSE training logged on ``version``'s run (MLflow's word, fresher than the mirror's)."""
-    found = gateway.model_version_resolve(name=name, version=str(version))
+    found = gateway.model_version_resolve(name=name, version=VersionRef(number=version))
     if not found.run_id:
         return None
     try:

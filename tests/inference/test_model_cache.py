@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core import contract
+from core.contract import VersionRef
 from core.errors import Conflict, MlflowUnavailable, NotFound
 from inference.compiled_forest import walk_library
 from inference.model_cache import ModelCache, model_cache
@@ -24,9 +25,6 @@ class CountingSource:
         self.onnx_fetches = 0
         self.sklearn_fetches = 0
         self._lock = threading.Lock()
-
-    def model_version_number(self, **kwargs):
-        return gateway.model_version_number(**kwargs)
 
     def model_version_fetch(self, **kwargs):
         with self._lock:
@@ -180,12 +178,12 @@ def test_unknown_versions_and_aliases_leave_no_lock_behind(model_name):
         with pytest.raises(NotFound):
             cache.get(model_name, 99)
         with pytest.raises(NotFound):
-            cache.resolve(model_name, "nobody")
+            cache.resolve(model_name, VersionRef.parse("nobody"))
 
     # when
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(bogus_request, range(4)))
-    latest = cache.resolve(model_name, "latest")
+    latest = cache.resolve(model_name, VersionRef.parse("latest"))
 
     # then
     assert latest == 1
@@ -209,17 +207,17 @@ def test_an_alias_refresh_that_fails_unexpectedly_is_tried_again(caplog):
 
     resolver = FailingOnce()
     cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, source=CountingSource(), resolver=resolver)
-    assert cache.resolve("weather", "champion") == 1
+    assert cache.resolve("weather", VersionRef.parse("champion")) == 1
     resolver.champion, resolver.fail = 2, True
 
     # when: requests keep coming
     deadline = time.monotonic() + 10
-    while cache.resolve("weather", "champion") != 2 and time.monotonic() < deadline:
+    while cache.resolve("weather", VersionRef.parse("champion")) != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
 
     # then
     assert not resolver.fail
-    assert cache.resolve("weather", "champion") == 2
+    assert cache.resolve("weather", VersionRef.parse("champion")) == 2
     assert any(
         record.levelno == logging.ERROR and "connection pool broken" in str(record.exc_info[1])
         for record in caplog.records
@@ -235,12 +233,12 @@ def test_numbers_are_resolved_from_mds_record_not_mlflow(db, model_name):
     cache, _ = new_cache()
 
     # when
-    served = cache.resolve(model_name, "1")
-    latest = cache.resolve(model_name, "latest")
+    served = cache.resolve(model_name, VersionRef.parse("1"))
+    latest = cache.resolve(model_name, VersionRef.parse("latest"))
     with pytest.raises(Conflict) as refused:
-        cache.resolve(model_name, "2")
+        cache.resolve(model_name, VersionRef.parse("2"))
     with pytest.raises(NotFound):
-        cache.resolve(model_name, "champion")
+        cache.resolve(model_name, VersionRef.parse("champion"))
 
     # then
     assert (served, latest) == (1, 1)

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 
 from core import contract
+from core.contract import VersionRef
 from core.errors import NotFound
 from registry_mirror import gateway
 from tests.factories import weather_frame
@@ -101,13 +102,13 @@ def test_resolving_versions_by_number_latest_and_alias(train, model_name):
     gateway.client().set_registered_model_alias(model_name, "champion", "1")
 
     # when / then
-    assert int(gateway.model_version_resolve(name=model_name, version="2").version) == 2
-    assert int(gateway.model_version_resolve(name=model_name, version="latest").version) == 2
-    assert int(gateway.model_version_resolve(name=model_name, version="@champion").version) == 1
+    assert int(gateway.model_version_resolve(name=model_name, version=VersionRef.parse("2")).version) == 2
+    assert int(gateway.model_version_resolve(name=model_name, version=VersionRef.parse("latest")).version) == 2
+    assert int(gateway.model_version_resolve(name=model_name, version=VersionRef.parse("@champion")).version) == 1
     with pytest.raises(NotFound):
-        gateway.model_version_resolve(name=model_name, version="3")
+        gateway.model_version_resolve(name=model_name, version=VersionRef.parse("3"))
     with pytest.raises(NotFound):
-        gateway.model_version_resolve(name="no_such_model", version="latest")
+        gateway.model_version_resolve(name="no_such_model", version=VersionRef.parse("latest"))
 
 
 def test_concurrent_registrations_get_distinct_consecutive_versions(model_name):

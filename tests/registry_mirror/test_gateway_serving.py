@@ -53,15 +53,13 @@ def mlflow_server():
 
 
 def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_server, tmp_path):
-    # given: two versions, champion on the first; what the MLflow client reads from the store
-    first, second = train()["registered_version"], train()["registered_version"]
-    gateway.model_alias_set(name=model_name, alias="champion", version=first)
+    # given: two versions; what the MLflow client reads of the first from the store
+    first, _ = train()["registered_version"], train()["registered_version"]
     expected = gateway.model_version_fetch(name=model_name, version=first, files=["model.onnx"], dst=str(tmp_path))
 
     # when: the same reads through the server's REST API
     settings.MLFLOW_TRACKING_URI = mlflow_server
     assert gateway.serves_over_rest()
-    numbers = {ref: gateway.model_version_number(name=model_name, version=ref) for ref in ("latest", "@champion")}
     fetched = gateway.model_version_fetch(
         name=model_name,
         version=first,
@@ -71,7 +69,6 @@ def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_
     )
 
     # then
-    assert numbers == {"latest": second, "@champion": first}
     assert fetched["feature_names"] == expected["feature_names"]
     assert fetched["tags"][contract.SKLEARN_SHA256_TAG] == expected["tags"][contract.SKLEARN_SHA256_TAG]
     assert fetched["metrics"] == expected["metrics"]
@@ -81,20 +78,18 @@ def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, settings, mlflow_server):
+def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, settings, mlflow_server, tmp_path):
     # given
     version = train()["registered_version"]
     settings.MLFLOW_TRACKING_URI = mlflow_server
 
     # when / then
-    with pytest.raises(NotFound):
-        gateway.model_version_number(name=model_name, version=str(version + 1))
-    with pytest.raises(NotFound) as no_alias:
-        gateway.model_version_number(name=model_name, version="@nobody")
-    assert no_alias.value.extra["alias"] == "nobody"
+    with pytest.raises(NotFound) as missing:
+        gateway.model_version_fetch(name=model_name, version=version + 1, files=[], dst=str(tmp_path))
+    assert missing.value.extra["mlflow_error"] == "RESOURCE_DOES_NOT_EXIST"
     settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MlflowUnavailable):
-        gateway.model_version_number(name=model_name, version="latest")
+        gateway.model_version_fetch(name=model_name, version=version, files=[], dst=str(tmp_path))
 
 
 class CutShortHandler(BaseHTTPRequestHandler):

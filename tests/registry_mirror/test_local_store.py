@@ -1,4 +1,5 @@
-"""The embedded store read without MLflow (``gateway.local_store``) agrees with the MLflow client's reads."""
+"""The embedded store read without MLflow (``gateway.local_store``) agrees with the MLflow client's reads, and
+reads only what MLflow's own schema defines."""
 
 import pytest
 
@@ -9,46 +10,46 @@ from registry_mirror.gateway import local_store
 
 
 def test_local_reads_match_the_mlflow_client(train, model_name, tmp_path, monkeypatch):
-    # given: two versions, champion on the first
-    first, second = train()["registered_version"], train()["registered_version"]
-    gateway.model_alias_set(name=model_name, alias="champion", version=first)
+    # given: a trained version
+    first = train()["registered_version"]
     files = {"files": [contract.ONNX_FILE], "optional": (contract.INTERVALS_FILE,)}
 
     # when: read by the local reader, then by the MLflow client (the reader stood aside)
-    local = {
-        "numbers": [gateway.model_version_number(name=model_name, version=v) for v in ("@champion", "latest", "1")],
-        "fetched": gateway.model_version_fetch(name=model_name, version=first, dst=str(tmp_path / "a"), **files),
-    }
-    assert local_store.model_version(model_name, str(first)) is not None  # the reader did serve those
-    monkeypatch.setattr(local_store, "model_version", lambda name, version: None)
-    client = {
-        "numbers": [gateway.model_version_number(name=model_name, version=v) for v in ("@champion", "latest", "1")],
-        "fetched": gateway.model_version_fetch(name=model_name, version=first, dst=str(tmp_path / "b"), **files),
-    }
+    assert local_store.model_version(model_name, first) is not None  # the reader serves it
+    local = gateway.model_version_fetch(name=model_name, version=first, dst=str(tmp_path / "a"), **files)
+    monkeypatch.setattr(local_store, "model_version", lambda name, number: None)
+    client = gateway.model_version_fetch(name=model_name, version=first, dst=str(tmp_path / "b"), **files)
 
     # then
-    assert local["numbers"] == client["numbers"] == [first, second, 1]
     for key in ("feature_names", "tags", "metrics"):
-        assert local["fetched"][key] == client["fetched"][key]
-    assert local["fetched"]["metrics"]  # the ONNX parity
-    assert (
-        set(local["fetched"]["paths"])
-        == set(client["fetched"]["paths"])
-        == {
-            contract.ONNX_FILE,
-            contract.INTERVALS_FILE,
-        }
-    )
-    for file, path in local["fetched"]["paths"].items():
-        assert open(path, "rb").read() == open(client["fetched"]["paths"][file], "rb").read()
+        assert local[key] == client[key]
+    assert local["metrics"]  # the ONNX parity
+    assert set(local["paths"]) == set(client["paths"]) == {contract.ONNX_FILE, contract.INTERVALS_FILE}
+    for file, path in local["paths"].items():
+        assert open(path, "rb").read() == open(client["paths"][file], "rb").read()
 
 
-@pytest.mark.parametrize("version", ["999", "@nobody", "latest"])
-def test_what_the_local_reader_cannot_place_is_left_to_mlflow(train, model_name, version):
-    # given: a model with versions, and one with none
-    train()
+def test_what_the_local_reader_does_not_have_is_left_to_mlflow(train, model_name, tmp_path):
+    # given
+    version = train()["registered_version"]
 
     # when / then: None, so the MLflow client answers (and words the 404)
-    assert local_store.model_version(model_name if version != "latest" else "no_such_model", version) is None
+    assert local_store.model_version(model_name, version + 1) is None
     with pytest.raises(NotFound):
-        gateway.model_version_number(name=model_name if version != "latest" else "no_such_model", version=version)
+        gateway.model_version_fetch(name=model_name, version=version + 1, files=[], dst=str(tmp_path))
+
+
+def test_the_reader_reads_only_what_mlflows_schema_defines():
+    # given: MLflow's own definition of its SQL store
+    from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
+    from mlflow.store.db.base_sql_model import Base
+    from mlflow.store.model_registry.dbmodels import models as registry_models  # noqa: F401 (defines the tables)
+    from mlflow.store.tracking.dbmodels import models as tracking_models  # noqa: F401
+
+    # when
+    defined = {name: {column.name for column in table.columns} for name, table in Base.metadata.tables.items()}
+
+    # then: every table and column the reader queries exists there, and a deleted version is marked as it expects
+    for table, columns in local_store.TABLES.items():
+        assert set(columns) <= defined.get(table, set()), table
+    assert local_store.DELETED_STAGE == STAGE_DELETED_INTERNAL
