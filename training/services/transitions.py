@@ -2,15 +2,12 @@
 
 ::
 
-    QUEUED ──claim──▶ RUNNING ──succeed──▶ SUCCEEDED
-      ▲ │ ▲            │  │ │
-      │ │ └─beat───────┘  │ └──fail──▶ FAILED ◀──fail── QUEUED
-      │ │                 │
-      │ └──cancel──▶ CANCELLED ◀──cancel (not while registering)── RUNNING
-      └──release (its retry is on its way) / requeue (its execution is gone)── RUNNING
+    QUEUED ──claim──▶ RUNNING ──succeed──▶ SUCCEEDED        QUEUED or RUNNING ──fail──▶ FAILED
+       ▲                 │                                QUEUED or RUNNING ──cancel──▶ CANCELLED
+       └─release/requeue─┘                                  (not while registering its version)
 
-A claim may also take a RUNNING job whose execution is gone (another claim, with attempts + 1). The outbox marks
-(``dispatched_at``) change a QUEUED job only.
+A claim also takes a RUNNING job whose execution is gone (attempts + 1). While RUNNING, the execution holding the
+claim beats (heartbeat, stage, progress). The outbox marks (``dispatched_at``) change a QUEUED job only.
 
 Each update names the state it moves from in its filter, so of two processes making the same move only one does:
 the database updates a row once at a time and re-checks the filter of the second update against the row the first
