@@ -315,10 +315,13 @@ RACES = [
     ),
     pytest.param(
         running(),
-        lambda job, n: (transitions.job_cancel, succeed, fail, transitions.job_requeue)[n % 4](
-            job.pk if n % 4 == 0 else job
-        ),
-        id="cancel-succeed-fail-requeue",
+        lambda job, n: (lambda job: transitions.job_cancel(job.pk), succeed, fail)[n % 3](job),
+        id="cancel-succeed-fail",
+    ),
+    pytest.param(
+        running(),
+        lambda job, n: transitions.job_requeue(job) if n % 2 else transitions.job_claim(job, by=f"here:{n}"),
+        id="dispatcher-requeuing-claim-taking-over",
     ),
 ]
 
