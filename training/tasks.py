@@ -14,6 +14,38 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingTask(Task):
+    """A training job's task: a transient fault (``Unavailable``: MLflow, S3 or the database unreachable) is retried
+    ``MDS_TRAIN_RETRIES`` times, ``MDS_RETRY_BACKOFF`` seconds apart doubling up to ``MDS_RETRY_BACKOFF_MAX``."""
+
+    autoretry_for = (Unavailable,)
+    # The same delays for every job (5, 10, 20, 40, 60, 60... s): a job starts again at most a minute after its
+    # dependency is back (Celery's full jitter would draw each delay anywhere below them).
+    retry_jitter = False
+
+    # Settings are read when Celery builds the task (the backoff) and when a retry is due (the count), never as this
+    # module loads. Celery counts the backoff in whole seconds.
+    @property
+    def retry_backoff(self) -> float:
+        return settings.MDS_RETRY_BACKOFF
+
+    @property
+    def retry_backoff_max(self) -> float:
+        return settings.MDS_RETRY_BACKOFF_MAX
+
+    @property
+    def max_retries(self) -> int:
+        return settings.MDS_TRAIN_RETRIES
+
+    def retry(self, *args, **kwargs):
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject:
+            # The broker could not take the retry either: the dispatcher sends the job once it is back.
+            from .services import training_job_undispatched
+
+            training_job_undispatched(job_id=self.request.args[0])
+            raise
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         # Retries are exhausted or the error is final: the job must not stay RUNNING forever.
         from .services import training_job_fail
@@ -25,34 +57,11 @@ class TrainingTask(Task):
             logger.warning("Could not record the failure of training job %s: %s", args[0], error)
 
 
-def retry_countdown(retries: int) -> float:
-    """Seconds before retry number ``retries + 1``: MDS_RETRY_BACKOFF doubling, at most MDS_RETRY_BACKOFF_MAX."""
-    return min(settings.MDS_RETRY_BACKOFF_MAX, settings.MDS_RETRY_BACKOFF * 2**retries)
-
-
-@shared_task(
-    base=TrainingTask,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # Counted against MDS_TRAIN_RETRIES below, read when a retry is due rather than when this module loads.
-    max_retries=None,
-    ignore_result=True,
-)
+@shared_task(base=TrainingTask, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def training_job_execute_task(self, job_id: int) -> None:
-    from .services import training_job_execute, training_job_undispatched
+    from .services import training_job_execute
 
-    try:
-        training_job_execute(job_id=job_id, heartbeat=not self.request.is_eager)
-    except Unavailable as exc:
-        if self.request.retries >= settings.MDS_TRAIN_RETRIES:
-            raise
-        try:
-            raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
-        except Reject:
-            # The broker could not take the retry either: the dispatcher sends the job once it is back.
-            training_job_undispatched(job_id=job_id)
-            raise
+    training_job_execute(job_id=job_id, heartbeat=not self.request.is_eager)
 
 
 @shared_task(ignore_result=True)

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from celery.exceptions import Reject
 from django.core.files.storage import FileSystemStorage
 from django.db import OperationalError
 from django.utils import timezone
@@ -295,6 +296,29 @@ def test_an_unreachable_storage_while_loading_the_dataset_is_retried(train, mode
     # then
     assert (job["status"], job["attempts"]) == ("success", 2)
     assert versions_of(model_name) == [1]
+
+
+def test_a_retry_the_broker_cannot_take_leaves_the_job_to_the_dispatcher(queued_job, monkeypatch, broker_down):
+    # given: a worker's execution (not eager) whose dataset read meets S3 down, and a broker that refuses the retry
+    job = queued_job()
+
+    def unreachable(self, name, mode="rb"):
+        raise EndpointConnectionError(endpoint_url="http://s3.invalid")
+
+    monkeypatch.setattr(FileSystemStorage, "_open", unreachable)
+    task = training_job_execute_task
+    task.push_request(args=[job.pk], id=job.celery_task_id, retries=0, is_eager=False, called_directly=False)
+
+    # when
+    try:
+        with pytest.raises(Reject):
+            task.run(job.pk)
+    finally:
+        task.pop_request()
+
+    # then: back in the queue with no message on its way, for the dispatcher to send
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.claim, job.dispatched_at) == (TrainingJob.Status.QUEUED, 1, None, None)
 
 
 def test_a_database_error_recording_the_outcome_is_retried_and_reuses_the_version(train, model_name, monkeypatch):

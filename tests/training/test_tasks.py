@@ -1,5 +1,7 @@
 """The training task is idempotent: retries and redeliveries never register a second version."""
 
+from celery.signals import task_retry
+
 from core import contract
 from core.errors import MlflowUnavailable
 from registry_mirror import gateway
@@ -110,19 +112,33 @@ def test_mlflow_unavailable_is_retried_and_then_succeeds(train, monkeypatch, mod
 
 
 def test_mlflow_down_for_good_fails_the_job_after_the_retries(train, monkeypatch, model_name, settings):
-    # given
+    # given: MLflow down, and the delay of every retry as the task schedules it (eager runs it at once)
     def down(**kwargs):
         raise MlflowUnavailable("MLflow is unreachable: connection refused")
 
     monkeypatch.setattr(gateway, "model_version_register", down)
+    countdowns = []
+
+    def scheduled(sender=None, reason=None, **kwargs):
+        countdowns.append(reason.when)
+
+    task_retry.connect(scheduled, weak=False)
 
     # when
-    job = train()
+    try:
+        job = train()
+    finally:
+        task_retry.disconnect(scheduled)
 
     # then
     assert job["status"] == "failed"
     assert job["error"]["code"] == "mlflow_unavailable"
     assert job["attempts"] == settings.MDS_TRAIN_RETRIES + 1 < settings.MDS_TRAIN_MAX_ATTEMPTS
+    # MDS_RETRY_BACKOFF doubling, capped at MDS_RETRY_BACKOFF_MAX, no jitter: 5, 10, 20, 40, 60, 60... by default
+    assert countdowns == [
+        min(settings.MDS_RETRY_BACKOFF_MAX, settings.MDS_RETRY_BACKOFF * 2**retry)
+        for retry in range(settings.MDS_TRAIN_RETRIES)
+    ]
 
 
 def test_failing_a_finished_job_keeps_its_outcome(train):

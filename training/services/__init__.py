@@ -3,7 +3,7 @@
 ``bounds`` sizes a forest from the settings' budget; ``datasets`` accepts a request (the file and its job, stored
 together); ``dispatch`` gets jobs to a worker, now and again later if the broker could not take them;
 ``execution`` runs one under a lease (``leases``) that keeps two executions from running the same job; ``jobs``
-reads and cancels them for clients.
+reads and cancels them for clients. ``transitions`` is the one module that changes a job's state.
 """
 
 from .bounds import training_params_bound, training_size_budget

@@ -11,11 +11,12 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
 from ..models import TrainingJob
+from . import transitions
 from .leases import lease_dead_reason
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def training_job_undispatched(*, job_id: int) -> None:
 
 def _dispatched_mark(job_id: int, at) -> None:
     try:
-        TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED).update(dispatched_at=at)
+        transitions.job_dispatch_mark(job_id, at=at)
     except DatabaseError as exc:
         # Unrecorded, the job is sent once more later: a duplicate message is harmless.
         logger.warning("Could not record the dispatch of training job %s: %s", job_id, exc)
@@ -64,40 +65,31 @@ def training_jobs_dispatch() -> dict[str, list[int]]:
     return {"requeued": requeued, "sent": sent, "unsent": unsent}
 
 
-@transaction.atomic
 def _abandoned_jobs_requeue(now) -> list[int]:
     requeued = []
-    # skip_locked: a job a claim or another dispatcher holds right now is theirs this round.
-    for job in TrainingJob.objects.select_for_update(skip_locked=True).filter(status=TrainingJob.Status.RUNNING):
+    for job in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING):
         reason = lease_dead_reason(job, now)
-        if reason is None:
+        # A job that moved since it was read (claimed, beating again, finished) is not re-queued.
+        if reason is None or not transitions.job_requeue(job):
             continue
         logger.warning(
             "Re-queuing training job %s (attempt %s in %s): %s", job.pk, job.attempts, job.claimed_by, reason
-        )
-        TrainingJob.objects.filter(pk=job.pk).update(
-            status=TrainingJob.Status.QUEUED,
-            stage=TrainingJob.Stage.QUEUED,
-            claim=None,
-            claimed_by="",
-            heartbeat_at=None,
-            dispatched_at=None,
-            updated_at=now,
         )
         requeued.append(job.pk)
     return requeued
 
 
-@transaction.atomic
 def _due_jobs_take(now, requeued: list[int]) -> list[tuple[int, str]]:
     """The queued jobs to send now, marked as sent so that a dispatcher running at the same time skips them."""
     never_sent = Q(dispatched_at__isnull=True, updated_at__lt=now - timedelta(seconds=settings.MDS_DISPATCH_GRACE))
     not_started = Q(dispatched_at__lt=now - timedelta(seconds=settings.MDS_DISPATCH_RESEND_AFTER))
-    due = list(
-        TrainingJob.objects.select_for_update(skip_locked=True)
-        .filter(Q(pk__in=requeued) | never_sent | not_started, status=TrainingJob.Status.QUEUED)
+    due = (
+        TrainingJob.objects.filter(Q(pk__in=requeued) | never_sent | not_started, status=TrainingJob.Status.QUEUED)
         .order_by("created_at")
-        .values_list("pk", "celery_task_id")
+        .values_list("pk", "celery_task_id", "dispatched_at")
     )
-    TrainingJob.objects.filter(pk__in=[job_id for job_id, _ in due]).update(dispatched_at=now)
-    return due
+    return [
+        (job_id, task_id)
+        for job_id, task_id, dispatched_at in due
+        if transitions.job_dispatch_take(job_id, dispatched_at=dispatched_at, at=now)
+    ]

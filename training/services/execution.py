@@ -5,7 +5,6 @@ import uuid
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
-from django.utils import timezone
 
 from core import contract, faults
 from core.errors import ApplicationError, DatabaseUnavailable, JobCancelled, LeaseLost
@@ -16,6 +15,7 @@ from registry_mirror.tasks import registry_mirror_sync_task
 from .. import ml
 from ..models import TrainingJob
 from ..reading import training_data_read
+from . import transitions
 from .bounds import training_params_bound
 from .leases import Lease, database_retry, lease_dead_reason, this_process
 
@@ -139,41 +139,33 @@ def _run_params(job: TrainingJob, params: ml.TrainingParams) -> dict:
     return {**params.as_dict(), "target": job.target_column, "timestamp": job.timestamp_column}
 
 
-@transaction.atomic
 def _training_job_claim(*, job_id: int) -> TrainingJob | None:
     """Take the job for this execution, or ``None`` if it is finished, run by a live execution, or failed now for
     having started too often."""
-    job = TrainingJob.objects.select_for_update().select_related("dataset").get(pk=job_id)
-    if job.is_finished:
-        logger.info("Training job %s is already %s; nothing to do", job.pk, job.status)
-        return None
-    if job.status == TrainingJob.Status.RUNNING:
-        reason = lease_dead_reason(job)
-        if reason is None:
-            # A duplicate message (re-sent by the dispatcher, redelivered by the broker): one execution is enough.
-            logger.info("Training job %s is running in %s; leaving it there", job.pk, job.claimed_by)
+    # Read again whenever the job moved between the read and the claim (another claim won, say).
+    while True:
+        job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
+        if job.is_finished:
+            logger.info("Training job %s is already %s; nothing to do", job.pk, job.status)
             return None
-        logger.warning("Taking over training job %s from %s: %s", job.pk, job.claimed_by, reason)
-    if job.attempts >= settings.MDS_TRAIN_MAX_ATTEMPTS:
-        # A job whose worker dies every time (out of memory, say) is redelivered forever otherwise.
-        job.status = TrainingJob.Status.FAILED
-        job.error_code = "too_many_attempts"
-        job.error_message = f"The training was started {job.attempts} times without finishing; giving up."
-        job.finished_at = timezone.now()
-        job.full_clean()
-        job.save()
-        return None
-    now = timezone.now()
-    job.status = TrainingJob.Status.RUNNING
-    job.stage = TrainingJob.Stage.LOADING
-    job.attempts += 1
-    job.started_at = job.started_at or now
-    job.claim = uuid.uuid4()
-    job.claimed_by = this_process()
-    job.heartbeat_at = now
-    job.full_clean()
-    job.save()
-    return job
+        reason = None
+        if job.status == TrainingJob.Status.RUNNING:
+            reason = lease_dead_reason(job)
+            if reason is None:
+                # A duplicate message (re-sent by the dispatcher, redelivered by the broker): one execution is enough.
+                logger.info("Training job %s is running in %s; leaving it there", job.pk, job.claimed_by)
+                return None
+        if job.attempts >= settings.MDS_TRAIN_MAX_ATTEMPTS:
+            # A job whose worker dies every time (out of memory, say) is redelivered forever otherwise.
+            message = f"The training was started {job.attempts} times without finishing; giving up."
+            if transitions.job_fail(job, code="too_many_attempts", message=message):
+                return None
+            continue
+        claimed_by = job.claimed_by
+        if transitions.job_claim(job, by=this_process()):
+            if reason is not None:
+                logger.warning("Taking over training job %s from %s: %s", job.pk, claimed_by, reason)
+            return job
 
 
 def _trained_model(
@@ -217,28 +209,22 @@ def _trained_model(
     )
 
 
-@transaction.atomic
 def _training_job_succeed(
     *, job_id: int, result: ml.TrainingResult, registered: gateway.RegisteredVersion
 ) -> TrainingJob:
-    job = TrainingJob.objects.select_for_update().get(pk=job_id)
-    if job.is_finished:
-        # Another execution of this job recorded it first: the same version, found by the job key.
-        return job
-    job.status = TrainingJob.Status.SUCCEEDED
-    job.stage = TrainingJob.Stage.DONE
-    job.progress = 1.0
-    job.metrics = result.metrics
-    job.counts = result.counts
-    job.mlflow_run_id = registered.run_id
-    job.mlflow_model_id = registered.model_id
-    job.registered_version = registered.version
-    job.finished_at = timezone.now()
-    job.full_clean()
-    job.save()
-    # The new version shows in the admin's registry mirror without waiting for the periodic sync.
-    model_name = job.model_name
-    transaction.on_commit(lambda: _registry_mirror_sync_later(model_name))
+    succeeded = transitions.job_succeed(
+        job_id,
+        metrics=result.metrics,
+        counts=result.counts,
+        run_id=registered.run_id,
+        model_id=registered.model_id,
+        version=registered.version,
+    )
+    # Not succeeded now: another execution of this job recorded it first, the same version found by the job key.
+    job = TrainingJob.objects.get(pk=job_id)
+    if succeeded:
+        # The new version shows in the admin's registry mirror without waiting for the periodic sync.
+        transaction.on_commit(lambda: _registry_mirror_sync_later(job.model_name))
     return job
 
 
@@ -261,26 +247,24 @@ def _training_job_fail_recorded(
         raise DatabaseUnavailable(f"Could not record training job {job.pk}'s failure: {exc}") from exc
 
 
-@transaction.atomic
 def training_job_fail(
     *, job_id: int, code: str, message: str, extra: dict | None = None, claim: uuid.UUID | None = None
 ) -> TrainingJob:
     """Mark a job FAILED with its error. A job that already finished keeps its outcome, and so does one that
     another live execution (holding a claim other than ``claim``) is running."""
-    job = TrainingJob.objects.select_for_update().get(pk=job_id)
-    if job.is_finished:
-        return job
-    if job.status == TrainingJob.Status.RUNNING and job.claim != claim and lease_dead_reason(job) is None:
-        logger.info("Not failing training job %s: %s runs it now", job.pk, job.claimed_by)
-        return job
-    job.status = TrainingJob.Status.FAILED
-    job.error_code = code or "internal_error"
-    job.error_message = _bounded(message, MAX_ERROR_MESSAGE_CHARS) or "The training failed without a message."
-    job.error_extra = _bounded(extra or {}, MAX_ERROR_EXTRA_CHARS)
-    job.finished_at = timezone.now()
-    job.full_clean()
-    job.save()
-    return job
+    code = code or "internal_error"
+    message = _bounded(message, MAX_ERROR_MESSAGE_CHARS) or "The training failed without a message."
+    extra = _bounded(extra or {}, MAX_ERROR_EXTRA_CHARS)
+    # Read again whenever the job moved between the read and the failure (a heartbeat, say).
+    while True:
+        job = TrainingJob.objects.get(pk=job_id)
+        if job.is_finished:
+            return job
+        if job.status == TrainingJob.Status.RUNNING and job.claim != claim and lease_dead_reason(job) is None:
+            logger.info("Not failing training job %s: %s runs it now", job.pk, job.claimed_by)
+            return job
+        if transitions.job_fail(job, code=code, message=message, extra=extra):
+            return job
 
 
 def _bounded(value, limit: int):

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
-from django.utils import timezone
+from django.db import InterfaceError, OperationalError
 
 from core.errors import Conflict
 
 from ..models import TrainingJob
+from . import transitions
 from .leases import connection_reset
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ def trained_models(job: TrainingJob) -> list[dict[str, Any]]:
     ]
 
 
-@transaction.atomic
 def training_job_cancel(*, job_id: int, user=None) -> TrainingJob:
     """Cancel a queued or running job that ``user`` may see (``TrainingJob.DoesNotExist`` otherwise).
 
@@ -93,23 +92,21 @@ def training_job_cancel(*, job_id: int, user=None) -> TrainingJob:
     """
     from ..selectors import training_job_get
 
-    visible = training_job_get(job_id=job_id, user=user)
-    job = TrainingJob.objects.select_for_update().select_related("dataset").get(pk=visible.pk)
-    if job.is_finished:
-        raise Conflict(
-            f"Training job {job.pk} has already ended ({job.status}).",
-            code="job_finished",
-            extra={"status": job.status},
-        )
-    if job.stage == TrainingJob.Stage.REGISTERING:
-        raise Conflict(
-            f"Training job {job.pk} is registering its version in MLflow; it can no longer be cancelled.",
-            code="job_registering",
-            extra={"status": job.status, "stage": job.stage},
-        )
-    logger.info("Cancelling training job %s (%s, stage %s)", job.pk, job.status, job.stage)
-    job.status = TrainingJob.Status.CANCELLED
-    job.finished_at = timezone.now()
-    job.full_clean()
-    job.save()
-    return job
+    job = training_job_get(job_id=job_id, user=user)
+    # Read again if the job moved between the read and the cancel (it finished, or reached registering).
+    while not transitions.job_cancel(job.pk):
+        job = TrainingJob.objects.get(pk=job.pk)
+        if job.is_finished:
+            raise Conflict(
+                f"Training job {job.pk} has already ended ({job.status}).",
+                code="job_finished",
+                extra={"status": job.status},
+            )
+        if job.stage == TrainingJob.Stage.REGISTERING:
+            raise Conflict(
+                f"Training job {job.pk} is registering its version in MLflow; it can no longer be cancelled.",
+                code="job_registering",
+                extra={"status": job.status, "stage": job.stage},
+            )
+    logger.info("Cancelled training job %s (%s, stage %s)", job.pk, job.status, job.stage)
+    return TrainingJob.objects.select_related("dataset").get(pk=job.pk)

@@ -1,6 +1,6 @@
 """The lease of a running training job: which process runs it, whether that execution still lives, its heartbeat.
 
-A claim (``execution._training_job_claim``) gives the job a fresh ``claim`` id, names the process holding it
+A claim (``transitions.job_claim``) gives the job a fresh ``claim`` id, names the process holding it
 (``claimed_by``, host:pid) and starts its ``heartbeat_at``. While the execution works, a thread refreshes the
 heartbeat every ``MDS_HEARTBEAT_INTERVAL`` seconds. The execution holding the lease is taken for dead when:
 
@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.errors import JobCancelled, LeaseLost
 
 from ..models import TrainingJob
+from . import transitions
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class Lease:
     def confirm(self) -> None:
         """``check``, and ask the database too: right before an act that must happen once (registering)."""
         self.check()
-        if not database_retry(lambda: self._mine().exists()):
+        if not database_retry(lambda: transitions.job_held(self.job.pk, claim=self.claim)):
             self._claim_gone()
             self.check()
 
@@ -164,9 +165,7 @@ class Lease:
 
     def _write(self, **fields) -> None:
         self.check()
-        now = timezone.now()
-        updated = database_retry(lambda: self._mine().update(heartbeat_at=now, updated_at=now, **fields))
-        if not updated:
+        if not database_retry(lambda: transitions.job_beat(self.job.pk, claim=self.claim, **fields)):
             self._claim_gone()
             self.check()
         if "progress" in fields:
@@ -174,11 +173,7 @@ class Lease:
 
     def _claim_gone(self) -> None:
         """The job is no longer running under this claim: cancelled, or taken over by another execution."""
-        cancelled = database_retry(
-            lambda: TrainingJob.objects.filter(
-                pk=self.job.pk, claim=self.claim, status=TrainingJob.Status.CANCELLED
-            ).exists()
-        )
+        cancelled = database_retry(lambda: transitions.job_cancelled_under(self.job.pk, claim=self.claim))
         (self.cancelled if cancelled else self.lost).set()
 
     def release(self) -> None:
@@ -187,25 +182,10 @@ class Lease:
         Left unreleased, it is still taken back by the retry, which runs in this process or finds the heartbeat
         stale.
         """
-        now = timezone.now()
         try:
-            database_retry(
-                lambda: self._mine().update(
-                    status=TrainingJob.Status.QUEUED,
-                    stage=TrainingJob.Stage.QUEUED,
-                    claim=None,
-                    claimed_by="",
-                    heartbeat_at=None,
-                    dispatched_at=now,
-                    updated_at=now,
-                ),
-                attempts=2,
-            )
+            database_retry(lambda: transitions.job_release(self.job.pk, claim=self.claim), attempts=2)
         except DatabaseError as exc:
             logger.warning("Could not release training job %s: %s", self.job.pk, exc)
-
-    def _mine(self):
-        return TrainingJob.objects.filter(pk=self.job.pk, claim=self.claim, status=TrainingJob.Status.RUNNING)
 
     def _beat(self) -> None:
         try:
@@ -213,7 +193,7 @@ class Lease:
                 try:
                     # A connection the server dropped since the last beat is replaced, not reused.
                     connection.close_if_unusable_or_obsolete()
-                    if not self._mine().update(heartbeat_at=timezone.now()):
+                    if not transitions.job_beat(self.job.pk, claim=self.claim):
                         self._claim_gone()
                         logger.warning("Training job %s was cancelled or taken over", self.job.pk)
                         return
