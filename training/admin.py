@@ -100,7 +100,7 @@ class DatasetAdmin(admin.ModelAdmin):
             (
                 reverse("admin:training_trainingjob_change", args=[job.pk]),
                 f"Job {job.pk} ({job.model_name})",
-                job.get_status_display().lower(),
+                job.get_status_display(),
                 f": {job.error_code}: {job.error_message}" if job.error_code else "",
             )
             for job in obj.training_jobs.all()
