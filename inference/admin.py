@@ -8,7 +8,9 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from core.display import number
 from core.errors import ApplicationError
+from core.intervals import LEVELS, level_key
 from registry_mirror import selectors
 from registry_mirror.models import ModelVersion
 from registry_mirror.panels import VersionPanel
@@ -66,8 +68,8 @@ class MonitoringReportAdmin(ReadOnlyAdmin):
     search_fields = ["=model_name"]
 
     @admin.display(description="live MAE")
-    def live_mae(self, obj: MonitoringReport):
-        return obj.performance.get("mae")
+    def live_mae(self, obj: MonitoringReport) -> str:
+        return number(obj.performance.get("mae"))
 
 
 def version_monitoring_context(version: ModelVersion) -> dict:
@@ -96,6 +98,10 @@ def version_monitoring_context(version: ModelVersion) -> dict:
         drift = drift_get(model_name=version.name, version=version.version)
     except ApplicationError as exc:
         drift_error = exc.message
+    else:
+        for feature in drift["features"].values():
+            # No logged value of the feature in the window: its PSI (0) would read as "no drift".
+            feature["no_data"] = not any(feature["live_shares"])
     return {
         "version": version,
         "columns": columns,
@@ -108,13 +114,15 @@ def version_monitoring_context(version: ModelVersion) -> dict:
 
 
 def _holdout(version: ModelVersion) -> dict:
-    return {
-        "n": int(version.metrics["n_test"]) if "n_test" in (version.metrics or {}) else None,
-        "mae": version.mae,
-        "rmse": version.rmse,
-        "r2": version.r2,
-        "interval_coverage": [],
-    }
+    metrics = version.metrics or {}
+    n = int(metrics["n_test"]) if "n_test" in metrics else None
+    # As the live columns have it: the coverage of each level's intervals, measured at training (training.conformal).
+    coverage = [
+        {"level": level, "n": n, "coverage": metrics[f"interval_coverage_{level_key(level)}"]}
+        for level in LEVELS
+        if f"interval_coverage_{level_key(level)}" in metrics
+    ]
+    return {"n": n, "mae": version.mae, "rmse": version.rmse, "r2": version.r2, "interval_coverage": coverage}
 
 
 def version_monitoring_panels(version: ModelVersion) -> list[VersionPanel]:

@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from core.contract import PLOTS, plot_path
+from core.display import metric_label, metric_rows, number, param_rows, when
 from core.errors import ApplicationError, NotFound
 
 from . import gateway, selectors
@@ -78,6 +79,28 @@ class ReadOnlyMirrorAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra)
 
 
+def _metric_display(field: str):
+    """A version's ``field`` (a holdout metric) as a column and a page field: named as in the reports, rounded."""
+
+    @admin.display(description=metric_label(field), ordering=field)
+    def display(self, obj) -> str:
+        return number(getattr(obj, field))
+
+    return display
+
+
+def _deletion_display():
+    # Not the admin's boolean icon: a red cross beside every row that is *not* deleted reads as an alarm.
+    @admin.display(description="deleted in MLflow", ordering="deleted")
+    def display(self, obj) -> str:
+        if not obj.deleted:
+            return "no"
+        # deleted_at: when a sync found it gone from MLflow.
+        return f"yes, found gone {when(obj.deleted_at)}" if obj.deleted_at else "yes"
+
+    return display
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyMirrorAdmin):
     list_display = [
@@ -87,12 +110,12 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         "served_state",
         "alias_list",
         "format_list",
-        "r2",
-        "rmse",
+        "holdout_r2",
+        "holdout_rmse",
         "short_run_id",
         "short_dataset",
         "mlflow_created_at",
-        "deleted",
+        "deletion",
     ]
     list_display_links = ["name", "version"]
     list_filter = ["registered_model", AliasFilter, "status", FormatFilter, "deleted"]
@@ -110,13 +133,15 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                     "served_alias_list",
                     "aliases",
                     "formats",
-                    "deleted",
-                    "deleted_at",
+                    "deletion",
                     "description",
                 ]
             },
         ),
-        ("Metrics", {"fields": ["r2", "mae", "rmse", "onnx_max_abs_diff", "onnx_max_rel_diff"]}),
+        (
+            "Holdout metrics",
+            {"fields": ["holdout_r2", "holdout_mae", "holdout_rmse", "onnx_abs_diff", "onnx_rel_diff"]},
+        ),
         ("Origin", {"fields": ["origin_links", "dataset_sha256", "job_key"]}),
         (
             "MLflow",
@@ -132,7 +157,20 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
             "tag_table",
             "served_state",
             "served_alias_list",
+            "deletion",
+            "holdout_r2",
+            "holdout_mae",
+            "holdout_rmse",
+            "onnx_abs_diff",
+            "onnx_rel_diff",
         ]
+
+    holdout_r2 = _metric_display("r2")
+    holdout_mae = _metric_display("mae")
+    holdout_rmse = _metric_display("rmse")
+    onnx_abs_diff = _metric_display("onnx_max_abs_diff")
+    onnx_rel_diff = _metric_display("onnx_max_rel_diff")
+    deletion = _deletion_display()
 
     def get_queryset(self, request):
         record = TrainedVersion.objects.filter(name=OuterRef("name"), version=OuterRef("version"))
@@ -208,8 +246,8 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                 mlflow_links=[
                     (label, links[key]) for key, label in [("run", "run"), ("version", "version")] if key in links
                 ],
-                run_metrics=sorted(version.metrics.items()),
-                run_params=sorted(version.params.items()),
+                run_metrics=metric_rows(version.metrics),
+                run_params=param_rows(dict(sorted(version.params.items()))),
                 plots=[
                     {
                         "name": name,
@@ -374,7 +412,7 @@ class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
         "alias_list",
         "version_list_link",
         "mlflow_updated_at",
-        "deleted",
+        "deletion",
     ]
     list_filter = ["deleted"]
     list_select_related = ["owner"]
@@ -386,22 +424,22 @@ class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
         "aliases",
         "description",
         "tags",
-        "deleted",
-        "deleted_at",
+        "deletion",
         "mlflow_created_at",
         "mlflow_updated_at",
         "created_at",
         "updated_at",
     ]
     filter_horizontal = ["shared_with"]
+    deletion = _deletion_display()
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("registry_mirror.share_model")
 
     def get_readonly_fields(self, request, obj=None):
         if self.has_change_permission(request, obj):
-            return [name for name in super().get_readonly_fields(request, obj) if name != "owner"]
-        return [*super().get_readonly_fields(request, obj), "shared_with"]
+            return [name for name in super().get_readonly_fields(request, obj) if name != "owner"] + ["deletion"]
+        return [*super().get_readonly_fields(request, obj), "shared_with", "deletion"]
 
     def save_model(self, request, obj, form, change):
         # Written by save_related, through the service, once the form's groups are known.

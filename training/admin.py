@@ -1,12 +1,14 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.contract import MODEL_NAME_PATTERN
+from core.display import metric_rows, number, param_rows, table, when
 from core.errors import ApplicationError, Forbidden
 from registry_mirror.services import model_training_check
 
@@ -97,7 +99,7 @@ class DatasetAdmin(admin.ModelAdmin):
         jobs = [
             (
                 reverse("admin:training_trainingjob_change", args=[job.pk]),
-                job,
+                f"Job {job.pk} ({job.model_name})",
                 job.get_status_display(),
                 f": {job.error_code}: {job.error_message}" if job.error_code else "",
             )
@@ -153,8 +155,40 @@ class DatasetAdmin(admin.ModelAdmin):
         # The admin redirects to and logs against the object it saved: point it at the stored dataset.
         obj.pk = job.dataset.pk
         obj.refresh_from_db()
-        url = reverse("admin:training_trainingjob_change", args=[job.pk])
-        self.message_user(request, format_html('Started <a href="{}">{}</a> on this file.', url, job), messages.INFO)
+        # Told once the upload is committed and the job sent (add_view): its status now would be stale then.
+        request.started_training_job_id = job.pk
+
+    def add_view(self, request, form_url="", extra_context=None):
+        response = super().add_view(request, form_url, extra_context)
+        job_id = getattr(request, "started_training_job_id", None)
+        if job_id is not None:
+            # The upload's transaction has committed: in-process the job already ran, with workers it may not yet.
+            job = TrainingJob.objects.get(pk=job_id)
+            self.message_user(request, _job_started_message(job), _JOB_MESSAGE_LEVELS.get(job.status, messages.INFO))
+        return response
+
+
+_JOB_MESSAGE_LEVELS = {
+    TrainingJob.Status.SUCCEEDED: messages.SUCCESS,
+    TrainingJob.Status.FAILED: messages.ERROR,
+    TrainingJob.Status.CANCELLED: messages.WARNING,
+}
+
+
+def _job_started_message(job: TrainingJob) -> str:
+    link = format_html(
+        '<a href="{}">Job {}</a> ({})',
+        reverse("admin:training_trainingjob_change", args=[job.pk]),
+        job.pk,
+        job.model_name,
+    )
+    if job.status == TrainingJob.Status.SUCCEEDED:
+        return format_html("{} trained on this file: version {} is registered.", link, job.registered_version)
+    if job.status == TrainingJob.Status.FAILED:
+        return format_html("{} failed on this file: {}", link, job.error_message or job.error_code)
+    if job.is_finished:
+        return format_html("{} was {}.", link, job.get_status_display().lower())
+    return format_html("{} is {} on this file — its page follows it.", link, job.get_status_display().lower())
 
 
 @admin.register(TrainingJob)
@@ -168,30 +202,134 @@ class TrainingJobAdmin(admin.ModelAdmin):
         "registered_version",
         "dataset",
         "attempts",
-        "created_at",
-        "finished_at",
+        "created",
+        "finished",
     ]
     list_filter = ["status", "model_name", "created_at"]
     search_fields = ["mlflow_run_id", "dataset__sha256", "model_name", "key"]
     list_select_related = ["dataset"]
     show_full_result_count = False
     change_form_template = "admin/training/trainingjob/change_form.html"
+    # What a data scientist reads first; how the job was run (lease, broker, MLflow ids) folded away at the end.
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "model_name",
+                    "job_status",
+                    "job_stage",
+                    "progress_bar",
+                    "error",
+                    "registered_version",
+                    "links",
+                    "dataset",
+                    "target_column",
+                    "timestamp_column",
+                    "created_by",
+                ]
+            },
+        ),
+        ("Results", {"fields": ["metric_table", "count_table"]}),
+        ("Parameters", {"fields": ["param_table", "params_used_table"]}),
+        ("Times", {"fields": ["created", "started", "finished", "duration"]}),
+        (
+            "Internals",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "key",
+                    "attempts",
+                    "celery_task_id",
+                    "dispatched",
+                    "claim",
+                    "claimed_by",
+                    "heartbeat",
+                    "mlflow_run_id",
+                    "mlflow_model_id",
+                    "updated",
+                ],
+            },
+        ),
+    ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(visible_to(request.user))
 
     def get_readonly_fields(self, request, obj=None):
-        return ["links", "progress_bar", *(field.name for field in TrainingJob._meta.fields)]
+        return flatten_fieldsets(self.fieldsets)
 
     @admin.display(description="progress")
     def progress_bar(self, obj: TrainingJob) -> str:
         return format_html(
-            '<progress value="{}" max="1" title="{}">{}</progress> {}',
+            '<progress value="{}" max="1" title="{}" class="job-progress">{}</progress>'
+            ' <span class="job-percent">{}</span>',
             f"{obj.progress:.3f}",
             obj.get_stage_display(),
             f"{obj.progress:.0%}",
             f"{obj.progress:.0%}",
         )
+
+    @admin.display(description="status")
+    def job_status(self, obj: TrainingJob) -> str:
+        return format_html('<span id="job-status">{}</span>', obj.get_status_display())
+
+    @admin.display(description="stage")
+    def job_stage(self, obj: TrainingJob) -> str:
+        return format_html('<span id="job-stage">{}</span>', obj.get_stage_display())
+
+    @admin.display(description="error")
+    def error(self, obj: TrainingJob) -> str:
+        if not obj.error_code:
+            return "-"
+        return format_html(
+            "<code>{}</code>: {}{}", obj.error_code, obj.error_message, table(param_rows(obj.error_extra))
+        )
+
+    @admin.display(description="holdout metrics")
+    def metric_table(self, obj: TrainingJob) -> str:
+        return table(metric_rows(obj.metrics))
+
+    @admin.display(description="rows and features")
+    def count_table(self, obj: TrainingJob) -> str:
+        return table(metric_rows(obj.counts))
+
+    @admin.display(description="requested")
+    def param_table(self, obj: TrainingJob) -> str:
+        return table(param_rows(obj.params))
+
+    @admin.display(description="used (size bounds from the budget)")
+    def params_used_table(self, obj: TrainingJob) -> str:
+        return table(param_rows(obj.params_used))
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: TrainingJob) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: TrainingJob) -> str:
+        return when(obj.started_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: TrainingJob) -> str:
+        return when(obj.finished_at)
+
+    @admin.display(description="duration")
+    def duration(self, obj: TrainingJob) -> str:
+        seconds = obj.duration_seconds
+        return "-" if seconds is None else f"{number(seconds)} s"
+
+    @admin.display(description="dispatched to the broker")
+    def dispatched(self, obj: TrainingJob) -> str:
+        return when(obj.dispatched_at)
+
+    @admin.display(description="heartbeat")
+    def heartbeat(self, obj: TrainingJob) -> str:
+        return when(obj.heartbeat_at)
+
+    @admin.display(description="updated")
+    def updated(self, obj: TrainingJob) -> str:
+        return when(obj.updated_at)
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}_cancel"
@@ -208,7 +346,10 @@ class TrainingJobAdmin(admin.ModelAdmin):
             and job.stage != TrainingJob.Stage.REGISTERING
             and request.user.has_perm("training.add_trainingjob")
         )
-        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "can_cancel": can_cancel})
+        extra = {**(extra_context or {}), "can_cancel": can_cancel}
+        if job is not None and not job.is_finished:
+            extra["job_poll"] = _job_poll(job)
+        return super().change_view(request, object_id, form_url, extra)
 
     def cancel_view(self, request, object_id):
         if request.method != "POST":
@@ -238,3 +379,16 @@ class TrainingJobAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def _job_poll(job: TrainingJob) -> dict:
+    """What the page's script needs to follow a job through ``GET /train/<id>`` until it ends."""
+    return {
+        "url": reverse("training-job-detail", args=[job.pk]),
+        # As often as the worker writes its progress.
+        "interval_ms": max(1000, round(settings.MDS_PROGRESS_INTERVAL * 1000)),
+        "statuses": dict(TrainingJob.Status.choices),
+        "stages": dict(TrainingJob.Stage.choices),
+        "finished": [status for status in TrainingJob.Status if TrainingJob(status=status).is_finished],
+        "uncancellable_stages": [TrainingJob.Stage.REGISTERING],
+    }

@@ -1,5 +1,7 @@
 """The registry mirror in the Django admin: read-only pages for staff, the sync button, aliases and plots."""
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 
@@ -90,13 +92,41 @@ def test_the_version_page_shows_metrics_params_origin_plots_and_mlflow_links(
     # then
     html = page.content.decode()
     assert page.status_code == 200
-    assert "onnx_max_abs_diff" in html and "n_estimators" in html
+    assert "<tr><td>n_estimators</td><td>10</td></tr>" in html
     assert f"http://mlflow.example:5000/#/experiments/{version.experiment_id}/runs/{version.run_id}" in html
     assert f"http://mlflow.example:5000/#/models/{model_name}/versions/1" in html
     assert f"/admin/training/trainingjob/{job['id']}/change/" in html
     assert f"{VERSIONS}{version.pk}/plots/predicted_vs_actual.png" in html
     assert plot.status_code == 200 and plot["Content-Type"] == "image/png"
     assert plot.content.startswith(b"\x89PNG")
+    # each plot shows its own title: no caption repeats it
+    assert "<figcaption>" not in html
+
+
+def test_the_version_page_names_and_rounds_the_metrics_and_flags_only_a_deleted_version(staff_client):
+    # given
+    metrics = {"r2": 0.6215178476734462, "mae": 77.46666666666677, "rmse": 109.64189755745757, "n_test": 24.0}
+    version = ModelVersionFactory(metrics=metrics, r2=metrics["r2"], mae=metrics["mae"], rmse=metrics["rmse"])
+    deleted = ModelVersionFactory(deleted=True)
+
+    # when
+    html = staff_client.get(f"{VERSIONS}{version.pk}/change/").content.decode()
+    deleted_html = staff_client.get(f"{VERSIONS}{deleted.pk}/change/").content.decode()
+    listing = staff_client.get(VERSIONS).content.decode()
+
+    # then: the holdout metrics and the run's table, as a data scientist names them, to four digits
+    for label, value in [("R²", "0.6215"), ("MAE", "77.47"), ("RMSE", "109.6")]:
+        assert re.search(rf"<label>{label}:</label>\s*<div class=\"readonly\">{value}</div>", html)
+        assert f"<tr><td>{label}</td><td>{value}</td></tr>" in html
+    assert "<tr><td>holdout rows</td><td>24</td></tr>" in html
+    assert re.search(r'class="sortable column-holdout_r2">.*?<a href="[^"]*">R²</a>', listing, re.DOTALL)
+    assert re.search(r'class="sortable column-holdout_rmse">.*?<a href="[^"]*">RMSE</a>', listing, re.DOTALL)
+    assert '<td class="field-holdout_r2">0.6215</td>' in listing
+    assert "0.6215178" not in html and "Rmse" not in html and "Mae" not in html
+    # no red cross for a version that is not deleted; a deleted one says so
+    assert re.search(r"<label>Deleted in MLflow:</label>\s*<div class=\"readonly\">no</div>", html)
+    assert re.search(r"<label>Deleted in MLflow:</label>\s*<div class=\"readonly\">yes", deleted_html)
+    assert "icon-no.svg" not in html + listing
 
 
 def test_mirror_rows_cannot_be_added_changed_or_deleted_in_the_admin(staff_client):
