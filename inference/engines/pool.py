@@ -13,5 +13,5 @@ _executors_lock = threading.Lock()
 def executor(threads: int) -> ThreadPoolExecutor:
     with _executors_lock:
         if threads not in _executors:
-            _executors[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="onnx")
+            _executors[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         return _executors[threads]
