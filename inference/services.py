@@ -123,17 +123,20 @@ def prediction_create(
 
 
 def _predict(
-    loaded: LoadedVersion, X: np.ndarray, engine: str, threads: int, *, needs_spread: bool
+    loaded: LoadedVersion, X: np.ndarray, model_format: str, threads: int, *, needs_spread: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The engine's predictions and, if asked, the spread of the sklearn trees' predictions, on ``threads``."""
-    if engine == "sklearn":
-        if needs_spread:
-            # One pass over the trees gives both: the spread costs a few vector operations per tree.
-            return loaded.predict_sklearn_with_spread(X, threads)
-        return np.asarray(loaded.predict_sklearn(X, threads), dtype=np.float64), None
-    values = np.asarray(loaded.predict_onnx(X, threads), dtype=np.float64)
-    # The spread comes from the same trees whichever engine predicts, so both give the same interval offsets.
-    return values, loaded.predict_sklearn_with_spread(X, threads)[1] if needs_spread else None
+    """The predictions of the engine serving ``model_format`` and, if asked, the spread of the forest's trees'
+    predictions, on ``threads``."""
+    engine = loaded.engine(model_format)
+    if not needs_spread:
+        return np.asarray(engine.predict(X, threads), dtype=np.float64), None
+    # The spread comes from the same trees whichever engine predicts, so both give the same interval offsets; the
+    # forest's own engine gets both in one pass over the trees (the spread costs a few vector operations per tree).
+    forest = loaded.forest()
+    values, spread = forest.moments(X, threads)
+    if engine is not forest:
+        values = np.asarray(engine.predict(X, threads), dtype=np.float64)
+    return values, spread
 
 
 def _calibration(loaded: LoadedVersion, level: float) -> Calibration:
@@ -162,10 +165,10 @@ def _engine(loaded: LoadedVersion, model_format: str, n_rows: int, *, needs_tree
     if needs_trees:
         return "sklearn"
     if not loaded.parity_within(settings.MDS_AUTO_MAX_REL_DIFF):
-        return "sklearn" if loaded.sklearn_usable() else "onnx"
+        return "sklearn" if loaded.pickle.usable() else "onnx"
     large = n_rows >= settings.MDS_AUTO_SKLEARN_MIN_ROWS
-    if (large or walk_library() is not None) and loaded.sklearn_ready():
-        if large or loaded.compiled_forest is not None:
+    if (large or walk_library() is not None) and loaded.pickle.ready():
+        if large or loaded.pickle.compiled is not None:
             return "sklearn"
     return "onnx"
 
@@ -179,14 +182,7 @@ def model_cache_status() -> dict:
             {
                 "name": entry.name,
                 "version": entry.version,
-                "formats": [
-                    engine
-                    for engine, in_memory in (
-                        ("onnx", entry.onnx_session is not None),
-                        ("sklearn", entry.sklearn_loaded),
-                    )
-                    if in_memory
-                ],
+                "formats": entry.formats_in_memory,
                 "bytes": entry.nbytes,
             }
             for entry in cache.loaded()

@@ -86,9 +86,9 @@ class ModelCache:
                 loaded = load_version(name=name, version=version, source=self.source)
                 CACHE_LOAD_SECONDS.observe(time.monotonic() - started)
                 CACHE_LOADS.labels(name, str(version)).inc()
-                loaded.on_grow = self.enforce_bounds
+                loaded.pickle.on_loaded = self.enforce_bounds
                 # Before the entry is visible: a sklearn request that finds it then waits for this download.
-                loaded.prefetch_sklearn()
+                loaded.pickle.prefetch()
                 with self._lock:
                     self.loads += 1
                     self._entries[key] = loaded

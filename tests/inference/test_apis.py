@@ -38,7 +38,7 @@ def post(api_client, model_name, body, content_type="text/csv", accept=None, **q
 def test_csv_body_json_formats_and_multipart_agree(api_client, model_name, version, rows, csv_upload):
     # given: the same rows in every input format, and the forest loaded, so the default engine is the same for
     # every request rather than ONNX until the background load finishes (the two differ in the 6th digit)
-    assert model_cache().get(model_name, version).sklearn_usable()
+    assert model_cache().get(model_name, version).pickle.usable()
     features = rows[FEATURES]
     bodies = {
         "text/csv": csv_bytes(rows),
@@ -217,7 +217,7 @@ def test_without_the_compiled_walk_auto_picks_onnx_for_small_batches_and_sklearn
     # given: sklearn loaded (until then ONNX answers while it loads: tests/inference/test_engine_choice.py)
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
     frame = weather_frame(50)
-    model_cache().get(model_name, version).sklearn_model()
+    model_cache().get(model_name, version).pickle.load()
 
     # when
     small = post(api_client, model_name, csv_bytes(frame.iloc[:49]), format="auto")

@@ -36,7 +36,7 @@ def version(train, model_name):
 def wait_for_sklearn(model_name: str, version: int) -> None:
     loaded = model_cache().get(model_name, version)
     deadline = time.monotonic() + 60
-    while not loaded.sklearn_loaded and time.monotonic() < deadline:
+    while not loaded.pickle.loaded and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -50,12 +50,12 @@ def test_without_format_every_batch_gets_the_compiled_walk_once_the_forest_is_lo
     # then: sklearn's predictions (its trees summed in order, as with n_jobs=None) to the bit, for one row and
     # for a batch split across threads
     loaded = model_cache().get(model_name, version)
-    assert loaded.compiled_forest is not None
+    assert loaded.pickle.compiled is not None
     assert engine(first) == "onnx"
     assert engine(one) == engine(many) == "sklearn"
     for response, rows in ((one, 1), (many, 700)):
         X = weather_frame(rows)[loaded.feature_names].to_numpy(dtype=np.float32)
-        in_order = copy.copy(loaded.sklearn_model()).set_params(n_jobs=None).predict(X)
+        in_order = copy.copy(loaded.pickle.load().model).set_params(n_jobs=None).predict(X)
         assert response.json()["predictions"] == in_order.tolist()
     np.testing.assert_allclose(first.json()["predictions"], one.json()["predictions"], rtol=1e-4)
 
@@ -64,7 +64,7 @@ def test_without_format_every_batch_gets_the_compiled_walk_once_the_forest_is_lo
 def test_the_onnx_session_closes_once_the_walk_serves_and_opens_again_when_asked_for(api_client, model_name, version):
     # given: the forest loaded and packed
     loaded = model_cache().get(model_name, version)
-    loaded.sklearn_model()
+    loaded.pickle.load()
 
     # when
     closed = formats_in_memory(api_client, model_name, version)
@@ -98,13 +98,13 @@ def test_without_format_and_without_the_compiled_walk_small_batches_get_onnx(
     # then: and the pickle was not loaded for them
     assert engine(response) == "onnx"
     assert as_csv.status_code == 200 and as_csv["X-Model-Format"] == "onnx"
-    assert not model_cache().get(model_name, version).sklearn_loaded
+    assert not model_cache().get(model_name, version).pickle.loaded
 
 
 def test_without_format_a_large_batch_gets_sklearn_once_its_model_is_loaded(api_client, model_name, version, settings):
     # given: the pickle is not unpickled until the default engine wants it
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
-    assert not model_cache().get(model_name, version).sklearn_loaded
+    assert not model_cache().get(model_name, version).pickle.loaded
 
     # when: the first large batch is answered at once by ONNX while sklearn loads in the background
     first = post(api_client, model_name, 50)
@@ -120,7 +120,7 @@ def test_without_format_a_large_batch_gets_sklearn_once_its_model_is_loaded(api_
 def test_an_explicit_format_wins_over_the_default_choice(api_client, model_name, version, settings):
     # given: sklearn loaded, and a threshold every batch passes
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 1
-    model_cache().get(model_name, version).sklearn_model()
+    model_cache().get(model_name, version).pickle.load()
 
     # when
     chosen = post(api_client, model_name, 5)
@@ -147,7 +147,7 @@ def test_the_default_never_picks_a_pickle_this_service_did_not_train(api_client,
 
     # then: ONNX, and the pickle was never loaded, not even in the background
     assert engine(first) == engine(later) == "onnx"
-    assert not model_cache().get(model_name, version).sklearn_loaded
+    assert not model_cache().get(model_name, version).pickle.loaded
 
 
 def test_the_default_stops_trying_a_pickle_that_was_refused(api_client, model_name, version, settings):
@@ -157,7 +157,7 @@ def test_the_default_stops_trying_a_pickle_that_was_refused(api_client, model_na
     loaded = model_cache().get(model_name, version)
     post(api_client, model_name, 5)
     deadline = time.monotonic() + 60
-    while not loaded._sklearn_refused and time.monotonic() < deadline:
+    while not loaded.pickle.refused and time.monotonic() < deadline:
         time.sleep(0.05)
 
     # when
@@ -165,19 +165,19 @@ def test_the_default_stops_trying_a_pickle_that_was_refused(api_client, model_na
     explicit = post(api_client, model_name, 5, format="sklearn")
 
     # then
-    assert loaded._sklearn_refused
+    assert loaded.pickle.refused
     assert engine(response) == "onnx"
     assert explicit.status_code == 409 and explicit.json()["code"] == "untrusted_artifact"
 
 
 def test_a_large_batch_does_not_wait_for_a_sklearn_load_in_progress(api_client, model_name, version, settings):
-    # given: a sklearn load in progress, which holds the version's sklearn lock while it unpickles
+    # given: a sklearn load in progress, which holds the version's pickle lock while it unpickles
     settings.MDS_AUTO_SKLEARN_MIN_ROWS = 50
     loaded = model_cache().get(model_name, version)
     holding, answered, seen = threading.Event(), threading.Event(), {}
 
     def load_in_progress():
-        with loaded._sklearn_lock:
+        with loaded.pickle._lock:
             holding.set()
             seen["answered_meanwhile"] = answered.wait(timeout=30)
 

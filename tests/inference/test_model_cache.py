@@ -104,7 +104,7 @@ def test_loading_the_sklearn_model_keeps_the_byte_bound(train, model_name):
     for version in versions:
         entry = probe.get(model_name, version)
         onnx_bytes = entry.nbytes
-        entry.sklearn_model()
+        entry.pickle.load()
         sizes.append((onnx_bytes, entry.nbytes - onnx_bytes))
     probe.clear()
     cache, _ = new_cache(max_bytes=sum(onnx for onnx, _ in sizes) + sizes[1][1] // 2)
@@ -113,7 +113,7 @@ def test_loading_the_sklearn_model_keeps_the_byte_bound(train, model_name):
     assert len(cache.loaded()) == 2
 
     # when
-    second.sklearn_model()
+    second.pickle.load()
 
     # then
     assert [entry.version for entry in cache.loaded()] == [versions[1]]
@@ -136,14 +136,14 @@ def test_a_sklearn_request_as_a_version_is_published_shares_the_prefetch(train, 
                 request()
 
     cache = RequestOnPublish(max_entries=8, max_bytes=10**12, alias_ttl=30.0, source=source)
-    cache.request = lambda: cache.get(model_name, version).sklearn_model()
+    cache.request = lambda: cache.get(model_name, version).pickle.load()
 
     # when
     loaded = cache.get(model_name, version)
-    loaded._prefetch.join()
+    loaded.pickle._prefetch.join()
 
     # then: one download of the pickle, by the prefetch, which the request waited for
-    assert loaded.sklearn_loaded
+    assert loaded.pickle.loaded
     assert source.sklearn_fetches == 1
 
 
@@ -152,17 +152,17 @@ def test_a_damaged_pickle_is_fetched_again_before_it_is_refused(train, model_nam
     version = train()["registered_version"]
     cache, source = new_cache()
     loaded = cache.get(model_name, version)
-    loaded._prefetch.join()
+    loaded.pickle._prefetch.join()
     pickle_path = loaded.workdir / contract.SKLEARN_FILE
     pickle_path.write_bytes(pickle_path.read_bytes()[:100])
 
     # when
-    model = loaded.sklearn_model()
+    model = loaded.pickle.load().model
 
     # then
     assert model.predict([[0.0] * len(loaded.feature_names)]).shape == (1,)
     assert source.sklearn_fetches == 2
-    assert gateway.file_sha256(pickle_path) == loaded.sklearn_sha256
+    assert gateway.file_sha256(pickle_path) == loaded.pickle.sha256
 
 
 # The threads read MDS's database: on SQLite they must see committed rows.
@@ -269,10 +269,10 @@ def test_a_closed_onnx_session_of_an_evicted_version_asks_for_a_retry_instead_of
     version = train()["registered_version"]
     cache, _ = new_cache()
     loaded = cache.get(model_name, version)
-    loaded.sklearn_model()
-    assert loaded.onnx_session is None
+    loaded.pickle.load()
+    assert not loaded.onnx.in_memory
     loaded.close()
 
     # when / then: a request that still holds the version gets a 503 to retry with
     with pytest.raises(MlflowUnavailable, match="evicted"):
-        loaded.onnx()
+        loaded.onnx.session()
