@@ -24,12 +24,12 @@ from core.permissions import requires
 from core.tabular import TableError
 
 from .api_parts import (
-    AcceptCSVNegotiation,
     CSVBodyParser,
     CSVRenderer,
     FastJSONRenderer,
     JSONBodyParser,
     PredictThrottle,
+    QualityNegotiation,
     body_too_large,
 )
 from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
@@ -89,7 +89,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     throttle_classes = [PredictThrottle]
     parser_classes = [CSVBodyParser, JSONBodyParser, MultiPartParser, FormParser]
     renderer_classes = [FastJSONRenderer, CSVRenderer]
-    content_negotiation_class = AcceptCSVNegotiation
+    content_negotiation_class = QualityNegotiation
 
     def initial(self, request, *args, **kwargs):
         # Before authentication, so a refused request is timed and carries its id too.

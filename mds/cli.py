@@ -43,8 +43,8 @@ def train(args, client: ApiClient, out: Console, err: Console) -> int:
         return EXIT_USAGE
     options = {name: str(getattr(args, name)) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
     try:
-        with upload_progress(err, total=path.stat().st_size, name=path.name) as advance:
-            job = client.training_start(path=path, options=options, on_sent=advance, wait=EMBEDDED_ANSWER_SECONDS)
+        with upload_progress(err, total=path.stat().st_size, name=path.name) as show_sent:
+            job = client.training_start(path=path, options=options, on_sent=show_sent, wait=EMBEDDED_ANSWER_SECONDS)
     except KeyboardInterrupt:
         err.print("[yellow]Upload interrupted:[/] nothing was trained.")
         return EXIT_INTERRUPTED

@@ -7,11 +7,10 @@ to the command line, which prints it as it came.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
-
-from .multipart import StreamingMultipart
+from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -45,10 +44,11 @@ class ApiClient:
     ) -> dict:
         """POST /train with the file streamed from disk; the job as the server answered (202, or 200 if done).
 
-        ``wait`` is the answer's time budget beyond ``timeout``: an embedded server trains inside the request.
+        ``on_sent`` is called with the bytes of the body sent so far. ``wait`` is the answer's time budget beyond
+        ``timeout``: an embedded server trains inside the request.
         """
-        body = StreamingMultipart(fields=options, file_field="file", path=path, on_read=on_sent)
-        try:
+        with open(path, "rb") as file:
+            body = upload_body(fields=options, file=file, name=path.name, on_sent=on_sent)
             response = self._send(
                 "POST",
                 "/train",
@@ -57,8 +57,6 @@ class ApiClient:
                 # (connect, read): the read timeout runs from the end of the upload to the answer.
                 timeout=(self.timeout, self.timeout + wait),
             )
-        finally:
-            body.close()
         return response.json()
 
     def job_get(self, *, job_id: int) -> dict:
@@ -84,6 +82,18 @@ class ApiClient:
         if response.status_code >= 400:
             raise _api_error(response, f"{method} {path}")
         return response
+
+
+def upload_body(
+    *, fields: dict[str, str], file: BinaryIO, name: str, on_sent: Callable[[int], None]
+) -> MultipartEncoderMonitor:
+    """A ``multipart/form-data`` body of ``fields`` and then ``file`` as the ``file`` field, read block by block as
+    it is sent: ``requests`` alone would build the whole body in memory. Its known length makes ``requests`` send a
+    ``Content-Length`` (servers behind WSGI ignore chunked bodies); ``on_sent`` follows the bytes read so far.
+    """
+    # urllib3 would send a quote in the name as %22, which the server would keep.
+    encoder = MultipartEncoder({**fields, "file": (name.replace('"', ""), file, "text/csv")})
+    return MultipartEncoderMonitor(encoder, lambda monitor: on_sent(monitor.bytes_read))
 
 
 def _api_error(response: requests.Response, request: str) -> ApiError:

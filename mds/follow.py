@@ -26,19 +26,16 @@ MAX_POLL_ERRORS = 10
 
 @contextmanager
 def upload_progress(console: Console, *, total: int, name: str) -> Iterator[Callable[[int], None]]:
-    """A bar of bytes sent; yields the callback to call with each block's size."""
+    """A bar of bytes sent; yields the callback to call with the bytes sent so far."""
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"upload {name}", total=total)
-        sent = 0
 
-        def advance(n: int) -> None:
-            nonlocal sent
+        def show_sent(sent: int) -> None:
             # The body also holds the form fields and part headers; the bar counts the file's bytes.
-            sent = min(total, sent + n)
-            progress.update(task, completed=sent)
+            progress.update(task, completed=min(total, sent))
 
-        yield advance
+        yield show_sent
         progress.update(task, completed=total, description=f"uploaded {name}")
 
 

@@ -44,8 +44,9 @@ def test_a_token_is_stored_as_its_digest_only(client, db):
     assert client.get("/train", **authorization(token)).status_code == 200
 
 
-def test_an_expired_token_is_refused_even_while_cached(client, db, monkeypatch):
-    # given: a token of one day, checked once (so cached)
+def test_an_expired_token_is_refused_even_while_cached(client, db, monkeypatch, settings):
+    # given: a token of one day, checked once (so cached, for longer than the test can take)
+    settings.MDS_TOKEN_CACHE_TTL = 3600
     token = api_token(UserFactory(role="trainer"), days=1)
     assert client.get("/train", **authorization(token)).status_code == 200
 
@@ -86,8 +87,9 @@ def test_issue_token_days_zero_never_expires_and_the_setting_sets_the_default(db
 
 
 def test_the_inference_server_refuses_a_revoked_token_once_the_cache_ttl_passed(db, settings):
-    # given: a token the inference server checked (and cached) with the default TTL
-    settings.MDS_TOKEN_CACHE_TTL = 5
+    # given: a token the inference server checked (and cached); a TTL of an hour, so that the test's own speed
+    # never decides whether the second request is still inside it
+    settings.MDS_TOKEN_CACHE_TTL = 3600
     token = api_token(UserFactory(role="predictor"))
     headers = {"CONTENT_TYPE": "text/csv", **authorization(token)}
 
@@ -100,7 +102,7 @@ def test_the_inference_server_refuses_a_revoked_token_once_the_cache_ttl_passed(
     # when: the token is deleted by another process (this one's cache is not told)
     AuthToken.objects.filter(digest=hash_token(token)).delete()
     within_ttl = predict()
-    token_cache().expire(time.monotonic() + 5.01)
+    token_cache().expire(time.monotonic() + 3600.01)
     after_ttl = predict()
 
     # then: authenticated (the request's own error) until the TTL has passed, then refused

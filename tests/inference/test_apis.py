@@ -83,6 +83,17 @@ def test_accept_text_csv_returns_the_rows_with_a_prediction_column(api_client, m
     assert [float(row["prediction"]) for row in table] == json_answer
 
 
+def test_csv_refused_by_its_q_value_answers_json(api_client, model_name, version, rows):
+    # when: CSV explicitly not acceptable, CSV preferred over JSON
+    refused = post(api_client, model_name, csv_bytes(rows), accept="text/csv;q=0, */*")
+    preferred = post(api_client, model_name, csv_bytes(rows), accept="application/json;q=0.5, text/csv")
+
+    # then
+    assert refused.status_code == preferred.status_code == 200
+    assert refused["Content-Type"] == "application/json" and len(refused.json()["predictions"]) == len(rows)
+    assert preferred["Content-Type"].startswith("text/csv")
+
+
 def test_a_pass_through_cell_with_a_bare_cr_cannot_start_a_row_holding_a_formula(
     api_client, model_name, version, rows
 ):
