@@ -43,8 +43,9 @@ class StreamingMultipart:
             f'Content-Disposition: form-data; name="{file_field}"; filename="{file_name}"\r\n'
             f"Content-Type: {content_type}\r\n\r\n"
         ).encode()
-        self._parts: list[bytes | Path] = [head, self.path, f"\r\n--{self.boundary}--\r\n".encode()]
-        self.len = len(head) + os.path.getsize(self.path) + len(self._parts[2])
+        tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._parts: list[bytes | Path] = [head, self.path, tail]
+        self.len = len(head) + os.path.getsize(self.path) + len(tail)
         self._file: BinaryIO | None = None
         self._pending = b""
 

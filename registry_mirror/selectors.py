@@ -1,6 +1,7 @@
 """Reads of the registry mirror, and of what MDS serves (its own record, never MLflow's)."""
 
 import re
+from typing import cast
 from urllib.parse import quote
 
 from django.conf import settings
@@ -96,12 +97,12 @@ def served_version_number(*, name: str, reference: str) -> int:
             raise NotFound(f"Model {name!r} has no version MDS serves.", extra={"model_name": name})
         return newest
     alias = reference.removeprefix("@")
-    number = None
+    aliased = None
     if re.match(ALIAS_PATTERN, alias):
-        number = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
-    if number is None:
+        aliased = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
+    if aliased is None:
         raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias})
-    return number
+    return aliased
 
 
 def version_not_adopted(*, name: str, version: int) -> Conflict:
@@ -117,7 +118,8 @@ def version_not_adopted(*, name: str, version: int) -> Conflict:
 def version_origins(*, name: str) -> dict[int, str]:
     """How MDS came to serve each version of ``name`` it serves: version -> ``TrainedVersion.Origin``."""
     rows = TrainedVersion.objects.filter(name=name, version__isnull=False).values_list("version", "origin")
-    return dict(rows)
+    # The filter leaves out the rows without a version, which the column's type allows.
+    return cast("dict[int, str]", dict(rows))
 
 
 def alias_moves_of(*, model_name: str, limit: int = 20) -> list[AliasMove]:

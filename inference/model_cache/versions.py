@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -111,7 +111,7 @@ class LoadedVersion:
             return np.asarray(model.predict(X), dtype=np.float64).ravel()
         X = np.ascontiguousarray(X, dtype=np.float32)
         shares = _executor(threads).map(sum_of_trees, [trees[i::threads] for i in range(threads)], [X] * threads)
-        return sum(shares) / len(trees)
+        return cast(np.ndarray, sum(shares)) / len(trees)
 
     @staticmethod
     def _predict_compiled(compiled: CompiledForest, X: np.ndarray, threads: int) -> np.ndarray:
@@ -130,7 +130,11 @@ class LoadedVersion:
             return mean_and_spread([compiled.tree_moments(X) if compiled else tree_moments(trees, X)])
         if compiled is not None:
             parts = list(_executor(threads).map(compiled.tree_moments, np.array_split(X, threads)))
-            joined = (compiled.n_trees, *(np.concatenate([part[i] for part in parts]) for i in (1, 2)))
+            joined = (
+                compiled.n_trees,
+                np.concatenate([part[1] for part in parts]),
+                np.concatenate([part[2] for part in parts]),
+            )
             return mean_and_spread([joined])
         shares = [trees[i::threads] for i in range(threads)]
         return mean_and_spread(list(_executor(threads).map(tree_moments, shares, [X] * threads)))
@@ -144,8 +148,9 @@ class LoadedVersion:
         tables = self._path_tables
         threads = max(1, min(threads, len(trees)))
         shares = [(trees[i::threads], tables[i::threads]) for i in range(threads)]
-        parts = list(_executor(threads).map(lambda share: path_sums(*share, X), shares))
-        return sum(part[0] for part in parts) / len(trees), sum(part[1] for part in parts) / len(trees)
+        parts = list(_executor(threads).map(lambda share: path_sums(share[0], share[1], X), shares))
+        contributions = cast(np.ndarray, sum(part[1] for part in parts))
+        return sum(part[0] for part in parts) / len(trees), contributions / len(trees)
 
     def sklearn_ready(self) -> bool:
         """Whether the sklearn model is loaded and usable now; if not yet, it starts loading in the background.
@@ -209,7 +214,7 @@ class LoadedVersion:
         if session is None:
             with self._onnx_lock:
                 if self.onnx_session is None:
-                    if not self.onnx_path.exists():
+                    if self.onnx_path is None or not self.onnx_path.exists():
                         raise MlflowUnavailable(f"Version {self.version} was evicted while loading; retry.")
                     self.onnx_session = open_onnx_session(self.onnx_path)
                 session = self.onnx_session

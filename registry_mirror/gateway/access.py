@@ -69,7 +69,7 @@ def viewer_user_provision(
 def _admin_session(admin: tuple[str, str], wait_seconds: float) -> requests.Session:
     session = requests.Session()
     session.auth = admin
-    _wait_until_up(session, wait_seconds)
+    _wait_until_up(session, admin[0], wait_seconds)
     return session
 
 
@@ -113,11 +113,11 @@ def _call(session: requests.Session, method: str, path: str, **kwargs) -> dict[s
     raise ApplicationError(message, code="registry_error", extra={"mlflow_error": error.get("error_code", "")})
 
 
-def _wait_until_up(session: requests.Session, wait_seconds: float) -> None:
+def _wait_until_up(session: requests.Session, username: str, wait_seconds: float) -> None:
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            if session.get(_url("2.0/mlflow/users/get"), params={"username": session.auth[0]}, timeout=5).ok:
+            if session.get(_url("2.0/mlflow/users/get"), params={"username": username}, timeout=5).ok:
                 return
         except requests.RequestException:
             pass
