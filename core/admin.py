@@ -22,7 +22,7 @@ class AuthTokenAdmin(admin.ModelAdmin):
     list_filter = ["created", "expiry"]
     list_select_related = ["user"]
     search_fields = ["user__username"]
-    fields = ["prefix", "user", "created", "expiry"]
+    fields = ("prefix", "user", "created", "expiry")
     readonly_fields = fields
     ordering = ["-created"]
 

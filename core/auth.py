@@ -9,6 +9,7 @@ itself, and a token's expiry is checked on every request, cached or not.
 
 import binascii
 import threading
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
@@ -19,12 +20,15 @@ from knox.crypto import hash_token
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
+if TYPE_CHECKING:
+    from cachetools import TTLCache
+
 # The scheme of the Authorization header, as DRF's tokens had it (REST_KNOX["AUTH_HEADER_PREFIX"]).
 KEYWORD = "Token"
 
 _lock = threading.Lock()
-_cache = None
-_cache_ttl = None
+_cache: "TTLCache[str, Any] | None" = None
+_cache_ttl: float | None = None
 
 
 def token_cache():

@@ -5,6 +5,7 @@ detail otherwise. A dependency the configuration does not use (tasks in-process,
 """
 
 import threading
+from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -51,7 +52,8 @@ def _s3_client():
     """A client like the storage's own, but with one attempt and short timeouts: a check must answer quickly."""
     from botocore.config import Config
 
-    storage = default_storage
+    # django-storages' S3Storage, which ships no annotations.
+    storage: Any = default_storage
     key = (storage.endpoint_url, storage.access_key, storage.region_name)
     with _clients_lock:
         if key not in _clients:

@@ -70,8 +70,9 @@ class Calibration:
             )
         return float(self.scores[rank - 1])
 
-    def half_width(self, level: float, spread: np.ndarray | None = None) -> np.ndarray:
-        """Half the interval's width per row; ``spread`` (the trees' standard deviation) is needed for ``scaled``."""
+    def half_width(self, level: float, spread: np.ndarray | None = None) -> np.ndarray | np.float64:
+        """Half the interval's width per row (one for all rows with ``absolute``); ``spread`` (the trees' standard
+        deviation) is needed for ``scaled``."""
         q = self.quantile(level)
         if self.method == ABSOLUTE:
             return np.float64(q)

@@ -8,7 +8,7 @@ import csv
 import io
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO
 
 import numpy as np
@@ -144,7 +144,9 @@ def file_header(source: IO[bytes], *, max_columns: int | None = None) -> list[st
     source.seek(0)
     # Undecodable bytes are the upload's check (core.csvstream); here they only must not stop the reading.
     header = read_header(
-        io.TextIOWrapper(_Unclosed(source), encoding="utf-8-sig", errors="replace"), max_columns=max_columns
+        # typeshed asks the wrapped file for a ``name``, which TextIOWrapper reads only when it is asked for its own.
+        io.TextIOWrapper(_Unclosed(source), encoding="utf-8-sig", errors="replace"),  # type: ignore[type-var]
+        max_columns=max_columns,
     )
     source.seek(0)
     return header
@@ -173,7 +175,7 @@ def row_number(frame: pd.DataFrame, position: int) -> int:
     return int(frame.index[position]) + 1
 
 
-def require_columns(available: Sequence[str], columns: Sequence[str]) -> None:
+def require_columns(available: Iterable[str], columns: Sequence[str]) -> None:
     """Raise ``TableError`` listing every column of ``columns`` missing from ``available``."""
     present = set(available)
     missing = [column for column in columns if column not in present]

@@ -175,7 +175,7 @@ def _count(request, status: int) -> None:
     if served is None:
         asked = getattr(request, "asked", None)
         known = model_cache().known_version(asked[0], asked[1]) if asked else None
-        served = (asked[0], str(known), asked[2]) if known is not None else ("", "", "")
+        served = (asked[0], str(known), asked[2]) if asked and known is not None else ("", "", "")
     PREDICTIONS.labels(*served, str(status)).inc()
     if status < 400:
         PREDICTION_SECONDS.labels(*served).observe(time.perf_counter() - request.started)

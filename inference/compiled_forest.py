@@ -49,6 +49,13 @@ def walk_library() -> Walk | None:
     return _library
 
 
+def _built_walk() -> Walk:
+    walk = walk_library()
+    # ``compile_forest`` makes a ``CompiledForest`` only where the library loaded.
+    assert walk is not None
+    return walk
+
+
 def _declared(library):
     pointer, count = ctypes.c_void_p, ctypes.c_int64
     library.forest_walk.argtypes = [pointer, pointer, pointer, count, pointer, count, count, pointer]
@@ -76,7 +83,7 @@ class CompiledForest:
         """Per row of ``X`` (float32, C order, ``n_features`` columns), the sum of the trees' predictions."""
         X = self._checked(X)
         out = np.zeros(len(X), dtype=np.float64)
-        walk_library().functions(len(X)).forest_walk(*self._forest, X.ctypes.data, len(X), X.shape[1], out.ctypes.data)
+        _built_walk().functions(len(X)).forest_walk(*self._forest, X.ctypes.data, len(X), X.shape[1], out.ctypes.data)
         return out
 
     def tree_moments(self, X: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -84,7 +91,7 @@ class CompiledForest:
         deviations of the trees' predictions from their mean, per row."""
         X = self._checked(X)
         total, reference, shifted, shifted_sq = (np.zeros(len(X), dtype=np.float64) for _ in range(4))
-        walk_library().functions(len(X)).forest_walk_moments(
+        _built_walk().functions(len(X)).forest_walk_moments(
             *self._forest,
             X.ctypes.data,
             len(X),

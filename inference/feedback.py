@@ -96,6 +96,8 @@ def feedback_record(*, request_id: Any, actuals: Sequence[Any], user) -> Predict
     # Conditional on "no actuals yet": two concurrent posts cannot both write.
     if PredictionLog.objects.filter(pk=log.pk, actuals__isnull=True).update(**fields) == 0:
         log.refresh_from_db()
+        # The update found actuals there (a row deleted since raises DoesNotExist above).
+        assert log.actuals is not None
         if bytes(log.actuals) != fields["actuals"]:
             raise Conflict(
                 f"Request {key} already has other actuals; feedback is recorded once.",

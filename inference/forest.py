@@ -11,6 +11,7 @@ what it does. Pure numpy over scikit-learn's ``tree_`` arrays; no Django.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -57,7 +58,8 @@ def tree_moments(trees: list, X: np.ndarray) -> tuple[int, np.ndarray, np.ndarra
 def mean_and_spread(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Combine ``tree_moments`` of disjoint shares of the trees into the forest's prediction and spread."""
     count = sum(part[0] for part in parts)
-    mean = sum(part[1] for part in parts) / count
+    # ``parts`` is never empty, so the sum is an array, not ``sum``'s start 0.
+    mean = cast(np.ndarray, sum(part[1] for part in parts)) / count
     squares = sum(part[2] + part[0] * (part[1] / part[0] - mean) ** 2 for part in parts if part[0])
     return mean, np.sqrt(np.maximum(squares / count, 0.0))
 

@@ -59,6 +59,7 @@ class FeedbackView(APIView):
     def post(self, request):
         request_id, actuals = _feedback_input(request)
         log = feedback_record(request_id=request_id, actuals=actuals, user=request.user)
+        assert log.abs_error_sum is not None  # the actuals are recorded
         return Response(
             {
                 "request_id": str(log.request_id),

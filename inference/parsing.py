@@ -13,7 +13,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,10 +238,10 @@ def features(table: Table, names: Sequence[str]) -> np.ndarray:
 
 def write_csv(
     table: Table,
-    predictions: Sequence[float],
+    predictions: Iterable[float],
     *,
     column: str = "prediction",
-    more: dict[str, Sequence[float]] | None = None,
+    more: dict[str, Iterable[float]] | None = None,
 ) -> str:
     """The input rows plus a ``prediction`` column (and the ``more`` columns after it), with every cell a
     spreadsheet would run as a formula neutralised (prefixed with ``'``, also after a line break inside a cell),

@@ -208,6 +208,15 @@ INSERT_COLUMNS = (
 )
 
 
+def _column(model, name: str) -> str:
+    """The database column of ``model``'s field ``name`` (``caller`` is ``caller_id``)."""
+    from django.db.models import Field
+
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column, f"{name} is not a column"
+    return field.column
+
+
 class _Preparers:
     """The database's own conversions of the three columns whose form depends on it (UUID, time, JSON)."""
 
@@ -230,9 +239,7 @@ def _insert(batch: list[LoggedPrediction]) -> None:
     from .models import PredictionLog
 
     table = connection.ops.quote_name(PredictionLog._meta.db_table)
-    columns = ", ".join(
-        connection.ops.quote_name(PredictionLog._meta.get_field(name).column) for name in INSERT_COLUMNS
-    )
+    columns = ", ".join(connection.ops.quote_name(_column(PredictionLog, name)) for name in INSERT_COLUMNS)
     placeholders = ", ".join(["%s"] * len(INSERT_COLUMNS))
     sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT (request_id) DO NOTHING"
     prepare = _Preparers(PredictionLog, connection)

@@ -40,8 +40,8 @@ class Prediction:
     model_format: str
     table: Table
     # The float32 matrix the model saw, and its columns: what the prediction log keeps.
-    features: np.ndarray | None = None
-    feature_names: list[str] | None = None
+    features: np.ndarray
+    feature_names: list[str]
     intervals: Intervals | None = None
     contributions: Contributions | None = None
 
@@ -106,7 +106,7 @@ def prediction_create(
             base, contributed = loaded.contributions(X, threads)
             contributions = Contributions(base=base, features=loaded.feature_names, values=contributed)
     intervals = None
-    if calibration is not None:
+    if calibration is not None and interval is not None:
         half = calibration.half_width(interval, spread)
         intervals = Intervals(level=interval, method=calibration.method, lower=values - half, upper=values + half)
     return Prediction(

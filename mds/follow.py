@@ -55,7 +55,13 @@ def job_follow(client: ApiClient, job: dict, console: Console, *, interval: floa
     columns += [TaskProgressColumn(), TimeElapsedColumn()]
     errors = 0
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(job["stage"], total=1.0, job_id=job["id"], completed=job_progress(job))
+        # rich annotates add_task's ``completed`` as int, though it keeps a float (as ``update`` takes it).
+        task = progress.add_task(
+            job["stage"],
+            total=1.0,
+            job_id=job["id"],
+            completed=job_progress(job),  # type: ignore[arg-type]
+        )
         while job["status"] not in FINISHED:
             time.sleep(interval)
             try:

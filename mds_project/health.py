@@ -65,7 +65,9 @@ def ready(request):
 
 def _may_see_details(request) -> bool:
     """A valid API token, or a staff user's session (the inference server's lean chain has no sessions)."""
-    drf_request = Request(request, authenticators=[auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES])
+    # api_settings imports the classes the setting names; drf-stubs types them as the names.
+    authenticators = [auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES]  # type: ignore[operator]
+    drf_request = Request(request, authenticators=authenticators)
     try:
         authenticated = drf_request.user.is_authenticated
     except AuthenticationFailed:

@@ -1,12 +1,14 @@
 """Pieces of the registry mirror's admin: a paginator for huge lists, list filters and the alias form."""
 
 from functools import cached_property
+from typing import cast
 
 from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.core.validators import RegexValidator
 from django.db import connection
+from django.db.models import QuerySet
 
 from .models import RegisteredModel
 
@@ -22,14 +24,16 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        capped = self.object_list[: self.CAP + 1].count()
+        # The admin pages a queryset.
+        rows = cast(QuerySet, self.object_list)
+        capped = rows[: self.CAP + 1].count()
         if capped <= self.CAP:
             return capped
-        if connection.vendor == "postgresql" and not self.object_list.query.where:
+        if connection.vendor == "postgresql" and not rows.query.where:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [self.object_list.model._meta.db_table],
+                    [rows.model._meta.db_table],
                 )
                 row = cursor.fetchone()
             # -1 or a stale figure until PostgreSQL first analyses the table: never below the cap.

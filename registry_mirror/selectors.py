@@ -1,6 +1,7 @@
 """Reads of the registry mirror, and of what MDS serves (its own record, never MLflow's)."""
 
 import re
+from typing import cast
 from urllib.parse import quote
 
 from django.conf import settings
@@ -118,7 +119,8 @@ def version_not_adopted(*, name: str, version: int) -> Conflict:
 def version_origins(*, name: str) -> dict[int, str]:
     """How MDS came to serve each version of ``name`` it serves: version -> ``TrainedVersion.Origin``."""
     rows = TrainedVersion.objects.filter(name=name, version__isnull=False).values_list("version", "origin")
-    return dict(rows)
+    # The filter leaves out the rows without a version, which the column's type allows.
+    return cast("dict[int, str]", dict(rows))
 
 
 def alias_moves_of(*, model_name: str, limit: int = 20) -> list[AliasMove]:

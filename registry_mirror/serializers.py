@@ -53,7 +53,8 @@ class ModelVersionSerializer(serializers.Serializer):
     formats = serializers.ListField(child=serializers.CharField())
     run_id = serializers.CharField()
     model_id = serializers.CharField()
-    source = serializers.CharField()
+    # DRF's metaclass takes declared fields off the class: this one does not shadow ``Field.source``.
+    source = serializers.CharField()  # type: ignore[assignment]
     model_uri = serializers.SerializerMethodField()
     metrics = serializers.SerializerMethodField()
     dataset_sha256 = serializers.CharField()

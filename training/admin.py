@@ -2,6 +2,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
@@ -32,7 +34,7 @@ class DatasetUploadForm(forms.ModelForm):
     timestamp = forms.CharField(initial="timestamp")
 
     # The user uploading, set by DatasetAdmin.get_form on the form class it makes for the request.
-    user = None
+    user: AbstractBaseUser | AnonymousUser | None = None
 
     class Meta:
         model = Dataset
@@ -48,7 +50,8 @@ class DatasetUploadForm(forms.ModelForm):
         return name
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         upload = cleaned.get("file")
         if upload and cleaned.get("model_name") and cleaned.get("target") and cleaned.get("timestamp"):
             try:
@@ -119,12 +122,13 @@ class DatasetAdmin(admin.ModelAdmin):
         # Uploading starts a training job.
         return super().has_add_permission(request) and request.user.has_perm("training.add_trainingjob")
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = DatasetUploadForm
-        form = super().get_form(request, obj, **kwargs)
-        # A class made for this request: the attribute is this user's only.
-        form.user = request.user
+        form = super().get_form(request, obj, change, **kwargs)
+        if issubclass(form, DatasetUploadForm):
+            # A class made for this request: the attribute is this user's only.
+            form.user = request.user
         return form
 
     def get_readonly_fields(self, request, obj=None):

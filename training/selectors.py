@@ -36,6 +36,7 @@ def visible_to(user, *, owner: str = "created_by") -> Q:
 def model_version_origin_links(version: ModelVersion) -> list[OriginLink]:
     """Admin links to the job that registered ``version`` and its dataset (or a dataset with the same hash)."""
     job = training_job_list().filter(key=version.job_key).first() if version.job_key else None
+    dataset: Dataset | None
     if job is not None:
         dataset = job.dataset
     elif version.dataset_sha256:

@@ -42,6 +42,12 @@ class StagedUpload:
                 self.file.close()
 
 
+class StagedUploadedFile(TemporaryUploadedFile):
+    """An uploaded file that carries its measurement as ``staged``."""
+
+    staged: StagedUpload
+
+
 class DatasetUploadHandler(FileUploadHandler):
     """Streams each uploaded file into a temporary file through a ``CsvStreamDigest``; the file it hands to the
     view carries its ``StagedUpload`` as ``staged``."""
@@ -49,7 +55,7 @@ class DatasetUploadHandler(FileUploadHandler):
     def __init__(self, request=None, *, max_bytes: int):
         super().__init__(request)
         self.max_bytes = max_bytes
-        self.file: TemporaryUploadedFile | None = None
+        self.file: StagedUploadedFile | None = None
         self.digest: CsvStreamDigest | None = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
@@ -64,35 +70,40 @@ class DatasetUploadHandler(FileUploadHandler):
             )
         return None
 
-    def new_file(self, *args, **kwargs):
-        super().new_file(*args, **kwargs)
-        self.file = TemporaryUploadedFile(self.file_name, self.content_type, 0, self.charset, self.content_type_extra)
+    def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
+        super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
+        self.file = StagedUploadedFile(file_name, content_type, 0, charset, content_type_extra)
         self.digest = CsvStreamDigest(max_bytes=self.max_bytes)
 
     def receive_data_chunk(self, raw_data, start):
+        file, digest = self._current()
         try:
-            self.digest.update(raw_data)
+            digest.update(raw_data)
         except BaseException:
             self._discard()
             raise
-        self.file.write(raw_data)
+        file.write(raw_data)
         return None
 
     def file_complete(self, file_size):
+        file, digest = self._current()
         try:
-            self.digest.finish()
+            digest.finish()
         except BaseException:
             self._discard()
             raise
-        self.file.seek(0)
-        self.file.size = file_size
-        self.file.staged = StagedUpload(
-            file=self.file, size_bytes=file_size, sha256=self.digest.sha256, n_rows=self.digest.n_rows
-        )
-        return self.file
+        file.seek(0)
+        file.size = file_size
+        file.staged = StagedUpload(file=file, size_bytes=file_size, sha256=digest.sha256, n_rows=digest.n_rows)
+        return file
 
     def upload_interrupted(self):
         self._discard()
+
+    def _current(self) -> tuple[StagedUploadedFile, CsvStreamDigest]:
+        # Django opens a file (``new_file``) before it hands over the file's chunks.
+        assert self.file is not None and self.digest is not None
+        return self.file, self.digest
 
     def _discard(self) -> None:
         if self.file is not None:

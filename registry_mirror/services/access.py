@@ -52,7 +52,7 @@ def model_training_claim(*, name: str, user) -> RegisteredModel:
             return model
         except IntegrityError:
             model = RegisteredModel.objects.get(name=name)
-    if not model_training_allowed(model=model, user=user):
+    if model is None or not model_training_allowed(model=model, user=user):
         raise _not_yours(name)
     return model
 

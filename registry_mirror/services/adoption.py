@@ -110,6 +110,8 @@ def _onnx_checked(name: str, version: int, dst: str) -> tuple[list[str], str]:
 def _served_features(name: str) -> list[str] | None:
     """The features of the newest version of ``name`` that MDS serves and MLflow still has; ``None`` if none."""
     for served in selectors.served_versions_of(name=name)[:3]:
+        # A served version has its number: MLflow registered it.
+        assert served.version is not None
         with tempfile.TemporaryDirectory(prefix="mds-adopt-") as tmp:
             try:
                 return list(

@@ -139,25 +139,29 @@ def training_job_start(
         staged.close()
 
 
-def _training_job_store(*, staged: StagedUpload, file_name: str, columns: list[str], user, **job) -> TrainingJob:
+def _training_job_store(
+    *, staged: StagedUpload, file_name: str, columns: list[str], user, **job_fields
+) -> TrainingJob:
     dataset = None
     committing = False
     try:
         with transaction.atomic():
             dataset = dataset_create(name=file_name, staged=staged, columns=columns, uploaded_by=user)
-            job = training_job_create(dataset=dataset, user=user, **job)
+            job = training_job_create(dataset=dataset, user=user, **job_fields)
             committing = True
         return job
     except BaseException as exc:
         if dataset is not None:
             if committing and isinstance(exc, OperationalError | InterfaceError):
                 # The connection broke while committing: the rows may or may not be there.
-                committed, job = _committed_job(dataset)
-                if job is not None:
-                    return job
+                committed, stored = _committed_job(dataset)
+                if stored is not None:
+                    return stored
                 if not committed:
                     # Unknown: keep the file, a stored job may need it (an orphan file costs less than a lost job).
-                    raise faults.unavailable(exc) from exc
+                    broken = faults.unavailable(exc)
+                    assert broken is not None  # a broken connection is a database fault
+                    raise broken from exc
             # The rows were rolled back: the stored file must go too.
             _file_delete_quietly(dataset)
         unavailable = faults.unavailable(exc)

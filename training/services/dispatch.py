@@ -27,7 +27,7 @@ def training_job_dispatch(*, job_id: int, task_id: str) -> bool:
     from ..tasks import training_job_execute_task
 
     try:
-        training_job_execute_task.apply_async(args=[job_id], task_id=task_id)
+        training_job_execute_task.apply_async(args=(job_id,), task_id=task_id)
     except Exception as exc:  # whatever the broker client raises, the job is stored: the dispatcher sends it later
         logger.warning("Could not send training job %s to the broker (%s); it stays queued", job_id, exc)
         _dispatched_mark(job_id, None)
@@ -57,7 +57,8 @@ def training_jobs_dispatch() -> dict[str, list[int]]:
     now = timezone.now()
     requeued = _abandoned_jobs_requeue(now)
     due = _due_jobs_take(now, requeued)
-    sent, unsent = [], []
+    sent: list[int] = []
+    unsent: list[int] = []
     for job_id, task_id in due:
         (sent if training_job_dispatch(job_id=job_id, task_id=task_id) else unsent).append(job_id)
     if requeued or due:

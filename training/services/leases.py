@@ -109,7 +109,7 @@ class Lease:
 
     def __init__(self, job: TrainingJob, *, heartbeat_interval: float | None):
         self.job = job
-        self.claim: uuid.UUID = job.claim
+        self.claim: uuid.UUID | None = job.claim
         self.lost = threading.Event()
         self.cancelled = threading.Event()
         self._progress_written = 0.0
@@ -128,7 +128,7 @@ class Lease:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._interval + 5)
+            self._thread.join(timeout=(self._interval or 0) + 5)
         with _executing_lock:
             _executing.discard(self.job.pk)
 

@@ -23,6 +23,7 @@ import shutil
 import time
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg
@@ -164,7 +165,12 @@ class Command(BaseCommand):
         _write_private_text(self.stack_dir / "s3-identities.json", json.dumps(config, indent=2))
 
     def _databases(self) -> None:
-        server = {"host": PG_HOST, "port": _env("STACK_PG_PORT"), "user": _env("STACK_PG_USER"), "dbname": "postgres"}
+        server: dict[str, Any] = {
+            "host": PG_HOST,
+            "port": _env("STACK_PG_PORT"),
+            "user": _env("STACK_PG_USER"),
+            "dbname": "postgres",
+        }
         role = _env("STACK_DB_ROLE")
         with psycopg.connect(**server, autocommit=True) as connection:
             # The services' role: logs in (local trust, as the stack's superuser does) and owns the two databases.
