@@ -5,7 +5,7 @@ a spreadsheet saved in its own format, a file saved as UTF-16 or in a regional c
 separates cells with semicolons, a header typed with other capitals.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 SAVE_AS_CSV = "save it from the spreadsheet as 'CSV UTF-8 (Comma delimited)' and upload that file"
 
@@ -45,11 +45,12 @@ def _alternating_nul(head: bytes) -> bool:
     return len(pairs) >= 4 and (pairs[1::2].count(0) == len(pairs) // 2 or pairs[0::2].count(0) == len(pairs) // 2)
 
 
-def columns_hint(available: Sequence[str], missing: Sequence[str]) -> str | None:
+def columns_hint(available: Collection[str], missing: Sequence[str]) -> str | None:
     """Why the columns ``missing`` may not be among ``available`` although the user meant them to be."""
     if len(available) == 1:
+        (only,) = available
         for delimiter, name in DELIMITERS.items():
-            if delimiter in available[0]:
+            if delimiter in only:
                 return f"The header row is one column holding {name}: separate the cells with commas ({SAVE_AS_CSV})."
     by_folded = {name.strip().casefold(): name for name in available}
     renamed = [(by_folded[name.casefold()], name) for name in missing if name.casefold() in by_folded]

@@ -180,7 +180,7 @@ def require_columns(available: Iterable[str], columns: Sequence[str]) -> None:
     present = set(available)
     missing = [column for column in columns if column not in present]
     if missing:
-        hint = columns_hint(available, missing)
+        hint = columns_hint(present, missing)
         raise TableError(
             f"Missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}." + (f" {hint}" if hint else ""),
             code="missing_columns",

@@ -8,7 +8,9 @@ from django.conf import settings
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
-from rest_framework.utils.mediatypes import _MediaType, order_parsed_by_precedence
+
+# DRF 3.16's own helpers, which its stubs predate.
+from rest_framework.utils.mediatypes import _MediaType, order_parsed_by_precedence  # type: ignore[attr-defined]
 
 from core.errors import TooLarge
 from core.throttles import SettingRateThrottle
@@ -73,7 +75,7 @@ class QualityNegotiation(DefaultContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         # DRF's parse of the header, which caps its length and number of media ranges.
-        by_precedence = order_parsed_by_precedence(self._get_parsed_accept_list(request))
+        by_precedence = order_parsed_by_precedence(self._get_parsed_accept_list(request))  # type: ignore[attr-defined]
 
         def preference(renderer) -> tuple[float, int]:
             media_type = _MediaType(renderer.media_type)

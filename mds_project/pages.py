@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.views import APIView
 
 
 def home(request):
@@ -17,7 +18,7 @@ def home(request):
     )
 
 
-class LoginFirst:
+class LoginFirst(APIView):
     """A docs page for a browser not logged in: the admin's login page, which comes back here afterwards.
 
     A client that sent credentials which failed still gets the 401 that names why.

@@ -100,10 +100,10 @@ def served_version_number(*, name: str, reference: VersionRef | str) -> int:
             raise NotFound(f"Model {name!r} has no version MDS serves.", extra={"model_name": name})
         return newest
     alias = reference.alias
-    number = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
-    if number is None:
+    aliased = ServedAlias.objects.filter(model_name=name, alias=alias).values_list("version", flat=True).first()
+    if aliased is None:
         raise NotFound(f"Model {name!r} has no alias {alias!r}.", extra={"model_name": name, "alias": alias})
-    return number
+    return aliased
 
 
 def version_not_adopted(*, name: str, version: int) -> Conflict:

@@ -168,7 +168,11 @@ class DatasetAdmin(admin.ModelAdmin):
         if job_id is not None:
             # The upload's transaction has committed: in-process the job already ran, with workers it may not yet.
             job = TrainingJob.objects.get(pk=job_id)
-            self.message_user(request, _job_started_message(job), _JOB_MESSAGE_LEVELS.get(job.status, messages.INFO))
+            self.message_user(
+                request,
+                _job_started_message(job),
+                _JOB_MESSAGE_LEVELS.get(TrainingJob.Status(job.status), messages.INFO),
+            )
         return response
 
 

@@ -32,8 +32,9 @@ class TrainingTask(Task):
     def retry_backoff_max(self) -> float:
         return settings.MDS_RETRY_BACKOFF_MAX
 
+    # Celery's attribute, read from the settings whenever Celery asks.
     @property
-    def max_retries(self) -> int:
+    def max_retries(self) -> int:  # type: ignore[override]
         return settings.MDS_TRAIN_RETRIES
 
     def retry(self, *args, **kwargs):
@@ -43,7 +44,8 @@ class TrainingTask(Task):
             # The broker could not take the retry either: the dispatcher sends the job once it is back.
             from .services import training_job_undispatched
 
-            training_job_undispatched(job_id=self.request.args[0])
+            (job_id,) = self.request.args or ()
+            training_job_undispatched(job_id=job_id)
             raise
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):

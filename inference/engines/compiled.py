@@ -40,5 +40,9 @@ class CompiledForestEngine:
         if threads <= 1 or len(X) < SPLIT_MIN_ROWS:
             return mean_and_spread([forest.tree_moments(X)])
         parts = list(executor(threads).map(forest.tree_moments, np.array_split(X, threads)))
-        joined = (forest.n_trees, *(np.concatenate([part[i] for part in parts]) for i in (1, 2)))
+        joined = (
+            forest.n_trees,
+            np.concatenate([part[1] for part in parts]),
+            np.concatenate([part[2] for part in parts]),
+        )
         return mean_and_spread([joined])

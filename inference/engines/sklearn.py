@@ -1,7 +1,7 @@
 """The scikit-learn engine: a version's unpickled model, walked by scikit-learn; for a random forest also the
 spread of its trees' predictions and each feature's contribution per row (``inference.forest``)."""
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,11 +31,11 @@ class SklearnEngine:
             return np.asarray(self.model.predict(X), dtype=np.float64).ravel()
         X = np.ascontiguousarray(X, dtype=np.float32)
         shares = executor(threads).map(sum_of_trees, [trees[i::threads] for i in range(threads)], [X] * threads)
-        return sum(shares) / len(trees)
+        return cast(np.ndarray, sum(shares)) / len(trees)
 
     def moments(self, X: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
         """The forest's predictions and the spread of its trees' predictions, in one pass over the trees."""
-        trees = self.trees
+        trees = self._forest_trees()
         X = np.ascontiguousarray(X, dtype=np.float32)
         if threads <= 1 or len(X) < SPLIT_MIN_ROWS:
             return mean_and_spread([tree_moments(trees, X)])
@@ -44,12 +44,18 @@ class SklearnEngine:
 
     def contributions(self, X: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
         """The forest's base value and each feature's contribution per row (``inference.forest``)."""
-        trees = self.trees
+        trees = self._forest_trees()
         if self._path_tables is None:
             # Built once per version (~50 ms for 100 full-depth trees); concurrent first requests may both build.
             self._path_tables = [path_table(tree) for tree in trees]
         tables = self._path_tables
         threads = max(1, min(threads, len(trees)))
         shares = [(trees[i::threads], tables[i::threads]) for i in range(threads)]
-        parts = list(executor(threads).map(lambda share: path_sums(*share, X), shares))
-        return sum(part[0] for part in parts) / len(trees), sum(part[1] for part in parts) / len(trees)
+        parts = list(executor(threads).map(lambda share: path_sums(share[0], share[1], X), shares))
+        base = sum(part[0] for part in parts) / len(trees)
+        return base, cast(np.ndarray, sum(part[1] for part in parts)) / len(trees)
+
+    def _forest_trees(self) -> list:
+        if self.trees is None:
+            raise TypeError("Moments and contributions need a single-output random forest.")
+        return self.trees

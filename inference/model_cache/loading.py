@@ -145,6 +145,7 @@ class PickleLoad:
                     loaded_now = True
             if loaded_now and self.on_loaded is not None:
                 self.on_loaded()
+        assert self.sklearn is not None  # loaded above, or the load raised
         return self.sklearn
 
     def usable(self) -> bool:

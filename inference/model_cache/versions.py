@@ -66,8 +66,8 @@ class LoadedVersion:
 
     def forest(self) -> ForestEngine:
         """The engine that serves ``sklearn`` for a forest, for the spread of its trees' predictions."""
-        self._sklearn_forest()
-        return self.pickle.compiled or self.pickle.sklearn
+        sklearn = self._sklearn_forest()
+        return self.pickle.compiled or sklearn
 
     def contributions(self, X: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
         """The forest's base value and each feature's contribution per row (``SklearnEngine.contributions``)."""

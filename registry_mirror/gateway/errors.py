@@ -43,7 +43,7 @@ def translated_errors() -> Iterator[None]:
     except MlflowException as exc:
         # The SDK words a network failure as its own exception, raised while handling the requests one.
         if _network_failure(exc):
-            raise unreachable(exc.message) from exc
+            raise unreachable(exc) from exc
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "TEMPORARILY_UNAVAILABLE"):
             raise answer_error(
                 status=exc.get_http_status_code(), error_code=exc.error_code, message=exc.message

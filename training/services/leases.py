@@ -109,7 +109,9 @@ class Lease:
 
     def __init__(self, job: TrainingJob, *, heartbeat_interval: float | None):
         self.job = job
-        self.claim: uuid.UUID | None = job.claim
+        if job.claim is None:
+            raise ValueError(f"training job {job.pk} is not claimed: there is nothing to hold")
+        self.claim: uuid.UUID = job.claim
         self.lost = threading.Event()
         self.cancelled = threading.Event()
         self._progress_written = 0.0
