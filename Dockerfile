@@ -1,15 +1,15 @@
 # One image for web, inference, worker, beat and the MLflow server (mlflow, psycopg and boto3 are all in
 # requirements.txt). Configuration and secrets come from the environment at run time: see .env.example.
-# The compiled forest walk (inference/compiled_forest.py), built by the Makefile's rule in a stage of its own so
-# that the image carries no compiler.
+# The compiled forest walk (inference/compiled_forest.py), built by setup.py in a stage of its own so that the
+# image carries no compiler.
 FROM python:3.11-slim-bookworm AS forest-walk
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev make \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
-COPY Makefile ./
+COPY pyproject.toml setup.py README.md ./
 COPY inference/forest_walk.c inference/
-RUN make inference/_forest_walk.so
+RUN pip install --no-cache-dir "setuptools>=68" && python setup.py build_ext --inplace
 
 FROM python:3.11-slim-bookworm
 
@@ -32,7 +32,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
-COPY --from=forest-walk /build/inference/_forest_walk.so inference/
+COPY --from=forest-walk /build/inference/_forest_walk.*.so inference/
 # Static files are collected at build time. Production settings require these variables to import; collectstatic
 # connects to nothing, and the real values come from the environment at run time.
 RUN DJANGO_SECRET_KEY=build-time-collectstatic-only-this-key-signs-nothing-at-all DATABASE_URL=sqlite:// CELERY_BROKER_URL=memory:// \

@@ -13,13 +13,13 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The compiled forest walk (inference/compiled_forest.py), without fused multiply-adds, which would round otherwise
-# than numpy does. Without a C compiler the product still serves, with scikit-learn's slower walk.
-FOREST_WALK := inference/_forest_walk.so
-$(FOREST_WALK): inference/forest_walk.c
-	$(CC) -O3 -ffp-contract=off -shared -fPIC -o $@ $< || echo "No C compiler: scikit-learn's own (slower) forest walk will serve."
+# MDS itself, editable, with its commands (mds, mds-inference) and the compiled forest walk built in place
+# (setup.py: optional, without a C compiler scikit-learn's own, slower, walk serves).
+$(BIN)/.mds-installed: $(BIN)/.installed pyproject.toml setup.py inference/forest_walk.c
+	$(BIN)/pip install --quiet --no-deps --editable .
+	touch $@
 
-install: $(BIN)/.installed $(FOREST_WALK)
+install: $(BIN)/.mds-installed
 
 # The real stack's extra tools (an S3 server) stay out of the runtime image.
 $(BIN)/.stack-installed: $(BIN)/.installed requirements-stack.txt

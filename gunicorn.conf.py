@@ -7,9 +7,8 @@ process would double memory (~500 MB per loaded forest) for little gain on small
 """
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
+
+from mds_project.server_process import configure_metrics, limit_malloc_arenas, remove_metrics_dir
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
@@ -26,18 +25,10 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 control_socket_disable = True
 
 
-# /metrics sums the Prometheus values every worker process writes into one directory (core/metrics.py). Each
-# server (each gunicorn master) needs its own: a fresh temporary one unless PROMETHEUS_MULTIPROC_DIR names one.
-# Set here, in the master, so every worker inherits it before it first imports prometheus_client.
-_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _own_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mds-prometheus-")
-
-
-def on_starting(server):
-    # A directory named by the environment may hold a previous run's files, which would be summed into this one's.
-    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
-        stale.unlink()
+# Before the workers start, so that each inherits them: the metrics directory they share (one per server) and the
+# malloc arena limit.
+configure_metrics()
+limit_malloc_arenas()
 
 
 def child_exit(server, worker):
@@ -48,11 +39,4 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _own_metrics_dir:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-
-
-def post_fork(server, worker):
-    from mds_project.memory import limit_malloc_arenas
-
-    limit_malloc_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
+    remove_metrics_dir()

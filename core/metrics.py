@@ -1,9 +1,10 @@
 """``/metrics``: every app's Prometheus metrics, for a scraper holding an API token or on the loopback interface.
 
 The apps define their metrics with ``prometheus_client`` (``inference.metrics``) or register collectors that
-read the database at scrape time (``training.metrics``, via ``collector_register``). Under gunicorn
-``PROMETHEUS_MULTIPROC_DIR`` is set (``gunicorn.conf.py``) and a scrape sums the files of all worker processes,
-live and dead, whichever worker answers it; without it (``runserver``, tests) the process's own registry answers.
+read the database at scrape time (``training.metrics``, via ``collector_register``). Under both servers
+``PROMETHEUS_MULTIPROC_DIR`` is set (``mds_project/server_process.py``) and a scrape sums the files of all worker
+processes, live and dead, whichever worker answers it; without it (``runserver``, tests) the process's own
+registry answers.
 
 Access: a request with a valid ``Authorization: Token …`` (any API user), or one from 127.0.0.1/::1 that carries
 no ``X-Forwarded-For``/``Forwarded`` header (a proxy in front would make every client look local). Set

@@ -1,5 +1,5 @@
 """A fitted forest's trees packed for the compiled walk (``forest_walk.c``), which the sklearn engine runs instead
-of scikit-learn's own when the library is built (``make install``). Pure numpy and ctypes; no Django.
+of scikit-learn's own when the library is built (``make install``, ``pip install``). Pure numpy and ctypes; no Django.
 
 The sums are scikit-learn's to the bit: each row adds its trees' leaf values in the trees' order, in float64, and
 a float32 feature is at most a threshold exactly when it is at most that threshold rounded down to float32.
@@ -8,6 +8,7 @@ Measured with bench/engines.py: about twice scikit-learn's rows per second per t
 
 import ctypes
 import logging
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-LIBRARY = Path(__file__).with_name("_forest_walk.so")
+# Built by setup.py as the extension ``inference._forest_walk``, hence the interpreter's extension suffix.
+LIBRARY = Path(__file__).with_name("_forest_walk" + sysconfig.get_config_var("EXT_SUFFIX"))
 NODE = np.dtype([("feature", "<i4"), ("threshold", "<f4"), ("child", "<i4"), ("unused", "<i4")])
 # Below this many rows the walk keeps the GIL (~7 µs a row on 100 full-depth trees). Releasing it lets another
 # thread in, and taking it back waits until that thread lets go: in a server's busy threads, ~10x a 1-row walk.

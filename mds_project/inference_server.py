@@ -9,18 +9,17 @@ the same app and version, for ~45 MB more memory.
 
 Environment: ``INFERENCE_WORKERS`` (processes, default 1: each holds its own copy of the loaded models),
 ``INFERENCE_THREADS`` (threads running the app per process, default 8; the engines release the GIL on large
-batches), ``INFERENCE_ACCESSLOG`` (``false`` turns the access log off), ``MALLOC_ARENA_MAX`` (default 1).
+batches), ``INFERENCE_ACCESSLOG`` (``false`` turns the access log off), ``PROMETHEUS_MULTIPROC_DIR`` and
+``MALLOC_ARENA_MAX`` (mds_project/server_process.py).
 """
 
 import argparse
 import os
-import shutil
-import tempfile
 
 from granian import Granian
 from granian.constants import Interfaces
 
-from mds_project.memory import limit_malloc_arenas
+from mds_project.server_process import configure_metrics, limit_malloc_arenas, remove_metrics_dir
 
 
 def main() -> None:
@@ -29,15 +28,9 @@ def main() -> None:
     parser.add_argument("--bind", default=default_bind, help="host:port (default %(default)s)")
     args = parser.parse_args()
     host, _, port = args.bind.rpartition(":")
-    # /metrics sums what every worker process writes into one directory (core/metrics.py): a fresh one per server
-    # unless the environment names one, set before the workers start so that each inherits it.
-    own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if own_metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mds-prometheus-")
-    # Before granian forks its worker processes, which inherit it. One arena: granian's threads kept ~90 MB more
-    # than gunicorn's after 10k-row batches with two (a worker at ~610 MB, ~525 MB with one), for no measurable
-    # loss of requests/s, since the GIL serialises most allocations anyway.
-    limit_malloc_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "1")))
+    # Before granian forks its worker processes, which inherit them.
+    configure_metrics()
+    limit_malloc_arenas()
     try:
         Granian(
             "mds_project.inference_wsgi:application",
@@ -50,8 +43,7 @@ def main() -> None:
             log_access=os.environ.get("INFERENCE_ACCESSLOG", "true").lower() not in ("", "0", "false"),
         ).serve()
     finally:
-        if own_metrics_dir:
-            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        remove_metrics_dir()
 
 
 if __name__ == "__main__":

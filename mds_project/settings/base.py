@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "registry_mirror",
     "training",
     "inference",
+    # The local stack's provisioning command (scripts/stack.sh): operations, wired here with the apps.
+    "mds_project",
 ]
 
 MIDDLEWARE = [

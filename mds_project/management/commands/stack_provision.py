@@ -34,7 +34,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
 
-from core.management.stack_s3 import minio_users, seaweedfs_identities
+from mds_project.management.stack_s3 import minio_users, seaweedfs_identities
 
 # PostgreSQL is the machine's, on loopback; the stack's own servers listen on STACK_HOST (127.0.0.1 by default).
 PG_HOST = "127.0.0.1"

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from core.management.commands.stack_provision import Command
-from core.management.stack_s3 import seaweedfs_identities
+from mds_project.management.commands.stack_provision import Command
+from mds_project.management.stack_s3 import seaweedfs_identities
 
 ROOT = Path(__file__).resolve().parents[2]
 
