@@ -6,8 +6,11 @@ build is a failure rather than scikit-learn's walk quietly serving instead (its 
 """
 
 import os
+import re
 import sysconfig
+import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -38,8 +41,23 @@ def test_the_wheel_holds_every_app_with_its_migrations_templates_and_commands():
     assert templates == {"core", "training", "inference", "registry_mirror"}
     assert "mds_project/settings/production.py" in names
     assert "mds/cli.py" in names
+    assert "training/static/training/job_progress.js" in names
     assert "mds = mds.cli:main" in commands
     assert "mds-inference = mds_project.inference_server:main" in commands
     assert tops == {"core", "training", "inference", "registry_mirror", "mds_project", "mds"}
     if os.environ.get("MDS_REQUIRE_COMPILED_WALK"):
         assert COMPILED_WALK in names
+
+
+def requirement_names(lines) -> set[str]:
+    return {re.split(r"[<>=!~;\[ ]", line.strip())[0].lower().replace("_", "-") for line in lines}
+
+
+def test_the_package_depends_on_every_pinned_runtime_requirement():
+    # given
+    root = Path(__file__).resolve().parent.parent
+    pinned = [line for line in (root / "requirements.txt").read_text().splitlines() if line and line[0] != "#"]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+
+    # then: a pip install of the package gets what the pinned, verified set has, and nothing else
+    assert requirement_names(declared) == requirement_names(pinned)
