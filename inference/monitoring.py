@@ -176,7 +176,7 @@ def version_monitored_check(*, model_name: str, version: int) -> None:
         Conflict: ``version_not_adopted``, a version registered directly in MLflow that no maintainer adopted.
     """
     try:
-        selectors.served_version_number(name=model_name, reference=str(version))
+        selectors.served_version_number(name=model_name, reference=contract.VersionRef(number=version))
     except (NotFound, Conflict):
         # A version MDS once served keeps its history; a name it could not have recorded never reaches a query.
         if not re.match(contract.MODEL_NAME_PATTERN, model_name):

@@ -71,12 +71,11 @@ def served_aliases_by_model(*, names: list[str] | None = None) -> dict[str, dict
     return record
 
 
-def served_version_number(*, name: str, reference: VersionRef | str) -> int:
+def served_version_number(*, name: str, reference: VersionRef) -> int:
     """The version ``reference`` (a number, ``latest`` or an alias) stands for in what MDS serves.
 
     Read from MDS's database only: an alias from its promotion record, ``latest`` as the newest version it trained
-    or adopted, a number only if it trained or adopted that version. What MLflow says is never asked. Text is
-    parsed first (``VersionRef.parse``), for callers that hold a version number as text.
+    or adopted, a number only if it trained or adopted that version. What MLflow says is never asked.
 
     Raises:
         NotFound: no such model, alias or version.
@@ -85,8 +84,6 @@ def served_version_number(*, name: str, reference: VersionRef | str) -> int:
     # A name MDS could not have recorded is none of its models, and never reaches the database.
     if not re.match(MODEL_NAME_PATTERN, name):
         raise NotFound(f"There is no registered model {name!r}.", extra={"model_name": name})
-    if isinstance(reference, str):
-        reference = VersionRef.parse(reference)
     if reference.number is not None:
         number = reference.number
         if TrainedVersion.objects.filter(name=name, version=number).exists():

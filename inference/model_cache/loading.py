@@ -37,7 +37,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
     trained = selectors.trained_version_get(name=name, version=version)
     if trained is None:
         # Raises: NotFound, or Conflict (version_not_adopted) for a version registered directly in MLflow.
-        selectors.served_version_number(name=name, reference=str(version))
+        selectors.served_version_number(name=name, reference=contract.VersionRef(number=version))
         raise selectors.version_not_adopted(name=name, version=version)
     workdir = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=workdir_root()))
     try:

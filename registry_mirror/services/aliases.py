@@ -86,7 +86,9 @@ def model_alias_set(
     """
     alias = alias_name_clean(alias)
     model_name_check(name)
-    selectors.served_version_number(name=name, reference=str(version))  # NotFound, or Conflict if not adopted
+    selectors.served_version_number(
+        name=name, reference=VersionRef(number=version)
+    )  # NotFound, or Conflict if not adopted
     current = selectors.served_aliases_of(name=name).get(alias)
     if current == version:
         if gateway.model_aliases(name=name).get(alias) != version:

@@ -131,7 +131,7 @@ def test_an_alias_moved_in_mlflow_is_mirrored_and_audited_as_external_and_serves
         None,
     )
     assert selectors.served_aliases_of(name="weather") == {"champion": 1}
-    assert selectors.served_version_number(name="weather", reference="champion") == 1
+    assert selectors.served_version_number(name="weather", reference=contract.VersionRef(alias="champion")) == 1
 
 
 def test_a_version_registered_in_mlflow_is_counted_as_external_by_the_sync(mlflow_store):
