@@ -23,9 +23,9 @@ def test_a_300000_column_upload_is_a_400_before_anything_is_parsed(api_client, c
     # then
     assert response.status_code == 400
     assert response.json()["code"] == "too_many_columns"
-    # ~0.1 s on a quiet machine; the quadratic check this replaced took over 60 s. The bound leaves room for a
-    # shared machine's load without letting a per-column scan back in.
-    assert elapsed < 5, f"{elapsed:.2f} s"
+    # ~0.1 s on a quiet machine; the quadratic check this replaced took over 60 s. The bound leaves a loaded
+    # machine a hundredfold room without letting a per-column scan back in.
+    assert elapsed < 30, f"{elapsed:.2f} s"
     assert not Dataset.objects.exists()
 
 
