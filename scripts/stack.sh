@@ -7,6 +7,7 @@
 #   scripts/stack.sh start [SERVICE...]   start what is not running yet (all services when none is named)
 #   scripts/stack.sh stop [SERVICE...]    stop what this script started (all of it, and supervisord, by default)
 #   scripts/stack.sh status               one line per service
+#   scripts/stack.sh pid SERVICE          the process id of a running service (as supervisord started it)
 #   scripts/stack.sh manage COMMAND ...   a Django management command with the services' settings
 #
 # Services: postgres redis s3 mlflow migrate web inference worker beat. PostgreSQL and Redis already listening
@@ -297,9 +298,10 @@ case $command in
       printf '%-10s %s\n' "$name" "${line:-STOPPED}"
     done
     ;;
+  pid) ctl pid "${1:?which service}" ;;
   manage) exec "$BIN/python" manage.py "$@" ;;
   *)
-    echo "usage: $0 start|stop [SERVICE...] | status | manage COMMAND [ARG...]" >&2
+    echo "usage: $0 start|stop [SERVICE...] | status | pid SERVICE | manage COMMAND [ARG...]" >&2
     exit 2
     ;;
 esac

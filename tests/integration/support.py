@@ -74,9 +74,9 @@ def s3_client(stack: Stack, access_key: str, secret_key: str):
 
 def service_environ(stack: Stack, service: str) -> dict[str, str]:
     """The environment a running service of the stack was started with (/proc, as its owner)."""
-    supervisorctl = Path(os.environ.get("VENV", ROOT / ".venv")) / "bin" / "supervisorctl"
     pid = subprocess.run(
-        [str(supervisorctl), "-c", str(stack.directory / "supervisord.conf"), "pid", service],
+        ["bash", str(ROOT / "scripts" / "stack.sh"), "pid", service],
+        env={**os.environ, "STACK_DIR": str(stack.directory)},
         check=True,
         timeout=30,
         stdout=subprocess.PIPE,
