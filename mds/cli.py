@@ -124,7 +124,9 @@ def _print_error(err: Console, error: ApiError) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mds", description=__doc__.split("\n\n")[0])
+    # The installed command is `mds`; from a checkout, `python -m mds`.
+    prog = "mds" if os.path.basename(sys.argv[0]) == "mds" else "python -m mds"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("MDS_URL", DEFAULT_URL), help="server (env MDS_URL)")
     common.add_argument("--token", default=os.environ.get("MDS_TOKEN"), help="API token (env MDS_TOKEN)")
