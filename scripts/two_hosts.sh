@@ -79,6 +79,7 @@ cleanup() {
     ip netns del "$(netns "$h")" 2>/dev/null
   done
   ip link del "$BRIDGE" 2>/dev/null
+  [[ -z ${KEEP_TMP:-} ]] || rmdir "$KEEP_TMP" 2>/dev/null
   local left
   left=$( (ip netns list | grep "^$TAG-"; ip -br link | grep "^$TAG") 2>/dev/null)
   [[ -z $left ]] || log "left behind: $left"
@@ -150,12 +151,23 @@ in_host() {
     DJANGO_ALLOWED_HOSTS="${ADDR[$h]}" MDS_DATA_DIR="$TWO_HOSTS_DIR/host-$h/data" MDS_ALIAS_TTL="$MDS_ALIAS_TTL" \
     MDS_HEARTBEAT_INTERVAL="$MDS_HEARTBEAT_INTERVAL" MDS_HEARTBEAT_STALE_AFTER="$MDS_HEARTBEAT_STALE_AFTER" "$@"
 }
+# A checkout (or venv, or run directory) under /tmp stays visible through the host's own, empty /tmp: the machine's
+# /tmp is bound aside first, then each such directory is bound back at its own path.
+KEEP_TMP=$(mktemp -d /run/two-hosts-tmp.XXXXXX)
+UNDER_TMP=()
+for dir in "$ROOT" "$(realpath "$VENV")" "$TWO_HOSTS_DIR"; do [[ $dir != /tmp/* ]] || UNDER_TMP+=("$dir"); done
 for h in "${HOSTS[@]}"; do
   mkdir -p "$TWO_HOSTS_DIR/host-$h/data"
   # The host's own hostname (the lease's host:pid and Celery's node name), its own /tmp, no view of $STACK_DIR.
-  ip netns exec "$(netns "$h")" unshare --uts --mount --propagation private -- bash -c \
-    'hostname "$1" && mount -t tmpfs -o mode=1777 tmpfs /tmp && mount -t tmpfs -o mode=700 tmpfs "$2" &&
-     exec sleep infinity' holder "$(hostname_of "$h")" "$STACK_DIR" &
+  ip netns exec "$(netns "$h")" unshare --uts --mount --propagation private -- bash -c '
+    set -e
+    hostname "$1"
+    mount --bind /tmp "$3"
+    mount -t tmpfs -o mode=1777 tmpfs /tmp
+    for dir in "${@:4}"; do mkdir -p "$dir" && mount --bind "$3/${dir#/tmp/}" "$dir"; done
+    umount -l "$3"
+    mount -t tmpfs -o mode=700 tmpfs "$2"
+    exec sleep infinity' holder "$(hostname_of "$h")" "$STACK_DIR" "$KEEP_TMP" "${UNDER_TMP[@]}" &
   HOLDER[$h]=$!
   for _ in {1..50}; do
     [[ $(nsenter --target "${HOLDER[$h]}" --uts hostname 2>/dev/null) == "$(hostname_of "$h")" ]] && break
