@@ -46,9 +46,10 @@ lint: install
 	$(BIN)/mypy
 
 # The documentation site (mkdocs.yml, docs/) into var/site; --strict fails on any warning (a broken link or anchor, a
-# page missing from the nav). Its shell examples are run by the test suite (tests/docs/).
+# page missing from the nav). Not --quiet: it hides the warnings from --strict too, which then passes whatever they
+# say. The pages' shell examples are run by the test suite (tests/docs/).
 docs: install
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 format: install
 	$(BIN)/ruff format .

@@ -167,29 +167,31 @@ class PageRunner:
     def outcomes(self, page: str) -> list[Outcome]:
         for earlier in self.order[: self.order.index(page) + 1]:
             if earlier not in self.done:
-                self.done[earlier] = self._run(earlier)
+                self.done[earlier] = run_page(earlier, self.server)
         return self.done[page]
 
-    def _run(self, page: str) -> list[Outcome]:
-        runnable = [block for block in blocks(page) if block.language in SHELL and block.not_run is None]
-        if not runnable:
-            return []
-        result = subprocess.run(
-            ["bash", "-c", page_script(runnable, self.server)],
-            env=self.server.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=PAGE_SECONDS,
-        )
-        stdout, stderr = split(result.stdout), split(result.stderr)
-        outcomes = []
-        for number, block in enumerate(runnable):
-            out, code = stdout.get(number, ("", None))
-            if number in stdout and code is None:
-                code = result.returncode  # the block that ended the script
-            outcomes.append(Outcome(block, code, out, stderr.get(number, ("", None))[0]))
-        return outcomes
+
+def run_page(page: str, server: Server) -> list[Outcome]:
+    """A page's examples in one bash; a block that failed (or never ran) says so in its outcome."""
+    runnable = [block for block in blocks(page) if block.language in SHELL and block.not_run is None]
+    if not runnable:
+        return []
+    result = subprocess.run(
+        ["bash", "-c", page_script(runnable, server)],
+        env=server.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=PAGE_SECONDS,
+    )
+    stdout, stderr = split(result.stdout), split(result.stderr)
+    outcomes = []
+    for number, block in enumerate(runnable):
+        out, code = stdout.get(number, ("", None))
+        if number in stdout and code is None:
+            code = result.returncode  # the block that ended the script
+        outcomes.append(Outcome(block, code, out, stderr.get(number, ("", None))[0]))
+    return outcomes
 
 
 @pytest.fixture(scope="session")
@@ -264,3 +266,23 @@ def test_every_page_is_in_the_site_and_the_readme_is_a_front_page():
         assert (ROOT / page).is_file()
     linked = {part.split(")")[0] for part in readme.split("](")[1:] if part.startswith("docs/")}
     assert linked and all((ROOT / link.split("#")[0]).is_file() for link in linked), linked
+
+
+def test_a_failing_example_is_reported_and_stops_its_page(tmp_path):
+    # given: a page whose third example fails, then one more
+    page = tmp_path / "page.md"
+    page.write_text(
+        '```sh\nGREETING=hello\necho "$GREETING from $TOKEN"\n```\n\n'
+        "<!-- example: exit 3 (refused) -->\n```sh\necho refused; exit 3\n```\n\n"
+        '```sh\necho "still $GREETING"\nfalse\necho never\n```\n\n'
+        "```sh\necho unreachable\n```\n"
+    )
+    fake = Server(DOCS_URL, DOCS_MLFLOW_URL, "t0k3n", {"PATH": os.environ["PATH"], "TOKEN": "t0k3n"}, page)
+
+    # when
+    outcomes = run_page(str(page), fake)
+
+    # then: variables carry over, an expected failure is recorded, a failure ends the page
+    assert [outcome.exit_code for outcome in outcomes] == [0, 3, 1, None]
+    assert outcomes[0].stdout.strip() == "hello from t0k3n"
+    assert outcomes[2].stdout.strip() == "still hello"
