@@ -22,7 +22,13 @@ import requests
 
 from .examples import KNOWN, ROOT, SHELL, Block, blocks, pages, squeezed
 
-DOCS_URL, DOCS_MLFLOW_URL = "http://127.0.0.1:8000", "http://127.0.0.1:5001"
+# The addresses the examples use (make run's, and an inference server's beside it), rewritten to the live ones,
+# in URLs and in options such as --bind alike.
+DOCS_URL, DOCS_MLFLOW_URL, DOCS_INFERENCE_URL = (
+    "http://127.0.0.1:8000",
+    "http://127.0.0.1:5001",
+    "http://127.0.0.1:8002",
+)
 # What the examples may leave out of the suite, each with its reason: Docker, the real stack, root, a second
 # long-running server, answers that depend on timing. More than this means examples that no longer teach.
 MAX_NOT_RUN = 12
@@ -39,6 +45,7 @@ MARK = "@@mds-example"
 class Server:
     url: str
     mlflow_url: str
+    inference_url: str
     token: str
     env: dict
     log: Path
@@ -92,7 +99,8 @@ def server():
             url = f"http://127.0.0.1:{port}"
             _wait_until_up(process, f"{url}/health", log)
             token = (scratch_dir / "data" / "api-token.txt").read_text().strip()
-            yield Server(url, f"http://127.0.0.1:{mlflow_port}", token, {**env, "TOKEN": token}, log)
+            mlflow_url, inference_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{free_port()}"
+            yield Server(url, mlflow_url, inference_url, token, {**env, "TOKEN": token}, log)
         finally:
             _stop(process)
 
@@ -128,11 +136,19 @@ def page_script(page_blocks: list[Block], server: Server) -> str:
     """One bash script for a page: each block between markers (on stdout and stderr), its exit status after it."""
     lines = [
         "set -e -o pipefail",
+        # A server an example started in the background stops with its page, whatever happened.
+        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
         f"cd {shlex.quote(str(ROOT))}",
         'curl() { command curl --silent --show-error --fail-with-body "$@"; }',
     ]
     for number, block in enumerate(page_blocks):
-        text = block.text.replace(DOCS_URL, server.url).replace(DOCS_MLFLOW_URL, server.mlflow_url)
+        text = block.text
+        for documented, live in (
+            (DOCS_URL, server.url),
+            (DOCS_MLFLOW_URL, server.mlflow_url),
+            (DOCS_INFERENCE_URL, server.inference_url),
+        ):
+            text = text.replace(documented.removeprefix("http://"), live.removeprefix("http://"))
         lines.append(f"printf '\\n{MARK} {number}@@\\n' | tee /dev/stderr")
         if block.exit_code:
             # A block that must fail runs in a subshell, so its failure is recorded rather than ending the page.
@@ -277,7 +293,9 @@ def test_a_failing_example_is_reported_and_stops_its_page(tmp_path):
         '```sh\necho "still $GREETING"\nfalse\necho never\n```\n\n'
         "```sh\necho unreachable\n```\n"
     )
-    fake = Server(DOCS_URL, DOCS_MLFLOW_URL, "t0k3n", {"PATH": os.environ["PATH"], "TOKEN": "t0k3n"}, page)
+    fake = Server(
+        DOCS_URL, DOCS_MLFLOW_URL, DOCS_INFERENCE_URL, "t0k3n", {"PATH": os.environ["PATH"], "TOKEN": "t0k3n"}, page
+    )
 
     # when
     outcomes = run_page(str(page), fake)
