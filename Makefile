@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PORT ?= 8000
 export MDS_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test lint format stack stack-down
+.PHONY: install run test lint format docs stack stack-down
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+
+# The documentation site (mkdocs.yml, docs/) into var/site; --strict fails on any warning (a broken link or anchor, a
+# page missing from the nav). Not --quiet: it hides the warnings from --strict too, which then passes whatever they
+# say. The pages' shell examples are run by the test suite (tests/docs/).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 format: install
 	$(BIN)/ruff format .
