@@ -13,9 +13,12 @@ queued ones to its training thread. A job handed to two processes runs once: its
 """
 
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from django.conf import settings
 from django.core.signals import request_started
@@ -25,11 +28,37 @@ from core.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
-# One job at a time, as a worker process with prefetch 1: training uses every core, and two fits at once would
-# only share them (and double the memory).
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+_training_thread: "TrainingThread | None" = None
+_lock = threading.Lock()
 _dispatcher: threading.Thread | None = None
+
+
+class TrainingThread:
+    """One thread that runs what it is given, in order: one job at a time, as a worker process with prefetch 1
+    (training uses every core; two fits at once would only share them, and double the memory).
+
+    A daemon: stopping the server (Ctrl-C) does not wait for a training to end; the job's lease lets the next start
+    take it up again.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._work, name="training", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
 
 
 def background_training() -> bool:
@@ -37,13 +66,13 @@ def background_training() -> bool:
     return bool(settings.CELERY_TASK_ALWAYS_EAGER and settings.MDS_EMBEDDED_BACKGROUND_TRAINING)
 
 
-def executor() -> ThreadPoolExecutor:
-    """This process's training thread (made on first use), which runs what it is given in order."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
-        return _executor
+def executor() -> TrainingThread:
+    """This process's training thread, started on first use."""
+    global _training_thread
+    with _lock:
+        if _training_thread is None:
+            _training_thread = TrainingThread()
+        return _training_thread
 
 
 def training_job_submit(*, job_id: int, retries: int = 0) -> None:
@@ -100,7 +129,7 @@ def embedded_dispatcher_connect() -> None:
 
 def _dispatcher_start(**kwargs) -> None:
     global _dispatcher
-    with _executor_lock:
+    with _lock:
         if _dispatcher is not None:
             return
         _dispatcher = threading.Thread(target=_dispatcher_loop, name="training-dispatcher", daemon=True)
