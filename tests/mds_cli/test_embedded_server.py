@@ -1,6 +1,6 @@
-"""The CLI against a real embedded server process (local settings, SQLite, an MLflow store in its data directory):
-jobs train on the server's training thread, Ctrl-C tells the truth, and a job whose server was killed mid-training
-finishes once the server is back."""
+"""Real embedded server processes (local settings, SQLite, an MLflow store in their data directory) and the CLI:
+jobs train on the server's training thread, Ctrl-C tells the truth, a job whose server was killed mid-training
+finishes once the server is back, and an alias moved in one process serves in another within 2 s."""
 
 import os
 import signal
@@ -54,19 +54,27 @@ def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
 def data_dir(tmp_path_factory) -> tuple[Path, str]:
     """A migrated data directory and a trainer's token in it."""
     path = tmp_path_factory.mktemp("embedded")
-    manage = [sys.executable, "manage.py"]
-    env = _environment(path)
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-    issued = subprocess.run(
-        [*manage, "issue_token", "alice", "--role", "trainer"],
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT,
-        env=env,
+        env=_environment(path),
+        check=True,
+        timeout=300,
+    )
+    return path, _token(path, "alice", "trainer")
+
+
+def _token(data_dir: Path, username: str, role: str) -> str:
+    issued = subprocess.run(
+        [sys.executable, "manage.py", "issue_token", username, "--role", role],
+        cwd=ROOT,
+        env=_environment(data_dir),
         check=True,
         timeout=120,
         capture_output=True,
         text=True,
     )
-    return path, issued.stdout.strip()
+    return issued.stdout.strip()
 
 
 @pytest.fixture
@@ -205,3 +213,48 @@ def test_a_job_whose_server_was_killed_mid_training_finishes_once_the_server_is_
     assert job["status"] == "success", job
     assert job["registered_version"] == 1
     assert job["attempts"] == 2
+
+
+def test_an_alias_moved_in_one_process_serves_in_another_within_two_seconds(start_server, data_dir):
+    # given: two server processes over one data directory; @champion on version 1, served by the second
+    mover, other = start_server(), start_server()
+    trainer = {"Authorization": f"Token {data_dir[1]}"}
+    maintainer = {"Authorization": f"Token {_token(data_dir[0], 'bob', 'maintainer')}"}
+    model_name = f"alias_{uuid.uuid4().hex[:8]}"
+    for _ in range(2):
+        with open(SAMPLE, "rb") as sample:
+            trained = requests.post(
+                f"{mover.url}/train?model_name={model_name}&n_estimators=5&wait=120",
+                files={"file": sample},
+                headers=trainer,
+                timeout=180,
+            )
+        assert trained.json()["status"] == "success", trained.json()
+    rows = "\n".join(SAMPLE.read_text().splitlines()[:3])
+
+    def served_by(server: EmbeddedServer) -> int:
+        answer = requests.post(
+            f"{server.url}/predict?model_name={model_name}&alias=champion",
+            data=rows,
+            headers={**trainer, "Content-Type": "text/csv"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        return int(answer.headers["X-Model-Version"])
+
+    assert served_by(other) == served_by(mover) == 1
+
+    # when
+    moved = requests.post(
+        f"{mover.url}/models/{model_name}/aliases/champion",
+        json={"version": 2, "force": True},
+        headers=maintainer,
+        timeout=60,
+    )
+    assert moved.status_code == 200, moved.text
+    started = time.monotonic()
+
+    # then: the moving process serves version 2 at once, the other within 2 s
+    assert served_by(mover) == 2
+    while served_by(other) != 2:
+        assert time.monotonic() - started < 2.0, "the other process still serves version 1"
