@@ -7,6 +7,8 @@ import time
 import uuid
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
+from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
 from training.models import TrainingJob
@@ -127,4 +129,31 @@ def test_a_queued_job_a_stopped_process_held_in_memory_is_handed_out_again(
     assert job.status == TrainingJob.Status.SUCCEEDED and job.attempts == 1
     embedded.executor().submit(lambda: None).result(timeout=120)
     assert TrainingJob.objects.get(pk=job_id).attempts == 1
+    assert versions_of(model_name) == [1]
+
+
+def test_a_transient_fault_is_retried_on_the_training_thread_after_a_backoff(
+    api_client, csv_upload, model_name, background, settings, monkeypatch
+):
+    # given: the dataset storage does not answer the job's first read (a fault injected at the storage seam)
+    settings.MDS_RETRY_BACKOFF = 0.2
+    real_open = FileSystemStorage._open
+    reads = []
+
+    def flaky(self, name, mode="rb"):
+        reads.append(time.monotonic())
+        if len(reads) == 1:
+            raise EndpointConnectionError(endpoint_url="http://s3.invalid")
+        return real_open(self, name, mode)
+
+    monkeypatch.setattr(FileSystemStorage, "_open", flaky)
+
+    # when
+    response = api_client.post(f"/train?model_name={model_name}&n_estimators=5", {"file": csv_upload()})
+
+    # then: released, tried again after the backoff, and finished
+    assert response.status_code == 202, response.json()
+    job = job_when(response.json()["id"], lambda job: job.is_finished)
+    assert (job.status, job.attempts) == (TrainingJob.Status.SUCCEEDED, 2)
+    assert reads[1] - reads[0] >= 0.2
     assert versions_of(model_name) == [1]
