@@ -7,9 +7,10 @@ waits for it). The job runs as on a worker: claimed, under a lease whose heartbe
 fresh, retried with the same backoff when MLflow or the database is briefly unreachable (``TrainingTask``).
 
 A job whose process died (the server stopped or was killed mid-training, a job still waiting for the thread) is
-taken up again as on the stack: from its first request on, each web process runs the dispatcher, at once and then
-every ``MDS_DISPATCH_INTERVAL`` seconds as beat does, which re-queues jobs whose execution is gone and hands the
-queued ones to its training thread. A job handed to two processes runs once: its claim lets one execution run it.
+taken up again as on the stack: from its first request on (other than a prediction or a health check), each web
+process runs the dispatcher, at once and then every ``MDS_DISPATCH_INTERVAL`` seconds as beat does, which
+re-queues jobs whose execution is gone and hands the queued ones to its training thread. A job handed to two
+processes runs once: its claim lets one execution run it.
 """
 
 import logging
@@ -127,8 +128,15 @@ def embedded_dispatcher_connect() -> None:
         request_started.connect(_dispatcher_start, dispatch_uid="training-embedded-dispatcher")
 
 
-def _dispatcher_start(**kwargs) -> None:
+# Requests that start no dispatcher: a process that only predicts (the inference server beside `make run`, probed
+# on /health) trains nothing, and takes no job waiting in another process's training thread.
+_PREDICTION_PATHS = ("/predict", "/health")
+
+
+def _dispatcher_start(environ=None, **kwargs) -> None:
     global _dispatcher
+    if (environ or {}).get("PATH_INFO", "").startswith(_PREDICTION_PATHS):
+        return
     with _lock:
         if _dispatcher is not None:
             return
