@@ -1,9 +1,9 @@
 """``python -m mds train FILE``: upload a CSV, follow the training job with progress bars, print the version.
 
-Also ``python -m mds status JOB`` and ``python -m mds cancel JOB``. The server and token come from ``--url`` and
-``--token``, else from ``MDS_URL`` and ``MDS_TOKEN``. Exit codes: 0 done (a version registered, or with
-``--no-wait`` the job accepted), 1 the job failed or was cancelled, 2 bad command line, 3 the server refused the
-request or could not be reached, 130 interrupted (Ctrl-C).
+Also ``python -m mds status JOB``, ``python -m mds cancel JOB`` and ``python -m mds jobs``. The server and token
+come from ``--url`` and ``--token``, else from ``MDS_URL`` and ``MDS_TOKEN``. Exit codes: 0 done (a version
+registered, or with ``--no-wait`` the job accepted), 1 the job failed or was cancelled, 2 bad command line, 3 the
+server refused the request or could not be reached, 130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -14,11 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .client import DEFAULT_URL, ApiClient, ApiError
+from .client import DEFAULT_URL, ApiClient, ApiError, UploadInterrupted
 from .follow import job_follow, upload_progress
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-# The longest an embedded server (which trains inside the request) may take to answer the upload.
+# The longest a server may take to answer the upload: one that trains in-process with background training off
+# answers once the job is done.
 EMBEDDED_ANSWER_SECONDS = 3600
 TRAIN_OPTIONS = ("model_name", "target", "timestamp", "n_estimators", "max_depth", "random_state", "test_size")
 
@@ -45,8 +46,15 @@ def train(args, client: ApiClient, out: Console, err: Console) -> int:
     try:
         with upload_progress(err, total=path.stat().st_size, name=path.name) as show_sent:
             job = client.training_start(path=path, options=options, on_sent=show_sent, wait=EMBEDDED_ANSWER_SECONDS)
-    except KeyboardInterrupt:
-        err.print("[yellow]Upload interrupted:[/] nothing was trained.")
+    except UploadInterrupted as interrupt:
+        if interrupt.uploaded:
+            # The server had the whole file: it may have stored the job, which trains there whatever this does.
+            err.print(
+                "[yellow]Interrupted after the upload:[/] if the server accepted the file, its job goes on there. "
+                f"`{_prog()} jobs` lists your jobs; `{_prog()} status ID` shows one, `{_prog()} cancel ID` stops it."
+            )
+        else:
+            err.print("[yellow]Upload interrupted:[/] nothing was trained.")
         return EXIT_INTERRUPTED
     err.print(f"Job {job['id']} accepted: {job['url']}")
     if args.no_wait:
@@ -67,6 +75,15 @@ def status(args, client: ApiClient, out: Console, err: Console) -> int:
     return EXIT_JOB_FAILED if job["status"] in ("failed", "cancelled") else EXIT_OK
 
 
+def jobs(args, client: ApiClient, out: Console, err: Console) -> int:
+    listed = client.jobs_list(limit=args.limit)
+    if args.json:
+        out.print_json(json.dumps(listed))
+    for job in [] if args.json else listed:
+        out.print(_summary(job))
+    return EXIT_OK
+
+
 def cancel(args, client: ApiClient, out: Console, err: Console) -> int:
     job = client.job_cancel(job_id=args.job)
     out.print(_summary(job))
@@ -80,7 +97,7 @@ def _cancel_after_interrupt(client: ApiClient, job_id: int, err: Console) -> int
         job = client.job_cancel(job_id=job_id)
     except ApiError as error:
         _print_error(err, error)
-        err.print(f"Job {job_id} goes on: see `python -m mds status {job_id}`.")
+        err.print(f"Job {job_id} goes on: see `{_prog()} status {job_id}`.")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         err.print(f"Job {job_id} was not cancelled.")
@@ -123,10 +140,13 @@ def _print_error(err: Console, error: ApiError) -> None:
         err.print("  " + ", ".join(f"{key}={value}" for key, value in error.extra.items()))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _prog() -> str:
     # The installed command is `mds`; from a checkout, `python -m mds`.
-    prog = "mds" if os.path.basename(sys.argv[0]) == "mds" else "python -m mds"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    return "mds" if os.path.basename(sys.argv[0]) == "mds" else "python -m mds"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("MDS_URL", DEFAULT_URL), help="server (env MDS_URL)")
     common.add_argument("--token", default=os.environ.get("MDS_TOKEN"), help="API token (env MDS_TOKEN)")
@@ -150,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
     status_cmd = commands.add_parser("status", parents=[common], help="show a training job")
     status_cmd.add_argument("job", type=int)
     status_cmd.set_defaults(command=status)
+
+    jobs_cmd = commands.add_parser("jobs", parents=[common], help="list your newest training jobs")
+    jobs_cmd.add_argument("--limit", type=int, default=10, help="how many (default 10)")
+    jobs_cmd.set_defaults(command=jobs)
 
     cancel_cmd = commands.add_parser("cancel", parents=[common], help="cancel a queued or running training job")
     cancel_cmd.add_argument("job", type=int)

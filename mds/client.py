@@ -29,6 +29,15 @@ class ApiError(Exception):
         return f"{where} {self.code}: {self.message}"
 
 
+class UploadInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``POST /train``: ``uploaded`` tells whether the whole body had been sent (the server may then
+    have accepted the job, which goes on there) or not (nothing was stored)."""
+
+    def __init__(self, *, uploaded: bool) -> None:
+        super().__init__()
+        self.uploaded = uploaded
+
+
 class ApiClient:
     """One server and one token; ``timeout`` bounds each connect and each wait for an answer's first byte."""
 
@@ -45,19 +54,27 @@ class ApiClient:
         """POST /train with the file streamed from disk; the job as the server answered (202, or 200 if done).
 
         ``on_sent`` is called with the bytes of the body sent so far. ``wait`` is the answer's time budget beyond
-        ``timeout``: an embedded server trains inside the request.
+        ``timeout``: a server that trains in-process with background training off trains inside the request.
+        Ctrl-C raises ``UploadInterrupted``, which says whether the upload was complete.
         """
         with open(path, "rb") as file:
             body = upload_body(fields=options, file=file, name=path.name, on_sent=on_sent)
-            response = self._send(
-                "POST",
-                "/train",
-                data=body,
-                headers={"Content-Type": body.content_type},
-                # (connect, read): the read timeout runs from the end of the upload to the answer.
-                timeout=(self.timeout, self.timeout + wait),
-            )
+            try:
+                response = self._send(
+                    "POST",
+                    "/train",
+                    data=body,
+                    headers={"Content-Type": body.content_type},
+                    # (connect, read): the read timeout runs from the end of the upload to the answer.
+                    timeout=(self.timeout, self.timeout + wait),
+                )
+            except KeyboardInterrupt as interrupt:
+                raise UploadInterrupted(uploaded=body.bytes_read >= body.len) from interrupt
         return response.json()
+
+    def jobs_list(self, *, limit: int) -> list[dict]:
+        """The newest ``limit`` jobs this token may see, newest first."""
+        return self._send("GET", "/train", params={"limit": limit}).json()["results"]
 
     def job_get(self, *, job_id: int) -> dict:
         return self._send("GET", f"/train/{job_id}").json()

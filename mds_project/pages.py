@@ -9,12 +9,15 @@ from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.views import APIView
 
+from registry_mirror import gateway
+
 
 def home(request):
+    # A link to an MLflow UI nobody started (plain runserver) is shown as such, with the command that starts one.
     return render(
         request,
         "mds/home.html",
-        {"mlflow_ui_url": settings.MLFLOW_UI_URL, "model_name": settings.MDS_DEFAULT_MODEL_NAME},
+        {"mlflow_ui": gateway.ui_status(), "model_name": settings.MDS_DEFAULT_MODEL_NAME},
     )
 
 

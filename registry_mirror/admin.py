@@ -246,6 +246,8 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                 mlflow_links=[
                     (label, links[key]) for key, label in [("run", "run"), ("version", "version")] if key in links
                 ],
+                # Plain runserver starts no MLflow UI: its links say so rather than lead nowhere.
+                mlflow_ui=gateway.ui_status() if links else None,
                 run_metrics=metric_rows(version.metrics),
                 run_params=param_rows(dict(sorted(version.params.items()))),
                 plots=[

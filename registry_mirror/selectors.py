@@ -103,6 +103,15 @@ def served_version_number(*, name: str, reference: VersionRef) -> int:
     return aliased
 
 
+def promotion_generation() -> int:
+    """The id of the newest alias move (0: none yet): it changes whenever what an alias serves may have changed.
+
+    Every move MDS makes is audited by a new ``AliasMove`` (``services.aliases``), so a process that caches aliases
+    compares this one number, read through the primary key's index, instead of reading every alias again.
+    """
+    return AliasMove.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
 def version_not_adopted(*, name: str, version: int) -> Conflict:
     """The refusal of a version registered directly in MLflow, saying how a maintainer adopts it."""
     return Conflict(

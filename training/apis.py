@@ -58,7 +58,8 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         request={"multipart/form-data": TrainingRequestSerializer},
         responses={200: TrainingJobSerializer, 202: TrainingJobSerializer},
         description="Options may also be given in the query string. 202 with the accepted job; 200 with the "
-        "finished job once it is done within `wait` seconds (or, in embedded mode, ran in the request). At most "
+        "finished job once it is done within `wait` seconds (in embedded mode too: the job trains on a thread of "
+        "the server, off the request, unless `MDS_EMBEDDED_BACKGROUND_TRAINING` is off). At most "
         "`MDS_TRAIN_MAX_WAITERS` requests wait at once per server process: the others are answered at once, with "
         "an `X-Wait-Skipped` header. 503 with "
         "`Retry-After` when the dataset storage or the database is unavailable: nothing is stored then. Size "
@@ -88,7 +89,8 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             timestamp=options["timestamp"],
             params=training_params,
         )
-        # Read back: in embedded mode the job already ran inside this request, and the answer says so.
+        # Read back: the job may already have ended (in-process training with background training off runs it
+        # inside this request), and the answer says so.
         headers = {}
         with training_wait_slot() if options["wait"] else nullcontext(True) as may_wait:
             if not may_wait:

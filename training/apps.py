@@ -17,3 +17,8 @@ class TrainingConfig(AppConfig):
         from .metrics import TrainingJobCollector
 
         collector_register(TrainingJobCollector())
+
+        # Embedded mode: the web process is its own worker, and runs the dispatcher from its first request on.
+        from .services import embedded_dispatcher_connect
+
+        embedded_dispatcher_connect()

@@ -3,8 +3,9 @@
 The cache is bounded by count and by artifact bytes (least recently used goes first); concurrent first
 requests for one version wait for a single load. What a reference stands for is MDS's own record (its
 database, never MLflow's aliases): ``latest`` and aliases are resolved at most once per TTL and re-resolved in the
-background while the known version keeps serving, so moving ``champion`` takes effect without a restart, and a
-version MDS neither trained nor adopted is never loaded. Files come from MLflow, reached through
+background while the known version keeps serving, and an alias moved through MDS serves at once in the process
+that moved it and within ``MDS_ALIAS_CHECK_INTERVAL`` seconds in every other; a version MDS neither trained nor
+adopted is never loaded. Files come from MLflow, reached through
 ``registry_mirror.gateway``: over the REST API when the tracking URI is an MLflow server (as in production and
 ``make run``), so a serving process never imports MLflow; in-process for a local store.
 """
@@ -13,6 +14,8 @@ import functools
 import threading
 
 from django.conf import settings
+
+from registry_mirror.signals import aliases_moved
 
 from ..cpu_budget import ThreadShare, cpu_budget
 from .cache import ModelCache
@@ -35,8 +38,15 @@ def model_cache() -> ModelCache:
                 max_entries=settings.MDS_MODEL_CACHE_SIZE,
                 max_bytes=settings.MDS_MODEL_CACHE_BYTES,
                 alias_ttl=settings.MDS_ALIAS_TTL,
+                check_interval=settings.MDS_ALIAS_CHECK_INTERVAL,
             )
+            # An alias this process moves serves from its next request.
+            aliases_moved.connect(_aliases_moved, dispatch_uid="inference-model-cache")
         return _cache
+
+
+def _aliases_moved(*, model_name: str, **kwargs) -> None:
+    model_cache().aliases_forget(name=model_name)
 
 
 def prediction_threads() -> int:

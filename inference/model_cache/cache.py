@@ -3,6 +3,11 @@
 What a reference stands for is read from MDS's database (``registry_mirror.selectors.served_version_number``),
 never from MLflow: an alias from MDS's promotion record, ``latest`` as the newest version MDS serves, a number
 only if MDS trained or adopted it.
+
+An alias moved through MDS is served at once by the process that moved it (``aliases_forget``, on the move's
+commit) and within ``check_interval`` seconds by every other: at most that often a request reads the newest move's
+id (``registry_mirror.selectors.promotion_generation``, one indexed read) and, if it changed, the aliases known are
+resolved again. A 1-row /predict pays this read once a second, not once per request.
 """
 
 import logging
@@ -50,13 +55,21 @@ class ModelCache:
         alias_ttl: float,
         source=None,
         resolver: Callable[..., int] | None = None,
+        check_interval: float = 1.0,
+        generation: Callable[[], int] | None = None,
     ):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.alias_ttl = alias_ttl
-        # Where the files come from (MLflow), and who says which versions are served (MDS's database).
+        # Where the files come from (MLflow), and who says which versions are served (MDS's database), and when
+        # that may have changed (no check: aliases live their TTL).
         self.source = source or gateway
         self.resolver = resolver or selectors.served_version_number
+        self.generation = generation or (selectors.promotion_generation if resolver is None else None)
+        self.check_interval = check_interval
+        self._generation: int | None = None
+        self._generation_due = 0.0
+        self._generation_checking = False
         # Numbers found served, until when: a request for one asks the database at most once per TTL.
         self._served_numbers: dict[tuple[str, int], float] = {}
         self.loads = 0
@@ -106,6 +119,8 @@ class ModelCache:
         """
         if reference.number is not None:
             return self._served_number(name, reference.number)
+        if reference.alias is not None:
+            self._aliases_check()
         key = (name, reference)
         now = time.monotonic()
         with self._lock:
@@ -130,6 +145,35 @@ class ModelCache:
                 return version
         finally:
             self._key_lock_release(key, key_lock)
+
+    def aliases_forget(self, *, name: str) -> None:
+        """Forget what the aliases of ``name`` stand for: the next request for one reads MDS's record again."""
+        with self._lock:
+            for key in [key for key in self._resolved if key[0] == name and key[1].alias is not None]:
+                del self._resolved[key]
+
+    def _aliases_check(self) -> None:
+        """Forget every alias known if an alias was moved since the last check (by any process), at most once per
+        ``check_interval``; one request checks while the others go on with what they know."""
+        if self.generation is None:
+            return
+        with self._lock:
+            if self._generation_checking or time.monotonic() < self._generation_due:
+                return
+            self._generation_checking = True
+        generation = None
+        try:
+            generation = self.generation()
+        except Exception as exc:  # the database is down for a moment: the aliases known keep serving
+            logger.warning("Could not check for moved aliases: %s", exc)
+        finally:
+            with self._lock:
+                self._generation_checking = False
+                self._generation_due = time.monotonic() + self.check_interval
+                if generation is not None and generation != self._generation:
+                    self._generation = generation
+                    for key in [key for key in self._resolved if key[1].alias is not None]:
+                        del self._resolved[key]
 
     def enforce_bounds(self) -> None:
         """Evict least recently used versions until both limits hold; the newest entry always stays."""
@@ -166,6 +210,7 @@ class ModelCache:
             entries, self._entries = list(self._entries.values()), OrderedDict()
             self._resolved.clear()
             self._served_numbers.clear()
+            self._generation, self._generation_due = None, 0.0
             self.loads = 0
         for entry in entries:
             entry.close()

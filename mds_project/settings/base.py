@@ -291,6 +291,10 @@ MDS_HEARTBEAT_STALE_AFTER = env.float("MDS_HEARTBEAT_STALE_AFTER", default=60.0)
 MDS_DISPATCH_INTERVAL = env.float("MDS_DISPATCH_INTERVAL", default=15.0)
 MDS_DISPATCH_GRACE = env.float("MDS_DISPATCH_GRACE", default=10.0)
 MDS_DISPATCH_RESEND_AFTER = env.float("MDS_DISPATCH_RESEND_AFTER", default=300.0)
+# Embedded mode (no broker: tasks in-process) trains off the request thread when this is on (local.py turns it on):
+# `POST /train` answers 202 at once and one training thread of the web process runs the job under its lease, as a
+# worker would (training/services/embedded.py). Off, the job runs inside the request that committed it.
+MDS_EMBEDDED_BACKGROUND_TRAINING = False
 # Each dependency check of /health/ready answers within this many seconds.
 MDS_READY_TIMEOUT = env.float("MDS_READY_TIMEOUT", default=2.0)
 
@@ -322,6 +326,9 @@ MDS_MODEL_CACHE_SIZE = env.int("MDS_MODEL_CACHE_SIZE", default=8)
 MDS_MODEL_CACHE_BYTES = env.int("MDS_MODEL_CACHE_BYTES", default=1024**3)
 # `latest` and aliases are re-resolved after this many seconds (in the background; the known version serves).
 MDS_ALIAS_TTL = env.float("MDS_ALIAS_TTL", default=30.0)
+# An alias moved through MDS is served at once by the process that moved it; every other process notices the move
+# within this many seconds: it reads the newest promotion record's id (one indexed read) at most this often.
+MDS_ALIAS_CHECK_INTERVAL = env.float("MDS_ALIAS_CHECK_INTERVAL", default=1.0)
 # Threads a large batch is split across (ONNX: its rows; sklearn forests: their trees); 0 means the CPU budget
 # (the cores this process's affinity and cgroup quota allow, not the machine's), shared among concurrent requests.
 MDS_ONNX_THREADS = env.int("MDS_ONNX_THREADS", default=0)

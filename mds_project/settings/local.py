@@ -1,7 +1,8 @@
 """The embedded, single-machine mode (``manage.py`` and ``make run``): works with nothing configured.
 
-SQLite, uploads and the MLflow store live in ``MDS_DATA_DIR`` (default ``var/``), tasks run in-process, and
-static files are served from the apps by WhiteNoise, so neither ``collectstatic`` nor any server is needed.
+SQLite, uploads and the MLflow store live in ``MDS_DATA_DIR`` (default ``var/``), tasks run in-process (training
+on a thread of its own, off the request), and static files are served from the apps by WhiteNoise, so neither
+``collectstatic`` nor any server is needed.
 ``DATABASE_URL`` and ``CELERY_BROKER_URL`` still move the database and the tasks onto real servers.
 """
 
@@ -22,6 +23,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # No broker configured: run tasks in-process (eager) so the embedded mode needs no server.
 CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"
+# In-process training runs off the request thread: `POST /train` answers 202 at once and clients follow the job.
+MDS_EMBEDDED_BACKGROUND_TRAINING = env.bool("MDS_EMBEDDED_BACKGROUND_TRAINING", default=True)
 
 # WhiteNoise serves static files straight from the apps (also under gunicorn and with DEBUG off), rescanning
 # them on every request while debugging. https://whitenoise.readthedocs.io/en/stable/django.html

@@ -16,8 +16,10 @@ from .local import *  # noqa: E402,F403
 
 # As deployed; pytest-django turns DEBUG off in the test process anyway, this covers the processes tests start.
 DEBUG = WHITENOISE_AUTOREFRESH = False
-# Tests run tasks in-process unless a test starts a real worker.
+# Tests run tasks in-process unless a test starts a real worker, and a training job inside the request that
+# commits it (django_capture_on_commit_callbacks runs it); tests of background training turn it on themselves.
 CELERY_TASK_ALWAYS_EAGER = True
+MDS_EMBEDDED_BACKGROUND_TRAINING = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Logged predictions are written by the test (prediction_log_flush), inside its transaction.
 MDS_PREDICTION_LOG_BACKGROUND = False

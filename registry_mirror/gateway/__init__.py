@@ -41,6 +41,7 @@ from .serving import (
     serves_over_rest,
     tracking_server_check,
 )
+from .ui import UiStatus, ui_status
 
 __all__ = [
     "AppUserResult",
@@ -53,6 +54,7 @@ __all__ = [
     "RegistryVersion",
     "RunData",
     "TrainedModel",
+    "UiStatus",
     "client",
     "experiment_id",
     "file_sha256",
@@ -73,4 +75,5 @@ __all__ = [
     "model_run_end",
     "model_run_start",
     "translated_errors",
+    "ui_status",
 ]

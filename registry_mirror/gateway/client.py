@@ -38,19 +38,30 @@ def _quiet_mlflow() -> None:
         os.environ.setdefault(name, str(getattr(settings, name)))
 
 
+# The MLflow UI (3.x) opens an experiment in its GenAI view (traces, evaluation runs) unless this tag says it holds
+# classic model development: runs, metrics, models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def experiment_id() -> str:
-    """Id of the experiment that holds every training run, created on first use."""
+    """Id of the experiment that holds every training run, created on first use, tagged for the MLflow UI's model
+    development view (an experiment made before the tag existed gets it now)."""
     mlflow_client = client()
     name = settings.MLFLOW_EXPERIMENT_NAME
     with translated_errors():
         experiment = mlflow_client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return experiment.experiment_id
         # A local store needs an explicit artifact root; an MLflow server picks its own.
         is_local = settings.MLFLOW_TRACKING_URI.startswith(("sqlite:", "file:", "/", "postgresql", "mysql"))
         location = settings.MLFLOW_ARTIFACT_ROOT if is_local else None
         try:
-            return mlflow_client.create_experiment(name, artifact_location=location)
+            return mlflow_client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except Exception:
             # Another process created it between our read and our write.
             experiment = mlflow_client.get_experiment_by_name(name)

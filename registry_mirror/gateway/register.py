@@ -136,7 +136,7 @@ def _version_for_job(
 def _log_and_register(
     mlflow_client, exp_id, run_id, model_name, job_key, model: TrainedModel, params, before_upload, still_owner
 ) -> RegisteredVersion:
-    from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
+    from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
 
     now = get_current_time_millis()
@@ -162,7 +162,9 @@ def _log_and_register(
             mlflow_client.finalize_logged_model(logged.model_id, "FAILED")
             raise
     mlflow_client.finalize_logged_model(logged.model_id, "READY")
-    mlflow_client.log_inputs(run_id, models=[LoggedModelInput(logged.model_id)])
+    # The model is the run's output, as `mlflow.<flavor>.log_model` records it: the run's page lists it (with its
+    # sklearn and onnx flavors), and the model's page links back to the run.
+    mlflow_client.log_outputs(run_id, models=[LoggedModelOutput(logged.model_id, step=0)])
     _ensure_registered_model(mlflow_client, model_name)
     if still_owner is not None:
         still_owner()

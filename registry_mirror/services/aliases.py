@@ -20,6 +20,7 @@ from core.errors import ApplicationError, Conflict, NotFound
 
 from .. import gateway, selectors
 from ..models import AliasMove, ModelVersion, RegisteredModel, ServedAlias
+from ..signals import aliases_moved
 
 
 def alias_moves_record(model_name: str, old: dict[str, int], new: dict[str, int]) -> list[AliasMove]:
@@ -217,6 +218,8 @@ def _alias_record(*, name: str, alias: str, version: int | None, user, source: s
             record.version, record.set_by = version, set_by
             save_checked(record)
     _alias_mirror(name=name, alias=alias, version=version)
+    # This process serves the new version from its next request; the others see the new move's id (selectors).
+    transaction.on_commit(lambda: aliases_moved.send(sender=ServedAlias, model_name=name))
     move = AliasMove(
         model_name=name,
         alias=alias,

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mds.client import ApiClient, UploadInterrupted
 from tests.factories import UserFactory, api_token
+from training.models import TrainingJob
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "time_series_weather.csv"
@@ -110,3 +112,20 @@ def test_no_wait_prints_the_accepted_job(live_server, token):
     # then
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(rf"job \d+ success: {re.escape(live_server.url)}/train/\d+\n", result.stdout), result.stdout
+
+
+def test_ctrl_c_during_the_upload_stores_nothing(live_server, token, tmp_path):
+    # given
+    client = ApiClient(url=live_server.url, token=token)
+
+    def interrupted(sent: int) -> None:
+        # Ctrl-C as the first block of the body goes out.
+        raise KeyboardInterrupt
+
+    # when
+    with pytest.raises(UploadInterrupted) as raised:
+        client.training_start(path=SAMPLE, options={"model_name": "cli_never"}, on_sent=interrupted)
+
+    # then
+    assert raised.value.uploaded is False
+    assert not TrainingJob.objects.filter(model_name="cli_never").exists()

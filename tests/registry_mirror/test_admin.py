@@ -95,6 +95,8 @@ def test_the_version_page_shows_metrics_params_origin_plots_and_mlflow_links(
     assert "<tr><td>n_estimators</td><td>10</td></tr>" in html
     assert f"http://mlflow.example:5000/#/experiments/{version.experiment_id}/runs/{version.run_id}" in html
     assert f"http://mlflow.example:5000/#/models/{model_name}/versions/1" in html
+    # nothing answers there: the links say so
+    assert "MLflow: run (not running)" in html
     assert f"/admin/training/trainingjob/{job['id']}/change/" in html
     assert f"{VERSIONS}{version.pk}/plots/predicted_vs_actual.png" in html
     assert plot.status_code == 200 and plot["Content-Type"] == "image/png"

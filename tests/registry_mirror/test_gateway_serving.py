@@ -1,55 +1,16 @@
 """Serving reads over an MLflow server's REST API (production) agree with the MLflow client (embedded store)."""
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
-from django.conf import settings as django_settings
 
 from core import contract
 from core.errors import MlflowUnavailable, NotFound
 from registry_mirror import gateway
 from registry_mirror.gateway import serving
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server():
-    """A real MLflow server over the session's SQLite store and artifact directory."""
-    port = free_port()
-    store = django_settings.MLFLOW_TRACKING_URI
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store]
-    cmd += ["--default-artifact-root", django_settings.MLFLOW_ARTIFACT_ROOT, "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port}"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail("the MLflow server did not start")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_server, tmp_path):
@@ -78,7 +39,9 @@ def test_rest_reads_match_the_mlflow_client(train, model_name, settings, mlflow_
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, settings, mlflow_server, tmp_path):
+def test_rest_reads_name_what_is_missing_and_what_is_down(
+    train, model_name, settings, mlflow_server, tmp_path, closed_port
+):
     # given
     version = train()["registered_version"]
     settings.MLFLOW_TRACKING_URI = mlflow_server
@@ -87,7 +50,7 @@ def test_rest_reads_name_what_is_missing_and_what_is_down(train, model_name, set
     with pytest.raises(NotFound) as missing:
         gateway.model_version_fetch(name=model_name, version=version + 1, files=[], dst=str(tmp_path))
     assert missing.value.extra["mlflow_error"] == "RESOURCE_DOES_NOT_EXIST"
-    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{free_port()}"
+    settings.MLFLOW_TRACKING_URI = f"http://127.0.0.1:{closed_port}"
     with pytest.raises(MlflowUnavailable):
         gateway.model_version_fetch(name=model_name, version=version, files=[], dst=str(tmp_path))
 

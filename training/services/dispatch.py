@@ -5,6 +5,8 @@ queued with no ``dispatched_at`` and the request still answers 202. The dispatch
 on beat every ``MDS_DISPATCH_INTERVAL`` seconds and once as each worker starts) sends such jobs again, re-queues
 running jobs whose execution is gone (``leases``), and re-sends jobs whose message has not started them after
 ``MDS_DISPATCH_RESEND_AFTER`` seconds. A job may so get two messages; its claim lets one execution run it.
+In embedded mode with background training, "sending" hands the job to the web process's training thread
+(``embedded``), and each web process runs the dispatcher itself.
 """
 
 import logging
@@ -17,15 +19,23 @@ from django.utils import timezone
 
 from ..models import TrainingJob
 from . import transitions
+from .embedded import background_training, training_job_submit
 from .leases import lease_dead_reason
 
 logger = logging.getLogger(__name__)
 
 
 def training_job_dispatch(*, job_id: int, task_id: str) -> bool:
-    """Send the job's message; ``False`` (and the job left for the dispatcher) if the broker cannot take it now."""
+    """Send the job's message; ``False`` (and the job left for the dispatcher) if the broker cannot take it now.
+
+    In embedded mode with background training the job goes to this process's training thread instead (``embedded``).
+    """
     from ..tasks import training_job_execute_task
 
+    if background_training():
+        _dispatched_mark(job_id, timezone.now())
+        training_job_submit(job_id=job_id)
+        return True
     try:
         training_job_execute_task.apply_async(args=(job_id,), task_id=task_id)
     except Exception as exc:  # whatever the broker client raises, the job is stored: the dispatcher sends it later
@@ -49,14 +59,15 @@ def _dispatched_mark(job_id: int, at) -> None:
         logger.warning("Could not record the dispatch of training job %s: %s", job_id, exc)
 
 
-def training_jobs_dispatch() -> dict[str, list[int]]:
-    """Re-queue running jobs whose execution is gone, then send every queued job that has no message on its way.
+def training_jobs_dispatch(*, resend_queued: bool = False) -> dict[str, list[int]]:
+    """Re-queue running jobs whose execution is gone, then send every queued job that has no message on its way
+    (with ``resend_queued``, every queued job: an embedded process starting knows no earlier message survived).
 
     Returns the ids of the jobs re-queued, sent, and not sent (the broker refused; tried again next time).
     """
     now = timezone.now()
     requeued = _abandoned_jobs_requeue(now)
-    due = _due_jobs_take(now, requeued)
+    due = _due_jobs_take(now, requeued, resend_queued)
     sent: list[int] = []
     unsent: list[int] = []
     for job_id, task_id in due:
@@ -80,12 +91,13 @@ def _abandoned_jobs_requeue(now) -> list[int]:
     return requeued
 
 
-def _due_jobs_take(now, requeued: list[int]) -> list[tuple[int, str]]:
+def _due_jobs_take(now, requeued: list[int], resend_queued: bool = False) -> list[tuple[int, str]]:
     """The queued jobs to send now, marked as sent so that a dispatcher running at the same time skips them."""
     never_sent = Q(dispatched_at__isnull=True, updated_at__lt=now - timedelta(seconds=settings.MDS_DISPATCH_GRACE))
     not_started = Q(dispatched_at__lt=now - timedelta(seconds=settings.MDS_DISPATCH_RESEND_AFTER))
+    due_now = Q() if resend_queued else Q(pk__in=requeued) | never_sent | not_started
     due = (
-        TrainingJob.objects.filter(Q(pk__in=requeued) | never_sent | not_started, status=TrainingJob.Status.QUEUED)
+        TrainingJob.objects.filter(due_now, status=TrainingJob.Status.QUEUED)
         .order_by("created_at")
         .values_list("pk", "celery_task_id", "dispatched_at")
     )
