@@ -135,6 +135,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
         # The engine that ran, also for CSV answers (which have no `model` object): the default picks per request.
         headers = {"X-Model-Version": str(prediction.version), "X-Model-Format": prediction.model_format}
         if request.accepted_renderer.format == "csv":
+            assert prediction.table is not None  # prediction_create keeps the rows it parsed
             return Response(
                 write_csv(prediction.table, prediction.values, more=_csv_columns(prediction)), headers=headers
             )

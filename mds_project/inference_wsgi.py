@@ -37,3 +37,10 @@ lean_application = LeanWSGIHandler()
 def application(environ, start_response):
     lean = environ.get("PATH_INFO", "").startswith(LEAN_PATHS)
     return (lean_application if lean else full_application)(environ, start_response)
+
+
+if os.environ.get("INFERENCE_GRPC_BIND"):
+    # The Open Inference Protocol over gRPC, in this worker process beside HTTP: one model cache for both.
+    from inference.v2.grpc_server import grpc_server_start
+
+    grpc_server_start(os.environ["INFERENCE_GRPC_BIND"], threads=int(os.environ.get("INFERENCE_THREADS", "8")))

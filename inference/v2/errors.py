@@ -30,10 +30,14 @@ def protocol_error(exc: BaseException) -> ProtocolError:
     if isinstance(error, ApplicationError):
         retry_after = error.retry_after if isinstance(error, Unavailable) else None
         return ProtocolError(http_status(error), error.message, error.code, retry_after)
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+    if isinstance(exc, exceptions.NotAuthenticated):
+        message = "No token: send `Authorization: Token <key>` (or `Bearer <key>`; gRPC: `authorization` metadata)."
+        return ProtocolError(401, message, exc.default_code)
+    if isinstance(exc, exceptions.AuthenticationFailed):
         return ProtocolError(401, str(exc.detail), exc.default_code)
     if isinstance(exc, exceptions.Throttled):
-        wait = int(exc.wait) + 1 if exc.wait is not None else None
+        seconds = getattr(exc, "wait", None)
+        wait = int(seconds) + 1 if seconds is not None else None
         return ProtocolError(429, str(exc.detail), "throttled", wait)
     if isinstance(exc, exceptions.APIException):
         return ProtocolError(exc.status_code, str(exc.detail), str(exc.default_code))

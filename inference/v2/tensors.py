@@ -18,7 +18,7 @@ from core.errors import quoted
 from core.tabular import TableError
 
 # The protocol's numeric datatypes, as little-endian numpy types (raw and binary data are little-endian).
-DTYPES = {
+DTYPES: dict[str, np.dtype] = {
     "INT8": np.dtype("<i1"),
     "INT16": np.dtype("<i2"),
     "INT32": np.dtype("<i4"),
