@@ -34,6 +34,7 @@ from .errors import protocol_error
 from .tensors import InputTensor, OutputTensor
 
 HEADER_LENGTH = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"
+JSON_RENDERER = JSONRenderer()
 
 
 class BearerOrTokenAuthentication(TokenAuthentication):
@@ -65,6 +66,10 @@ class ProtocolView(APIView):
     parser_classes: list = []
     # Out of the OpenAPI schema: the protocol's own specification describes these routes.
     schema = None
+
+    def perform_content_negotiation(self, request, force=False):
+        # Answers are rendered here, always JSON (or binary): DRF's negotiation parses Accept for nothing, ~0.1 ms.
+        return JSON_RENDERER, JSON_RENDERER.media_type
 
     def handle_exception(self, exc):
         error = protocol_error(exc)
