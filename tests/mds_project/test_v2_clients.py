@@ -2,6 +2,7 @@
 server: metadata, readiness, both input styles, binary data, intervals, errors and refusals, and the log and
 metrics behind them."""
 
+import json
 import os
 import signal
 import subprocess
@@ -322,3 +323,58 @@ def test_grpc_and_rest_answers_are_logged_take_feedback_and_are_counted_by_proto
     assert any('protocol="v2-grpc"' in line and 'status="200"' in line for line in counted), counted
     assert any('protocol="v2-rest"' in line for line in counted), counted
     assert any('protocol="mds"' in line for line in counted), counted
+
+
+TYPED_CONTENTS_CLIENT = textwrap.dedent(
+    """
+    import json
+    import sys
+    import grpc
+    import numpy as np
+    from inference.v2.proto import open_inference_pb2 as pb, open_inference_pb2_grpc as pb_grpc
+
+    target, token, features, model = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+    stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(target))
+    Tensor = pb.ModelInferRequest.InferInputTensor
+    inputs = [
+        Tensor(name=name, datatype="INT64", shape=[2], contents=pb.InferTensorContents(int64_contents=[3, 4]))
+        if name == "day_of_week"
+        else Tensor(name=name, datatype="FP32", shape=[2], contents=pb.InferTensorContents(fp32_contents=[1.5, 2.5]))
+        for name in features
+    ]
+    request = pb.ModelInferRequest(model_name=model, inputs=inputs, id="typed-1")
+    answer = stub.ModelInfer(request, metadata=(("authorization", "Bearer " + token),))
+    values = np.frombuffer(answer.raw_output_contents[0], dtype="<f8")
+    print(answer.outputs[0].name, list(answer.outputs[0].shape), answer.parameters["client_request_id"].string_param)
+    print(json.dumps(values.tolist()))
+    """
+)
+
+
+def test_grpc_typed_contents_with_the_servers_own_stubs(server):
+    # given: the stubs generated from the protocol's definition, in a process of their own (tritonclient's stubs,
+    # loaded in this one, declare the same protobuf names)
+    X = np.array([[1.5] * 7 + [3], [2.5] * 7 + [4]], dtype=np.float32)
+    body = ",".join(FEATURES) + "\n" + "\n".join(",".join(str(v) for v in row) for row in X)
+    expected = requests.post(
+        f"http://{server['http']}/predict?model_name={MODEL}",
+        data=body,
+        headers={"Content-Type": "text/csv", "Authorization": f"Token {server['token']}"},
+        timeout=60,
+    ).json()["predictions"]
+
+    # when
+    out = subprocess.run(
+        [sys.executable, "-c", TYPED_CONTENTS_CLIENT, server["grpc"], server["token"], ",".join(FEATURES), MODEL],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # then
+    assert out.returncode == 0, out.stderr
+    header, values = out.stdout.strip().splitlines()
+    assert header == "predictions [2] typed-1"
+    np.testing.assert_allclose(json.loads(values), expected, rtol=1e-5)
