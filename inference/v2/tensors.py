@@ -116,10 +116,7 @@ def tensor_values(tensor: InputTensor, *, max_elements: int) -> np.ndarray:
         except ValueError as exc:
             raise tensor_error(f"Tensor {quoted(name)}: data is not a list of numbers ({exc}).", name) from exc
         if values.dtype.kind not in "iuf" and values.size:
-            raise tensor_error(
-                f"Tensor {quoted(name)}: data holds {_first_non_number(values)}, not a number.",
-                name,
-            )
+            raise tensor_error(f"Tensor {quoted(name)}: data holds {_first_non_number(data)}, not a number.", name)
     if values.size != count:
         raise tensor_error(
             f"Tensor {quoted(name)}: {values.size} elements of data for shape {shape}, which holds {count}.",
@@ -208,11 +205,19 @@ def _check_finite(X: np.ndarray, where) -> None:
         )
 
 
-def _first_non_number(values: np.ndarray) -> str:
-    for value in values.reshape(-1).tolist():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return quoted(value)
-    return "a value"
+def _first_non_number(data: list) -> str:
+    """The first element of a (nested) list that is no JSON number, quoted."""
+    pending = [iter(data)]
+    while pending:
+        for value in pending[-1]:
+            if isinstance(value, list):
+                pending.append(iter(value))
+                break
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return quoted(value)
+        else:
+            pending.pop()
+    return "a value that is no number"
 
 
 def output_tensors(values: np.ndarray, lower: np.ndarray | None, upper: np.ndarray | None) -> list[OutputTensor]:

@@ -164,3 +164,30 @@ def test_the_answer_is_logged_under_its_id_and_takes_feedback(api_client, model_
     assert logged.client_request_id == "client-7" and logged.n_rows == 2
     assert answer.json()["parameters"]["client_request_id"] == "client-7"
     assert feedback.status_code == 200, feedback.content
+
+
+def test_throttled_requests_are_429_with_retry_after(api_client, model_name, version, settings):
+    # given: /predict's throttle, which counts V2 requests too
+    settings.MDS_THROTTLE_PREDICT = "2/minute"
+    body = matrix_request(weather_frame(1))
+
+    # when
+    answers = [infer(api_client, model_name, body) for _ in range(3)]
+
+    # then
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert int(answers[2]["Retry-After"]) > 0
+    assert set(answers[2].json()) == {"error", "code"}
+
+
+def test_a_database_fault_is_503_with_retry_after():
+    # given
+    from django.db import OperationalError
+
+    from inference.v2.errors import protocol_error
+
+    # when
+    error = protocol_error(OperationalError("server closed the connection unexpectedly"))
+
+    # then
+    assert error.status == 503 and error.retry_after and error.body()["code"] == "database_unavailable"

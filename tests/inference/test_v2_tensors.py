@@ -65,6 +65,7 @@ def test_one_tensor_per_feature_in_any_order_with_extra_tensors_ignored():
         ([InputTensor("x", "FP32", [2, 3], [[1, 2, 3], [4, 5]])], "invalid_tensor", "'x'"),
         ([InputTensor("x", "BOOL", [1, 3], [True, False, True])], "invalid_tensor", "BOOL"),
         ([InputTensor("x", "FP32", [1, 3], [1, None, 3])], "invalid_tensor", "None"),
+        ([InputTensor("x", "FP32", [2, 3], [[1, 2, 3], [4, "5", 6]])], "invalid_tensor", "holds '5'"),
         ([InputTensor("x", "FP64", [1, 3], [1, float("nan"), 3])], "bad_cell", "element [0, 1]"),
         ([InputTensor("x", "FP32", [1000, 3], [0] * 3000)], "invalid_tensor", "at most 300"),
         ([InputTensor("x", "FP32", "2,3", [1] * 6)], "invalid_tensor", "shape"),
