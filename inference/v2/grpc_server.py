@@ -158,7 +158,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         asked.asked = (
             request.model_name,
             service.version_reference(request.model_version),
-            str(parameters.get(service.FORMAT) or "auto"),
+            service.asked_format(parameters),
         )
         answer = service.infer(
             name=request.model_name,

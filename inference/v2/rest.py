@@ -131,7 +131,7 @@ class InferView(ProtocolView):
         client_id = client_request_id(
             client_id if isinstance(client_id, str) else request.META.get("HTTP_X_REQUEST_ID")
         )
-        request.asked = (name, service.version_reference(version), str(parameters.get(service.FORMAT) or "auto"))
+        request.asked = (name, service.version_reference(version), service.asked_format(parameters))
         answer = service.infer(
             name=name,
             version=version,

@@ -134,6 +134,13 @@ def infer(
     return InferAnswer(prediction=prediction, request_id=request_id, outputs=outputs, parameters=answer_parameters)
 
 
+def asked_format(parameters: dict[str, Any]) -> str:
+    """The engine a request asks for, as a metrics label: one of ``FORMATS`` (a made-up one counts as ``auto``, so
+    clients cannot grow the label's values)."""
+    asked = parameters.get(FORMAT) or "auto"
+    return asked if asked in FORMATS else "auto"
+
+
 def _interval(value: Any) -> float | None:
     if value is None:
         return None
