@@ -135,6 +135,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
         # The engine that ran, also for CSV answers (which have no `model` object): the default picks per request.
         headers = {"X-Model-Version": str(prediction.version), "X-Model-Format": prediction.model_format}
         if request.accepted_renderer.format == "csv":
+            assert prediction.table is not None  # prediction_create keeps the rows it parsed
             return Response(
                 write_csv(prediction.table, prediction.values, more=_csv_columns(prediction)), headers=headers
             )
@@ -170,16 +171,19 @@ def client_request_id(incoming: str | None) -> str:
 
 def _count(request, status: int) -> None:
     """Counts and times the answer under the version that served it; an error under the version asked for when
-    this process knows it (never a name or alias a client made up, which would grow labels without bound)."""
+    this process knows it (never a name or alias a client made up, which would grow labels without bound).
+
+    Every protocol counts through here: ``request.protocol`` names it (``mds`` when unset, as for /predict)."""
     served = request.served
     if served is None:
         asked = getattr(request, "asked", None)
         known = model_cache().known_version(asked[0], asked[1]) if asked else None
         served = (asked[0], str(known), asked[2]) if asked and known is not None else ("", "", "")
-    PREDICTIONS.labels(*served, str(status)).inc()
+    labels = (*served, getattr(request, "protocol", "mds"))
+    PREDICTIONS.labels(*labels, str(status)).inc()
     if status < 400:
-        PREDICTION_SECONDS.labels(*served).observe(time.perf_counter() - request.started)
-        PREDICTED_ROWS.labels(*served).inc(request.rows)
+        PREDICTION_SECONDS.labels(*labels).observe(time.perf_counter() - request.started)
+        PREDICTED_ROWS.labels(*labels).inc(request.rows)
 
 
 def _csv_columns(prediction) -> dict | None:

@@ -8,17 +8,20 @@ ever a version this process has resolved, never a name a client made up.
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# ``protocol`` is the API that asked: ``mds`` (/predict), ``v2-rest`` and ``v2-grpc`` (the Open Inference Protocol,
+# inference/v2), ``mlflow`` (MLflow's scoring protocol).
 PREDICTIONS = Counter(
     "mds_predictions",
-    "Answers of /predict, by model, version, engine and HTTP status (errors included).",
-    ["model", "version", "engine", "status"],
+    "Answers of prediction requests, by model, version, engine, protocol and status (errors included; gRPC "
+    "statuses as their HTTP equivalents).",
+    ["model", "version", "engine", "protocol", "status"],
 )
-PREDICTED_ROWS = Counter("mds_predicted_rows", "Rows predicted.", ["model", "version", "engine"])
+PREDICTED_ROWS = Counter("mds_predicted_rows", "Rows predicted.", ["model", "version", "engine", "protocol"])
 # From 0.5 ms (a one-row ONNX answer takes ~1.5 ms end to end) to 10 s (a 100k-row batch).
 PREDICTION_SECONDS = Histogram(
     "mds_prediction_seconds",
-    "Time /predict spent on an answer (parsing, model, rendering), by model, version and engine.",
-    ["model", "version", "engine"],
+    "Time spent on an answer (parsing, model, rendering), by model, version, engine and protocol.",
+    ["model", "version", "engine", "protocol"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 

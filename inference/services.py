@@ -12,7 +12,7 @@ from core.tabular import TableError
 
 from .compiled_forest import walk_library
 from .model_cache import LoadedVersion, model_cache, thread_share
-from .parsing import Table, features, parse_csv, parse_json
+from .parsing import Table, features, parse_csv, parse_json, too_many_rows
 
 FORMATS = ("onnx", "sklearn", "auto")
 
@@ -38,7 +38,8 @@ class Prediction:
     name: str
     version: int
     model_format: str
-    table: Table
+    # The rows as parsed (what a CSV answer echoes); ``None`` when the caller gave a feature matrix.
+    table: Table | None
     # The float32 matrix the model saw, and its columns: what the prediction log keeps.
     features: np.ndarray
     feature_names: list[str]
@@ -80,8 +81,7 @@ def prediction_create(
         ApplicationError: ``invalid_input`` for a level the version's calibration cannot answer;
             ``intervals_unavailable`` for a version without a usable calibration.
     """
-    cache = model_cache()
-    loaded = cache.get(model_name, cache.resolve(model_name, version))
+    loaded = loaded_version(model_name=model_name, version=version)
     limits = {"max_rows": settings.MDS_PREDICT_MAX_ROWS, "max_columns": settings.MDS_MAX_COLUMNS}
     if body_format == "json":
         table = parse_json(body, columns=loaded.feature_names, **limits)
@@ -89,7 +89,45 @@ def prediction_create(
         table = parse_csv(body, **limits)
     if len(table) == 0:
         raise TableError("There are no rows to predict.", code="empty_file")
-    X = features(table, loaded.feature_names)
+    return prediction_from_features(
+        loaded=loaded,
+        X=features(table, loaded.feature_names),
+        model_format=model_format,
+        interval=interval,
+        explain=explain,
+        table=table,
+    )
+
+
+def loaded_version(*, model_name: str, version: VersionRef) -> LoadedVersion:
+    """The version ``version`` stands for in MDS's promotion record, loaded (once per process) and held in memory.
+
+    Raises:
+        NotFound: no such model, version or alias.
+        Conflict: ``version_not_adopted``, a number MDS neither trained nor adopted.
+    """
+    cache = model_cache()
+    return cache.get(model_name, cache.resolve(model_name, version))
+
+
+def prediction_from_features(
+    *,
+    loaded: LoadedVersion,
+    X: np.ndarray,
+    model_format: str,
+    interval: float | None = None,
+    explain: bool = False,
+    table: Table | None = None,
+) -> Prediction:
+    """Predict one value per row of ``X``, a C-ordered float32 matrix of ``loaded.feature_names`` (in that order,
+    finite values within float32's range): what every protocol reduces its input to, ``prediction_create``'s CSV
+    and JSON as well as the Open Inference Protocol's tensors (``inference.v2``).
+
+    ``table``, the rows as parsed, is kept on the answer for the CSV renderer. Options and errors as for
+    ``prediction_create`` (past the parsing).
+    """
+    if len(X) > settings.MDS_PREDICT_MAX_ROWS:
+        raise too_many_rows(len(X), settings.MDS_PREDICT_MAX_ROWS)
     if explain and len(X) > settings.MDS_EXPLAIN_MAX_ROWS:
         raise TooLarge(
             f"explain=true answers at most {settings.MDS_EXPLAIN_MAX_ROWS} rows; this request has {len(X)}.",
@@ -111,7 +149,7 @@ def prediction_create(
         intervals = Intervals(level=interval, method=calibration.method, lower=values - half, upper=values + half)
     return Prediction(
         values=values,
-        name=model_name,
+        name=loaded.name,
         version=loaded.version,
         model_format=engine,
         table=table,

@@ -1,4 +1,4 @@
-"""WSGI entry point of the inference server: ``/predict`` and ``/health`` through a short middleware chain.
+"""WSGI entry point of the inference server: ``/predict``, ``/health`` and ``/v2`` through a short middleware chain.
 
 The web app's chain (sessions, CSRF, messages, static files, frame options) costs about as much per request
 as the model does for one row, and token-authenticated prediction needs none of it. Every other path goes
@@ -16,7 +16,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.production")
 
 LEAN_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware")
-LEAN_PATHS = ("/predict", "/health")
+LEAN_PATHS = ("/predict", "/health", "/v2")
 
 
 class LeanWSGIHandler(WSGIHandler):
@@ -37,3 +37,10 @@ lean_application = LeanWSGIHandler()
 def application(environ, start_response):
     lean = environ.get("PATH_INFO", "").startswith(LEAN_PATHS)
     return (lean_application if lean else full_application)(environ, start_response)
+
+
+if os.environ.get("INFERENCE_GRPC_BIND"):
+    # The Open Inference Protocol over gRPC, in this worker process beside HTTP: one model cache for both.
+    from inference.v2.grpc_server import grpc_server_start
+
+    grpc_server_start(os.environ["INFERENCE_GRPC_BIND"], threads=int(os.environ.get("INFERENCE_THREADS", "8")))

@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/docs", SwaggerDocs.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", RedocDocs.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"),
     *router.urls,
+    path("", include("inference.v2.urls")),
     # Before the mirror's routes: /models/<name>/versions/<v>/{performance,drift} are serving's (it owns the log).
     path("", include("inference.urls")),
     path("", include("registry_mirror.urls")),

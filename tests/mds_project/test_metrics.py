@@ -62,13 +62,13 @@ def test_metrics_count_each_prediction_under_its_model_and_version(api_client, c
     def served_delta(name, **labels):
         return served(after, name, **labels) - served(before, name, **labels)
 
-    ok = {"model": model_name}
+    ok = {"model": model_name, "protocol": "mds"}
     assert served_delta("mds_predictions_total", **ok, version=str(first), status="200") == 3
     assert served_delta("mds_predictions_total", **ok, version=str(second), status="200") == 2
     # No engine ran for the refused body: it counts under the format asked for, the default's "auto".
-    refused = {"model": model_name, "engine": "auto", "version": str(second)}
+    refused = {"model": model_name, "engine": "auto", "version": str(second), "protocol": "mds"}
     assert delta("mds_predictions_total", **refused, status="400") == 1
-    assert delta("mds_predictions_total", model="", version="", engine="", status="404") == 1
+    assert delta("mds_predictions_total", model="", version="", engine="", protocol="mds", status="404") == 1
     assert served_delta("mds_predicted_rows_total", **ok, version=str(second)) == 10
     assert served_delta("mds_prediction_seconds_count", **ok, version=str(first)) == 3
     assert delta("mds_model_cache_loads_total", model=model_name, version=str(first)) == 1
@@ -103,7 +103,7 @@ def test_loopback_access_can_be_switched_off(client, settings, db):
 
 def test_worker_processes_add_up_in_the_multiprocess_directory(tmp_path):
     # given: two processes, as two gunicorn workers, counting predictions of the same version
-    count = "from inference.metrics import PREDICTIONS\nPREDICTIONS.labels('m', '1', 'onnx', '200').inc(3)\n"
+    count = "from inference.metrics import PREDICTIONS\nPREDICTIONS.labels('m', '1', 'onnx', 'mds', '200').inc(3)\n"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     workers = [subprocess.run([sys.executable, "-c", count], cwd=ROOT, env=env, check=True) for _ in range(2)]
 
@@ -124,6 +124,6 @@ def test_worker_processes_add_up_in_the_multiprocess_directory(tmp_path):
         for family in text_string_to_metric_families(out)
         for sample in family.samples
     }
-    labels = (("engine", "onnx"), ("model", "m"), ("status", "200"), ("version", "1"))
+    labels = (("engine", "onnx"), ("model", "m"), ("protocol", "mds"), ("status", "200"), ("version", "1"))
     assert len(workers) == 2
     assert samples[("mds_predictions_total", labels)] == 6

@@ -1,0 +1,1 @@
+"""The Open Inference Protocol's gRPC definition and the Python modules grpcio-tools generates from it."""
