@@ -89,7 +89,7 @@ def prediction_create(
         table = parse_csv(body, **limits)
     if len(table) == 0:
         raise TableError("There are no rows to predict.", code="empty_file")
-    X = features(table, loaded.feature_names)
+    X = features(table, loaded.feature_names, calendar_from=loaded.calendar_from)
     if explain and len(X) > settings.MDS_EXPLAIN_MAX_ROWS:
         raise TooLarge(
             f"explain=true answers at most {settings.MDS_EXPLAIN_MAX_ROWS} rows; this request has {len(X)}.",
