@@ -3,8 +3,8 @@ at training) and engine, its interval calibration, and later its sklearn pickle 
 background once the version is published, loaded when an engine needs it."""
 
 import atexit
-import json
 import ctypes
+import json
 import logging
 import os
 import shutil
