@@ -30,6 +30,7 @@ from .estimators import (
     fit_estimator,
     fit_random_forest,
     onnx_predict,
+    openmp_threads,
     parity_metrics,
     regression_metrics,
     to_onnx,
@@ -137,22 +138,24 @@ def train(data: PreparedData, params: TrainingParams, progress: Progress = _no_p
     )
     rest = _span(progress, backtest_share, 1.0)
 
-    X_test, y_test = data.X[split:], data.y[split:]
-    estimator = fit_estimator(name, data.X[:split], data.y[:split], params, _span(rest, 0.0, _SERVED))
-    y_pred = np.asarray(estimator.predict(X_test), dtype=np.float64)
-    # A twin, fit without the calibration slice, gives residuals on rows it never saw; the served model keeps the
-    # whole training window, so calibrating costs its accuracy nothing (see training.conformal).
-    twin = fit_estimator(name, data.X[:fit_end], data.y[:fit_end], params, _span(rest, _SERVED, _TWIN))
-    intervals = conformal.calibrate(
-        twin, data.X[fit_end:split], data.y[fit_end:split], estimator, X_test, y_test, y_pred
-    )
-    del twin
-    rest(_CALIBRATED)
-    onnx_model = to_onnx(estimator, len(data.feature_names))
-    metrics = regression_metrics(y_test, y_pred) | parity_metrics(y_pred, onnx_predict(onnx_model, X_test))
-    metrics |= intervals.metrics
-    if chosen is not None:
-        metrics |= chosen.metrics()
+    with openmp_threads(name, split):
+        X_test, y_test = data.X[split:], data.y[split:]
+        estimator = fit_estimator(name, data.X[:split], data.y[:split], params, _span(rest, 0.0, _SERVED))
+        y_pred = np.asarray(estimator.predict(X_test), dtype=np.float64)
+        # A twin, fit without the calibration slice, gives residuals on rows it never saw; the served model keeps the
+        # whole training window, so calibrating costs its accuracy nothing (see training.conformal).
+        twin = fit_estimator(name, data.X[:fit_end], data.y[:fit_end], params, _span(rest, _SERVED, _TWIN))
+        intervals = conformal.calibrate(
+            twin, data.X[fit_end:split], data.y[fit_end:split], estimator, X_test, y_test, y_pred
+        )
+        del twin
+        rest(_CALIBRATED)
+        onnx_model = to_onnx(estimator, len(data.feature_names))
+        metrics = regression_metrics(y_test, y_pred) | parity_metrics(y_pred, onnx_predict(onnx_model, X_test))
+        metrics |= intervals.metrics
+        if chosen is not None:
+            metrics |= chosen.metrics()
+        importances = feature_importances(estimator, X_test, y_test, params.random_state)
     progress(1.0)
     return TrainingResult(
         estimator=estimator,
@@ -174,5 +177,5 @@ def train(data: PreparedData, params: TrainingParams, progress: Progress = _no_p
         estimator_name=name,
         backtest=chosen,
         leaderboard=sorted(results, key=lambda result: result.summary["rmse_mean"]) if len(results) > 1 else [],
-        importances=feature_importances(estimator, X_test, y_test, params.random_state),
+        importances=importances,
     )

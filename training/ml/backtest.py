@@ -16,7 +16,7 @@ import numpy as np
 from core.tabular import TableError
 
 from .data import MIN_HOLDOUT_ROWS, PreparedData
-from .estimators import Progress, fit_estimator, no_progress, regression_metrics
+from .estimators import Progress, fit_estimator, no_progress, openmp_threads, regression_metrics
 from .params import TrainingParams
 
 DEFAULT_FOLDS = 3
@@ -106,6 +106,13 @@ def backtest(
     progress: Progress = no_progress,
 ) -> BacktestResult:
     """Backtest estimator ``name`` over the first ``n_window`` rows of ``data`` in ``k`` folds."""
+    with openmp_threads(name, n_window):
+        return _backtest(name, data, n_window, params, k, progress)
+
+
+def _backtest(
+    name: str, data: PreparedData, n_window: int, params: TrainingParams, k: int, progress: Progress
+) -> BacktestResult:
     result = BacktestResult(estimator=name)
     planned = folds(n_window, k, params.gap)
     for index, fold in enumerate(planned):
