@@ -20,6 +20,7 @@ import argparse
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,8 @@ def scale(rows: int, estimators: tuple[str, ...]) -> list[str]:
 
 
 def main() -> None:
+    # scikit-learn 1.9 warns on every forest fit in a thread of its own pool; nothing to act on here.
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale-rows", type=int, default=1_000_000, help="rows of the cost run; 0 skips it")
     parser.add_argument(
