@@ -15,6 +15,7 @@ DATASET_SHA256_TAG = "mds.dataset_sha256"
 SKLEARN_SHA256_TAG = "mds.sklearn_sha256"
 ONNX_SHA256_TAG = "mds.onnx_sha256"
 INTERVALS_SHA256_TAG = "mds.intervals_sha256"
+CALENDAR_SHA256_TAG = "mds.calendar_sha256"
 
 # Files of a logged model's directory.
 ONNX_FILE = "model.onnx"
@@ -27,13 +28,24 @@ PROFILE_FORMAT = 1  # the ``format`` field of that file; bumped if its layout ev
 INTERVALS_FILE = "intervals.json"
 # The tag that records each file's sha256 on the logged model and the version; its presence also says that the
 # version has the file.
-FILE_SHA256_TAGS = {ONNX_FILE: ONNX_SHA256_TAG, SKLEARN_FILE: SKLEARN_SHA256_TAG, INTERVALS_FILE: INTERVALS_SHA256_TAG}
+# A version trained with calendar=true: the timestamp column its calendar features come from (core.calendar), as
+# ``{"format": 1, "timestamp": NAME, "features": [...]}``; serving derives them from that column of each request.
+CALENDAR_FILE = "calendar.json"
+FILE_SHA256_TAGS = {
+    ONNX_FILE: ONNX_SHA256_TAG,
+    SKLEARN_FILE: SKLEARN_SHA256_TAG,
+    INTERVALS_FILE: INTERVALS_SHA256_TAG,
+    CALENDAR_FILE: CALENDAR_SHA256_TAG,
+}
 
 # Run metrics that say how far the ONNX predictions stray from sklearn's (training/ml.py parity_metrics).
 PARITY_METRICS = ("onnx_max_abs_diff", "onnx_max_rel_diff")
 
 # Run tag naming the interval method training chose (core.intervals.METHODS).
 INTERVAL_METHOD_TAG = "mds.interval_method"
+# Run tags naming the estimator served (training.ml.params.ESTIMATORS) and, if any, the calendar's timestamp column.
+ESTIMATOR_TAG = "mds.estimator"
+CALENDAR_TAG = "mds.calendar_timestamp"
 
 # Training plots: logged as ``plots/<name>.png`` on the run, shown on a version's admin page.
 PLOT_DIR = "plots"
@@ -41,6 +53,7 @@ PLOTS = {
     "predicted_vs_actual": "Holdout: predicted vs actual",
     "feature_importances": "Feature importances",
     "residuals_over_time": "Holdout: residuals over time",
+    "backtest_error_by_fold": "Backtest: error by fold",
 }
 
 

@@ -18,6 +18,13 @@ METRIC_LABELS = {
     "n_test": "holdout rows",
     "n_features": "features",
     "dropped_missing_target": "rows dropped (no target)",
+    "backtest_folds": "backtest folds",
+    "backtest_mae_mean": "backtest MAE, mean",
+    "backtest_mae_sd": "backtest MAE, sd",
+    "backtest_rmse_mean": "backtest RMSE, mean",
+    "backtest_rmse_sd": "backtest RMSE, sd",
+    "backtest_r2_mean": "backtest R², mean",
+    "backtest_r2_sd": "backtest R², sd",
 }
 INTERVAL_METRICS = {"interval_coverage_": "interval coverage", "interval_mean_width_": "interval mean width"}
 

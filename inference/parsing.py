@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from core.calendar import CALENDAR_FEATURES, calendar_matrix, parse_timestamps
 from core.errors import TooLarge, quoted
 from core.tabular import (
     TableError,
@@ -212,12 +213,17 @@ def _records(payload: list, key: str, max_columns: int | None) -> Table:
     return Table(columns=names, rows=[[record.get(name) for name in names] for record in payload])
 
 
-def features(table: Table, names: Sequence[str]) -> np.ndarray:
+def features(table: Table, names: Sequence[str], *, calendar_from: str | None = None) -> np.ndarray:
     """The ``names`` columns as a C-ordered float32 matrix; extra columns are ignored.
 
+    With ``calendar_from`` (a version trained with ``calendar=true``) the calendar features among ``names``
+    (``core.calendar``, the last ones) are derived from that timestamp column, the way training derived them.
+
     Raises:
-        TableError: listing the missing columns, or naming the first empty or non-numeric cell.
+        TableError: listing the missing columns, or naming the first empty or non-numeric cell (or time).
     """
+    if calendar_from is not None:
+        return _with_calendar(table, list(names), calendar_from)
     if table.arrow is not None:
         require_columns(table.columns, names)
         position_of = {name: position for position, name in enumerate(table.columns)}
@@ -234,6 +240,29 @@ def features(table: Table, names: Sequence[str]) -> np.ndarray:
         for j, position in enumerate(positions):
             X[number - 1, j] = _number(row[position], names[j], number)
     return X
+
+
+def _with_calendar(table: Table, names: list[str], timestamp: str) -> np.ndarray:
+    derived = [name for name in names if name in CALENDAR_FEATURES]
+    own = [name for name in names if name not in CALENDAR_FEATURES]
+    require_columns(table.columns, [*own, timestamp])
+    moments = calendar_matrix(parse_timestamps(_column_cells(table, timestamp), column=timestamp))
+    X = np.empty((len(table), len(names)), dtype=np.float32)
+    X[:, : len(own)] = features(table, own)
+    position_of = {name: index for index, name in enumerate(CALENDAR_FEATURES)}
+    for offset, name in enumerate(derived):
+        X[:, len(own) + offset] = moments[:, position_of[name]]
+    return X
+
+
+def _column_cells(table: Table, name: str) -> list[Any]:
+    """The cells of one column as given (text, or what pyarrow or pandas made of it)."""
+    position = table.columns.index(name)
+    if table.rows is not None:
+        return [row[position] for row in table.rows]
+    if table.arrow is not None:
+        return table.arrow.column(position).to_pylist()
+    return list(table.pandas()[name])
 
 
 def write_csv(

@@ -91,7 +91,7 @@ def prediction_create(
         raise TableError("There are no rows to predict.", code="empty_file")
     return prediction_from_features(
         loaded=loaded,
-        X=features(table, loaded.feature_names),
+        X=features(table, loaded.feature_names, calendar_from=loaded.calendar_from),
         model_format=model_format,
         interval=interval,
         explain=explain,

@@ -238,7 +238,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Results", {"fields": ["metric_table", "count_table"]}),
+        ("Results", {"fields": ["metric_table", "backtest_table", "count_table"]}),
         ("Parameters", {"fields": ["param_table", "params_used_table"]}),
         ("Times", {"fields": ["created", "started", "finished", "duration"]}),
         (
@@ -297,6 +297,10 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.display(description="holdout metrics")
     def metric_table(self, obj: TrainingJob) -> str:
         return table(metric_rows(obj.metrics))
+
+    @admin.display(description="backtest (rolling origin)")
+    def backtest_table(self, obj: TrainingJob) -> str:
+        return table(backtest_rows(obj.backtest))
 
     @admin.display(description="rows and features")
     def count_table(self, obj: TrainingJob) -> str:
@@ -400,3 +404,30 @@ def _job_poll(job: TrainingJob) -> dict:
         "finished": [status for status in TrainingJob.Status if TrainingJob(status=status).is_finished],
         "uncancellable_stages": [TrainingJob.Stage.REGISTERING],
     }
+
+
+def backtest_rows(backtest: dict) -> list[tuple[str, str]]:
+    """A job's backtest as rows: each fold's errors, their mean ± sd, and ``auto``'s leaderboard (the plot of
+    error by fold is on the version's page)."""
+    if not backtest.get("folds"):
+        return []
+
+    def errors(values: dict, suffix: str = "") -> str:
+        return " · ".join(f"{label} {number(values[key + suffix])}" for key, label in _ERRORS)
+
+    rows = [
+        (
+            f"fold {fold['fold']}: {fold['test_from'][:16]} → {fold['test_to'][:16]}, {fold['train_rows']} rows fit",
+            errors(fold),
+        )
+        for fold in backtest["folds"]
+    ]
+    spread = " · ".join(
+        f"{label} {number(backtest[key + '_mean'])} ± {number(backtest[key + '_sd'])}" for key, label in _ERRORS
+    )
+    rows.append((f"{backtest['estimator']}, mean ± sd", spread))
+    rows += [(f"candidate {entry['estimator']}", errors(entry, "_mean")) for entry in backtest.get("leaderboard", [])]
+    return rows
+
+
+_ERRORS = (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²"))

@@ -78,6 +78,10 @@ class TrainingJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             random_state=options["random_state"],
             test_size=options["test_size"],
             calibration_size=options["calibration_size"],
+            estimator=options["estimator"],
+            backtest=options["backtest"],
+            gap=options["gap"],
+            calendar=options["calendar"],
         )
         upload = options["file"]
         job = training_job_start(

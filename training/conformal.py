@@ -35,6 +35,14 @@ class ConformalResult:
         return self.calibration.to_json(holdout=self.candidates)
 
 
+def has_tree_spread(estimator) -> bool:
+    """Whether ``estimator`` is a forest whose trees each predict the target (random forest, extra trees); boosted
+    trees predict corrections to each other, whose spread means nothing."""
+    from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+    return isinstance(estimator, RandomForestRegressor | ExtraTreesRegressor)
+
+
 def tree_predictions(estimator, X: np.ndarray) -> np.ndarray:
     """Each tree's predictions, one row per tree."""
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -51,16 +59,23 @@ def calibrate(
     y_pred_test: np.ndarray,
 ) -> ConformalResult:
     """Calibrate both methods with ``twin`` (fit without ``X_cal``) on ``X_cal``/``y_cal``, measure them around
-    the served ``estimator``'s predictions on the holdout, and keep the better one."""
-    cal_trees = tree_predictions(twin, X_cal)
-    cal_pred, cal_spread = cal_trees.mean(axis=0), cal_trees.std(axis=0)
-    test_spread = tree_predictions(estimator, X_test).std(axis=0)
+    the served ``estimator``'s predictions on the holdout, and keep the better one. A model with no tree spread
+    (gradient boosting) gets ``absolute`` only."""
+    forest = has_tree_spread(estimator)
+    if forest:
+        cal_trees = tree_predictions(twin, X_cal)
+        cal_pred, cal_spread = cal_trees.mean(axis=0), cal_trees.std(axis=0)
+        test_spread = tree_predictions(estimator, X_test).std(axis=0)
+    else:
+        cal_pred = np.asarray(twin.predict(X_cal), dtype=np.float64)
+        cal_spread = np.zeros(len(X_cal))
+        test_spread = np.zeros(len(X_test))
     residuals = y_cal - cal_pred
 
     candidates = {ABSOLUTE: Calibration(ABSOLUTE, calibration_scores(residuals))}
     # The floor: the median spread, so a row where the trees happen to agree gets no more than half the
-    # typical interval taken away. No spread at all (a constant target, one tree) leaves only `absolute`.
-    scale_floor = float(np.median(cal_spread))
+    # typical interval taken away. No spread at all (a constant target, one tree, boosting) leaves only `absolute`.
+    scale_floor = float(np.median(cal_spread)) if forest else 0.0
     if scale_floor > 0:
         candidates[SCALED] = Calibration(SCALED, calibration_scores(residuals, cal_spread, scale_floor), scale_floor)
 

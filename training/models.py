@@ -69,6 +69,8 @@ class TrainingJob(BaseModel):
     # What the error names besides its message (the column and row of a bad cell), as a 400 body's `extra`.
     error_extra = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    # The rolling-origin backtest (training.ml.backtest): per-fold and summary figures, and auto's leaderboard.
+    backtest = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     celery_task_id = models.CharField(max_length=64, blank=True)

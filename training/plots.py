@@ -1,4 +1,5 @@
-"""Diagnostic figures of a training result: predicted vs actual on the holdout, and feature importances."""
+"""Diagnostic figures of a training result: predicted vs actual on the holdout, feature importances, residuals
+over time, and the backtest's error by fold."""
 
 from typing import Any
 
@@ -15,10 +16,12 @@ def training_figures(
     importances: np.ndarray,
     timestamps: np.ndarray | None = None,
     band: np.ndarray | None = None,
+    backtests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Matplotlib figures keyed by plot name (``core.contract.PLOTS``); the Agg backend keeps workers headless.
 
     ``band`` is the half width of the 90 % prediction interval on each holdout row, drawn around the residuals.
+    ``backtests`` are the backtest results (``BacktestResult.as_dict()``), the served estimator's first.
     """
     import matplotlib
 
@@ -44,7 +47,39 @@ def training_figures(
         figures["residuals_over_time"] = residuals_figure(
             timestamps=timestamps, y_test=y_test, y_pred=y_pred, band=band
         )
+    if backtests:
+        figures["backtest_error_by_fold"] = backtest_figure(backtests)
     return figures
+
+
+def backtest_figure(backtests: list[dict[str, Any]]) -> Any:
+    """MAE and RMSE of each backtest fold, oldest first, for the served estimator (solid) and any other candidate
+    (dashed, RMSE only): a fold far above the others is a stretch of time the model gets wrong; a rising line, a
+    series that drifts away from its past."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.5), dpi=100)
+    ax = figure.subplots()
+    served = backtests[0]
+    folds = [fold["fold"] for fold in served["folds"]]
+    for metric, color in (("mae", "tab:blue"), ("rmse", "tab:orange")):
+        values = [fold[metric] for fold in served["folds"]]
+        mean, sd = served[f"{metric}_mean"], served[f"{metric}_sd"]
+        label = f"{served['estimator']} {metric.upper()} (mean {mean:.4g} ± {sd:.4g})"
+        ax.plot(folds, values, marker="o", color=color, label=label)
+    for other in backtests[1:]:
+        ax.plot(
+            [fold["fold"] for fold in other["folds"]],
+            [fold["rmse"] for fold in other["folds"]],
+            marker=".",
+            linestyle="--",
+            label=f"{other['estimator']} RMSE (mean {other['rmse_mean']:.4g})",
+        )
+    ax.set_xticks(folds, [f"{fold['fold']}\n{fold['test_from'][:10]}" for fold in served["folds"]])
+    ax.set(xlabel="fold (first scored day)", ylabel="error", title=PLOTS["backtest_error_by_fold"])
+    ax.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    return figure
 
 
 def residuals_figure(

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from core.contract import MODEL_NAME_PATTERN
 from core.errors import TooLarge
 
+from . import ml
 from .models import TrainingJob
 from .services import trained_models
 
@@ -24,6 +25,23 @@ class TrainingRequestSerializer(serializers.Serializer):
     random_state = serializers.IntegerField(default=42, min_value=0, max_value=2**32 - 1)
     test_size = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.9)
     calibration_size = serializers.FloatField(default=0.2, min_value=0.05, max_value=0.5)
+    estimator = serializers.ChoiceField(
+        choices=ml.ESTIMATOR_CHOICES,
+        default=ml.RANDOM_FOREST,
+        help_text="`auto` backtests each estimator and serves the one with the lowest mean RMSE.",
+    )
+    # Left out: 3 folds (fewer where the training window is too short for 3); 0 skips the backtest.
+    backtest = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=20)
+    gap = serializers.IntegerField(
+        default=0,
+        min_value=0,
+        help_text="Rows left out between each backtest fold's training rows and its scored rows.",
+    )
+    calendar = serializers.BooleanField(
+        default=False,
+        help_text="Derive hour of day, day of week, day of year and month (sin/cos) from the timestamp as features; "
+        "`/predict` then needs the timestamp column.",
+    )
     wait = serializers.FloatField(default=0, min_value=0)
 
     def validate_file(self, value):
@@ -69,6 +87,10 @@ class TrainingJobSerializer(serializers.Serializer):
         "the budget, and the size estimate they were checked against."
     )
     metrics = serializers.JSONField()
+    backtest = serializers.JSONField(
+        help_text="The rolling-origin backtest of the served estimator: each fold's MAE, RMSE and R², their mean and "
+        "sample standard deviation, and with `estimator=auto` every candidate's figures (`leaderboard`, best first)."
+    )
     counts = serializers.JSONField()
     mlflow_run_id = serializers.CharField()
     registered_version = serializers.IntegerField(allow_null=True)

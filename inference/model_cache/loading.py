@@ -4,6 +4,7 @@ background once the version is published, loaded when an engine needs it."""
 
 import atexit
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -48,7 +49,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             contract.ONNX_FILE,
             workdir,
             trained.onnx_sha256,
-            optional=(contract.INTERVALS_FILE,),
+            optional=(contract.INTERVALS_FILE, contract.CALENDAR_FILE),
         )
         fetched_at = time.monotonic()
         onnx_path = Path(fetched["paths"][contract.ONNX_FILE])
@@ -83,6 +84,7 @@ def load_version(*, name: str, version: int, source) -> LoadedVersion:
             calibration=calibration,
             calibration_problem=problem,
             calibration_bytes=Path(intervals_path).stat().st_size if intervals_path else 0,
+            calendar_from=_read_calendar(fetched),
         )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -301,6 +303,14 @@ def _read_calibration(name: str, version: int, fetched: dict, expected: str) -> 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.error("The interval calibration of %s version %s is unusable: %s", name, version, exc)
         return None, f"The interval calibration of version {version} of {name!r} is unusable: {exc}."
+
+
+def _read_calendar(fetched: dict) -> str | None:
+    """The timestamp column a ``calendar=true`` version derives its calendar features from; ``None`` without."""
+    path = fetched["paths"].get(contract.CALENDAR_FILE)
+    if path is None:
+        return None
+    return str(json.loads(Path(path).read_text())["timestamp"])
 
 
 def release_freed_memory() -> None:

@@ -36,6 +36,8 @@ class LoadedVersion:
     calibration_problem: str = ""
     # The calibration file's size, counted with the engines' artifacts.
     calibration_bytes: int = 0
+    # The timestamp column a ``calendar=true`` version derives its calendar features from (``core.calendar``).
+    calendar_from: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -80,8 +82,9 @@ class LoadedVersion:
         sklearn = self.pickle.load()
         if sklearn.trees is None:
             raise ApplicationError(
-                f"Version {self.version} of {self.name!r} is not a single-output random forest: it has no spread"
-                " of trees to scale intervals by, nor tree paths to explain with.",
+                f"Version {self.version} of {self.name!r} is a {type(sklearn.model).__name__}, not a single-output"
+                " random forest or extra-trees model: it has no spread of trees to scale intervals by, nor tree paths"
+                " to explain with (its prediction intervals use the absolute method).",
                 code="unservable_model",
                 extra={"model_name": self.name, "version": self.version},
             )

@@ -26,6 +26,8 @@ class TrainedModel:
     input_example: Any  # a few rows of features (pandas DataFrame, float64)
     params: dict[str, Any]
     metrics: dict[str, float]
+    # Metrics with one value per step (a backtest's folds: step 1, 2, ...), logged beside ``metrics``.
+    metric_steps: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)  # plot name (core.contract.PLOTS) -> matplotlib Figure
     # The training window's feature profile (training/profile.py), saved as PROFILE_FILE beside the model files.
@@ -142,7 +144,12 @@ def _log_and_register(
     now = get_current_time_millis()
     mlflow_client.log_batch(
         run_id,
-        metrics=[Metric(key, float(value), now, 0) for key, value in model.metrics.items()],
+        metrics=[Metric(key, float(value), now, 0) for key, value in model.metrics.items()]
+        + [
+            Metric(key, float(value), now, step)
+            for key, values in model.metric_steps.items()
+            for step, value in enumerate(values, start=1)
+        ],
         params=[Param(key, str(value)) for key, value in params.items()],
         tags=[RunTag(key, str(value)) for key, value in model.tags.items()],
     )

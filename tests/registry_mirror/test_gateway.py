@@ -93,6 +93,7 @@ def test_the_run_records_params_metrics_dataset_and_plots(train):
         "plots/predicted_vs_actual.png",
         "plots/feature_importances.png",
         "plots/residuals_over_time.png",
+        "plots/backtest_error_by_fold.png",
     }
 
 

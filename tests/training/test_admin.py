@@ -216,6 +216,45 @@ def test_the_job_page_shows_named_rounded_metrics_a_parameter_table_and_folds_th
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", section(page, "Times"))
 
 
+def test_the_job_page_lists_the_backtest_folds_and_the_leaderboard(staff_client):
+    # given
+    fold = {
+        "train_rows": 40,
+        "test_rows": 20,
+        "test_from": "2024-03-01T00:00:00+00:00",
+        "test_to": "2024-03-20T00:00:00+00:00",
+    }
+    job = running_job(
+        backtest={
+            "estimator": "extra_trees", "gap": 0,
+            "folds": [
+                {"fold": 1, **fold, "mae": 51.234, "rmse": 60.0, "r2": 0.5},
+                {"fold": 2, **fold, "mae": 49.0, "rmse": 58.0, "r2": 0.6},
+            ],
+            "mae_mean": 50.117, "mae_sd": 1.579, "rmse_mean": 59.0, "rmse_sd": 1.414, "r2_mean": 0.55, "r2_sd": 0.0707,
+            "leaderboard": [
+                {"estimator": "extra_trees", "mae_mean": 50.117, "rmse_mean": 59.0, "r2_mean": 0.55},
+                {"estimator": "random_forest", "mae_mean": 55.0, "rmse_mean": 63.0, "r2_mean": 0.5},
+            ],
+        }
+    )  # fmt: skip
+
+    # when
+    page = staff_client.get(f"/admin/training/trainingjob/{job.pk}/change/").content.decode()
+
+    # then
+    results = section(page, "Results")
+    first = (
+        "<tr><td>fold 1: 2024-03-01T00:00 → 2024-03-20T00:00, 40 rows fit</td><td>MAE 51.23 · RMSE 60 · R² 0.5</td>"
+    )
+    assert first in results
+    assert (
+        "<tr><td>extra_trees, mean ± sd</td><td>MAE 50.12 ± 1.579 · RMSE 59 ± 1.414 · R² 0.55 ± 0.0707</td></tr>"
+        in results
+    )
+    assert "<tr><td>candidate random_forest</td><td>MAE 55 · RMSE 63 · R² 0.5</td></tr>" in results
+
+
 def admin_upload(model_name: str) -> dict:
     return {
         "file": SimpleUploadedFile("weather.csv", weather_csv(60), content_type="text/csv"),

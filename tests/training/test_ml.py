@@ -138,6 +138,7 @@ def test_train_is_reproducible_and_onnx_agrees_with_sklearn():
         "n_test": 40,
         "n_features": 8,
         "dropped_missing_target": 0,
+        "backtest_folds": 3,
     }
     # the forest learned the structure of the demand curve
     assert first.metrics["r2"] > 0.5

@@ -34,7 +34,13 @@ CHECK_CELLS = 1_000_000
 
 
 def dataset_inspect(
-    *, source: IO[bytes], target: str, timestamp: str, test_size: float, calibration_size: float = 0.2
+    *,
+    source: IO[bytes],
+    target: str,
+    timestamp: str,
+    test_size: float,
+    calibration_size: float = 0.2,
+    params: ml.TrainingParams | None = None,
 ) -> list[str]:
     """Run the training's checks on the first rows of the seekable CSV ``source`` (all of them when the file is
     no longer than ``dataset_check_rows``), so bad files are refused before anything is stored. Returns the
@@ -42,22 +48,27 @@ def dataset_inspect(
 
     Raises:
         TableError: naming what is wrong (column, row) with the file; ``too_many_columns`` past
-            ``MDS_MAX_COLUMNS`` before the file is parsed.
+            ``MDS_MAX_COLUMNS`` before the file is parsed; with ``params``, ``calendar_column_clash`` and (on a
+            whole file) ``backtest_too_many_folds``.
     """
     header = file_header(source, max_columns=settings.MDS_MAX_COLUMNS)
     n_check = dataset_check_rows(len(header))
     frame = read_csv(source, max_columns=settings.MDS_MAX_COLUMNS, nrows=n_check)
     # pandas stops short of ``n_check`` only at the end of the file: then every row was checked.
     whole = len(frame) < n_check
+    calendar = params is not None and params.calendar
     try:
-        data = ml.prepare_data(frame, target=target, timestamp=timestamp)
+        data = ml.prepare_data(frame, target=target, timestamp=timestamp, calendar=calendar)
     except TableError as exc:
         # Rows with a target may all come later: only the whole file can have too few of them.
         if whole or exc.code != "too_few_rows":
             raise
     else:
         if whole:
-            ml.calibration_split(ml.chronological_split(len(data.y), test_size), calibration_size)
+            n_window = ml.chronological_split(len(data.y), test_size)
+            ml.calibration_split(n_window, calibration_size)
+            if params is not None:
+                ml.backtests.folds_for(params, n_window)
     features = [column for column in frame.columns if column not in (timestamp, target)]
     return [timestamp, *features, target]
 
@@ -124,6 +135,7 @@ def training_job_start(
             timestamp=timestamp,
             test_size=params.test_size,
             calibration_size=params.calibration_size,
+            params=params,
         )
         return _training_job_store(
             staged=staged,

@@ -44,8 +44,11 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
         run = _TrainingRun(job)
         try:
             data = _training_job_load(job)
+            requested = ml.TrainingParams(**job.params)
+            if requested.calendar:
+                data = ml.with_calendar(data, job.timestamp_column)
             params, estimate = training_params_bound(
-                params=ml.TrainingParams(**job.params), n_samples=len(data.y), n_features=len(data.feature_names)
+                params=requested, n_samples=len(data.y), n_features=len(data.feature_names)
             )
             used = params.as_dict() | {"estimate": estimate.as_dict()}
             lease.stage(TrainingJob.Stage.TRAINING, progress=_LOADED, params_used=used)
@@ -57,7 +60,7 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
             lease.stage(TrainingJob.Stage.TRAINING, mlflow_run_id=run.run_id)
             result = ml.train(data, params, lambda done: lease.progress(_LOADED + (_TRAINED - _LOADED) * done))
             model_training_claim(name=job.model_name, user=job.created_by)
-            lease.stage(TrainingJob.Stage.REGISTERING, progress=_TRAINED)
+            lease.stage(TrainingJob.Stage.REGISTERING, progress=_TRAINED, backtest=result.backtest_record(params))
             # From here the gateway ends the run, FINISHED with the version or FAILED.
             run_id, run.run_id = run.run_id, None
             registered = trained_version_register(
@@ -171,6 +174,8 @@ def _training_job_claim(*, job_id: int) -> TrainingJob | None:
 def _trained_model(
     job: TrainingJob, result: ml.TrainingResult, params: ml.TrainingParams, data: ml.PreparedData
 ) -> gateway.TrainedModel:
+    import json
+
     import pandas as pd
 
     from .. import conformal
@@ -181,13 +186,30 @@ def _trained_model(
     n_train = result.counts["n_train"]
 
     example = pd.DataFrame(result.X_test[:5].astype("float64"), columns=result.feature_names)
+    tags = {contract.ESTIMATOR_TAG: result.estimator_name}
+    files = {contract.INTERVALS_FILE: result.intervals.to_json()}
+    if data.calendar_from is not None:
+        tags[contract.CALENDAR_TAG] = data.calendar_from
+        files[contract.CALENDAR_FILE] = json.dumps(
+            {"format": 1, "timestamp": data.calendar_from, "features": result.feature_names[-8:]}
+        ).encode()
+    backtests = [result.backtest.as_dict()] if result.backtest is not None else []
+    backtests += [board.as_dict() for board in result.leaderboard if board is not result.backtest]
     return gateway.TrainedModel(
         estimator=result.estimator,
         onnx_model=result.onnx_model,
         input_example=example,
         params=_run_params(job, params),
         metrics=result.metrics | {key: float(value) for key, value in result.counts.items()},
-        tags={
+        # One value per fold (step 1..K): MLflow charts them against the fold.
+        metric_steps={
+            f"backtest_fold_{metric}": [fold[metric] for fold in result.backtest.folds]
+            for metric in ("mae", "rmse", "r2")
+        }
+        if result.backtest is not None
+        else {},
+        tags=tags
+        | {
             contract.DATASET_SHA256_TAG: job.dataset.sha256,
             "mds.dataset_size_bytes": str(job.dataset.size_bytes),
             "mds.dataset_rows": str(job.dataset.n_rows),
@@ -195,14 +217,15 @@ def _trained_model(
             "mds.training_job": str(job.pk),
             contract.INTERVAL_METHOD_TAG: result.intervals.calibration.method,
         },
-        files={contract.INTERVALS_FILE: result.intervals.to_json()},
+        files=files,
         figures=training_figures(
             y_test=result.y_test,
             y_pred=result.y_pred_test,
             feature_names=result.feature_names,
-            importances=result.estimator.feature_importances_,
+            importances=result.importances,
             timestamps=data.timestamps.iloc[n_train:].dt.tz_convert(None).to_numpy(),
             band=conformal.holdout_half_widths(result.intervals.calibration, result.estimator, result.X_test, 0.9),
+            backtests=backtests,
         ),
         # What drift is measured against: the rows the model learnt from, not the holdout.
         profile=feature_profile(data.X[:n_train], result.feature_names),
