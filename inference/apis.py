@@ -103,7 +103,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     @PREDICT_SCHEMA
     def create(self, request):
         body, body_format, form = _request_body(request)
-        params = PredictionRequestSerializer(data={**request.query_params.dict(), **form})
+        params = PredictionRequestSerializer(data=self.request_options(request, form))
         params.is_valid(raise_exception=True)
         options = params.validated_data
         model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
@@ -144,6 +144,10 @@ class PredictionViewSet(viewsets.GenericViewSet):
         if request.client_request_id:
             data["client_request_id"] = request.client_request_id
         return Response(data, headers=headers)
+
+    def request_options(self, request, form: dict) -> dict:
+        """Which model answers, and how: the query string's options, and an upload's form fields."""
+        return {**request.query_params.dict(), **form}
 
     def finalize_response(self, request, response, *args, **kwargs):
         if response.status_code >= 400:
