@@ -16,6 +16,8 @@ from django.utils.http import parse_header_parameters
 
 # Django's own check of a boundary (MultiPartParser.boundary_re).
 BOUNDARY = re.compile(r"[ -~]{0,200}[!-~]")
+# The Content-Type curl and browsers send: parsed by Django's parse_header_parameters (email.message) it takes ~25 µs.
+PLAIN_FORM_TYPE = re.compile(r'multipart/form-data\s*;\s*boundary=(?:"([^"\\]*)"|([^\s";\\]+))\s*', re.IGNORECASE)
 # More parts than this go to Django, which counts them against DATA_UPLOAD_MAX_NUMBER_FIELDS.
 MAX_PARTS = 32
 # Django reads a part's headers in 1024-byte chunks; longer headers go to it.
@@ -35,9 +37,13 @@ class Part:
 
 def form_boundary(content_type: str) -> bytes | None:
     """The boundary of a ``multipart/form-data`` Content-Type, if it is one Django accepts."""
-    main, params = parse_header_parameters(content_type)
-    boundary = params.get("boundary")
-    if main != "multipart/form-data" or not boundary or not BOUNDARY.fullmatch(boundary):
+    plain = PLAIN_FORM_TYPE.fullmatch(content_type)
+    if plain:
+        boundary = plain.group(1) if plain.group(1) is not None else plain.group(2)
+    else:
+        main, params = parse_header_parameters(content_type)
+        boundary = params.get("boundary") if main == "multipart/form-data" else None
+    if not boundary or not BOUNDARY.fullmatch(boundary):
         return None
     return boundary.encode("ascii")
 

@@ -141,6 +141,8 @@ def test_a_content_type_django_refuses_has_no_boundary():
     assert form_boundary("multipart/mixed; boundary=b1") is None
     assert form_boundary("multipart/form-data; boundary=" + "x" * 300) is None
     assert form_boundary('multipart/form-data; boundary="a b"') == b"a b"
+    assert form_boundary("Multipart/Form-Data;boundary=x") == b"x"
+    assert form_boundary("multipart/form-data; charset=utf-8; boundary=x") == b"x"
 
 
 def upload(api_client, body: bytes, boundary: str = "b1", query: str = ""):
