@@ -8,9 +8,11 @@ Tokens are checked by ``core.auth.TokenAuthentication``, which remembers a check
 import io
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
+from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import DefaultContentNegotiation
 
 # DRF 3.16's own helpers, which its stubs predate.
@@ -72,12 +74,12 @@ class UploadParser(MultiPartParser):
         length = _content_length(meta)
         fast_max = min(settings.MDS_PREDICT_MAX_BYTES, settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
         if stream is None or length is None or length > fast_max or "HTTP_TRANSFER_ENCODING" in meta:
-            return super().parse(stream, media_type, parser_context)
+            return self._django_parse(stream, media_type, parser_context)
         body = _read(stream, length)
         boundary = form_boundary(media_type or "")
         parts = form_split(body, boundary) if boundary is not None and len(body) == length else None
-        if parts is None:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
+        if parts is None or not _within_form_limits(parts):
+            return self._django_parse(io.BytesIO(body), media_type, parser_context)
         encoding = get_encoding(parser_context)
         data, files = QueryDict(mutable=True, encoding=encoding), MultiValueDict[str, SimpleUploadedFile]()
         for part in parts:
@@ -86,6 +88,28 @@ class UploadParser(MultiPartParser):
             else:
                 files.appendlist(part.name, SimpleUploadedFile(part.filename, part.data, part.content_type))
         return DataAndFiles(data, files)
+
+    def _django_parse(self, stream, media_type, parser_context):
+        # Django's refusals of a form are SuspiciousOperations, which DRF leaves to Django (an HTML 400).
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RequestDataTooBig as exc:
+            raise TooLarge(
+                f"The form's fields hold more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+                extra={"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            ) from exc
+        except (TooManyFieldsSent, TooManyFilesSent) as exc:
+            raise ParseError(f"Multipart form parse error - {exc}") from exc
+
+
+def _within_form_limits(parts) -> bool:
+    """Whether Django would take these fields (DATA_UPLOAD_MAX_NUMBER_FIELDS, DATA_UPLOAD_MAX_MEMORY_SIZE); if
+    not, its parser refuses them, as it does for any form."""
+    fields = [part for part in parts if part.filename is None]
+    max_fields, max_bytes = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS, settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if max_fields is not None and len(fields) > max_fields:
+        return False
+    return max_bytes is None or sum(len(part.name) + 2 + len(part.data) for part in fields) <= max_bytes
 
 
 def _content_length(meta) -> int | None:

@@ -198,3 +198,18 @@ def test_without_a_file_too_large_or_unusual_an_upload_is_answered_as_before(api
     assert plain.status_code == 200 and len(plain.json()["predictions"]) == len(ROWS)
     assert encoded.status_code == 200 and encoded.json()["predictions"] == plain.json()["predictions"]
     assert too_large.status_code == 413 and too_large.json()["code"] == "too_large"
+
+
+def test_fields_over_djangos_form_limits_are_refused_in_the_apis_error_format(api_client, settings, db):
+    # given: form fields over Django's limits, in bodies the split would take
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
+    large = form("b1", [field("note", "x" * 200), file_part()])
+    many = form("b1", [*(field(f"f{index}", "x") for index in range(6)), file_part()])
+
+    # when
+    too_large, too_many = upload(api_client, large), upload(api_client, many)
+
+    # then
+    assert too_large.status_code == 413 and too_large.json()["code"] == "too_large"
+    assert too_many.status_code == 400 and too_many.json()["code"] == "parse_error"
