@@ -65,13 +65,13 @@ def version(request):
 def served_model() -> dict[str, str]:
     """``MDS_SERVE_MODEL`` as /predict's options: ``{"model_name": ..., "version": ...}``; empty if unset."""
     value = settings.MDS_SERVE_MODEL.strip()
-    match = re.fullmatch(r"([^@/]*)(?:([@/])(.*))?", value)
-    if not value or match is None:
-        return {"model_name": value} if value else {}
-    name, separator, reference = match.groups()
-    if separator is None:
+    if not value:
+        return {}
+    # Always matches: a name up to the first `@` or `/`, and what follows it (the system check checks both).
+    name, separator, reference = re.fullmatch(r"([^@/]*)([@/]?)(.*)", value).groups()  # type: ignore[union-attr]
+    if not separator:
         return {"model_name": name}
-    return {"model_name": name, "version": ("@" if separator == "@" else "") + reference}
+    return {"model_name": name, "version": reference if separator == "/" else "@" + reference}
 
 
 def anonymous_allowed() -> bool:
