@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -30,6 +30,7 @@ from .api_parts import (
     JSONBodyParser,
     PredictThrottle,
     QualityNegotiation,
+    UploadParser,
     body_too_large,
 )
 from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
@@ -87,7 +88,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     # The user (and so its permissions) is cached with its token for MDS_TOKEN_CACHE_TTL seconds.
     permission_classes = [requires("registry_mirror.predict")]
     throttle_classes = [PredictThrottle]
-    parser_classes = [CSVBodyParser, JSONBodyParser, MultiPartParser, FormParser]
+    parser_classes = [CSVBodyParser, JSONBodyParser, UploadParser, FormParser]
     renderer_classes = [FastJSONRenderer, CSVRenderer]
     content_negotiation_class = QualityNegotiation
 
@@ -102,7 +103,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     @PREDICT_SCHEMA
     def create(self, request):
         body, body_format, form = _request_body(request)
-        params = PredictionRequestSerializer(data={**request.query_params.dict(), **form})
+        params = PredictionRequestSerializer(data=self.request_options(request, form))
         params.is_valid(raise_exception=True)
         options = params.validated_data
         model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
@@ -144,6 +145,10 @@ class PredictionViewSet(viewsets.GenericViewSet):
         if request.client_request_id:
             data["client_request_id"] = request.client_request_id
         return Response(data, headers=headers)
+
+    def request_options(self, request, form: dict) -> dict:
+        """Which model answers, and how: the query string's options, and an upload's form fields."""
+        return {**request.query_params.dict(), **form}
 
     def finalize_response(self, request, response, *args, **kwargs):
         if response.status_code >= 400:

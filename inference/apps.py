@@ -8,6 +8,7 @@ class InferenceConfig(AppConfig):
         # Live performance and drift on a version's page, without the mirror knowing this app exists.
         from registry_mirror.panels import version_panels_register
 
+        from . import mlflow_protocol  # noqa: F401  (registers its system check)
         from .admin import version_monitoring_panels
 
         version_panels_register(version_monitoring_panels)

@@ -16,7 +16,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.production")
 
 LEAN_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware")
-LEAN_PATHS = ("/predict", "/health", "/v2")
+LEAN_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version")
 
 
 class LeanWSGIHandler(WSGIHandler):

@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from core.metrics import MetricsView
 from core.token_apis import TokenViewSet
 from inference.apis import PredictionViewSet
+from inference.mlflow_protocol import InvocationsViewSet, ping, version
 from training.apis import TrainingJobViewSet
 
 from .health import live, ready
@@ -25,6 +26,10 @@ urlpatterns = [
     path("health", live, name="health"),
     path("health/ready", ready, name="health-ready"),
     path("metrics", MetricsView.as_view(), name="metrics"),
+    # MLflow's scoring protocol (`mlflow models serve`).
+    path("invocations", InvocationsViewSet.as_view({"post": "create"}), name="mlflow-invocations"),
+    path("ping", ping, name="mlflow-ping"),
+    path("version", version, name="mlflow-version"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SwaggerDocs.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", RedocDocs.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"),

@@ -399,3 +399,13 @@ CELERY_BEAT_SCHEDULE |= {
 # /metrics answers a valid API token, or any request from the loopback interface without X-Forwarded-For; set this
 # to false where a reverse proxy on the same machine would make every client look local.
 MDS_METRICS_ALLOW_LOOPBACK = env.bool("MDS_METRICS_ALLOW_LOOPBACK", default=True)
+
+# --- MLflow's scoring protocol (/invocations, /ping, /version) -------------------------------------------------
+# The model /invocations answers when its query string names none: NAME, NAME@alias, NAME/VERSION or NAME/latest
+# (empty: /predict's default, MDS_DEFAULT_MODEL_NAME at MDS_SERVING_ALIAS).
+MDS_SERVE_MODEL = env.str("MDS_SERVE_MODEL", default="")
+# MLflow's clients send no credentials. True lets callers without a token use /invocations, answered by
+# MDS_SERVE_MODEL only (required with it: a system check), on a private network only: anyone who reaches the
+# port can predict. Still logged and counted, and throttled per client address at this rate ("off" for none).
+MDS_INVOCATIONS_ANONYMOUS = env.bool("MDS_INVOCATIONS_ANONYMOUS", default=False)
+MDS_THROTTLE_INVOCATIONS_ANONYMOUS = env.str("MDS_THROTTLE_INVOCATIONS_ANONYMOUS", default="6000/minute")
