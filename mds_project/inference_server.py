@@ -39,6 +39,8 @@ def main() -> None:
         os.environ["INFERENCE_GRPC_BIND"] = args.grpc_bind
     host, _, port = args.bind.rpartition(":")
     # Before granian forks its worker processes, which inherit them.
+    # Beside `make run` (embedded settings) this server predicts only: the web process's training thread trains.
+    os.environ.setdefault("MDS_EMBEDDED_BACKGROUND_TRAINING", "false")
     configure_metrics()
     limit_malloc_arenas()
     try:

@@ -1,4 +1,5 @@
-"""WSGI entry point of the inference server: ``/predict``, ``/health`` and ``/v2`` through a short middleware chain.
+"""WSGI entry point of the inference server: the prediction routes (``/predict``, ``/v2``, MLflow's ``/invocations``)
+and probes through a short middleware chain.
 
 The web app's chain (sessions, CSRF, messages, static files, frame options) costs about as much per request
 as the model does for one row, and token-authenticated prediction needs none of it. Every other path goes

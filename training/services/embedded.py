@@ -128,9 +128,9 @@ def embedded_dispatcher_connect() -> None:
         request_started.connect(_dispatcher_start, dispatch_uid="training-embedded-dispatcher")
 
 
-# Requests that start no dispatcher: a process that only predicts (the inference server beside `make run`, probed
-# on /health) trains nothing, and takes no job waiting in another process's training thread.
-_PREDICTION_PATHS = ("/predict", "/health")
+# Requests that start no dispatcher: a process that only predicts or is probed trains nothing, and takes no job
+# waiting in another process's training thread. (The inference server never runs one: see inference_server.py.)
+_PREDICTION_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version", "/metrics")
 
 
 def _dispatcher_start(environ=None, **kwargs) -> None:
