@@ -16,7 +16,8 @@ worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Keep-alive connections from clients and load balancers are reused instead of re-handshaking per request.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "15"))
-# Embedded mode trains inside the request when `?wait=` is given: allow a long one.
+# A long request must not kill the worker: `?wait=N` blocks up to N s (at most MDS_TRAIN_MAX_WAIT, 600), and with
+# MDS_EMBEDDED_BACKGROUND_TRAINING=false embedded mode trains inside the request.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "600"))
 graceful_timeout = 30
 # Access logging costs ~5% of a small request; `GUNICORN_ACCESSLOG=` (empty) turns it off.
