@@ -47,7 +47,8 @@ INTERVAL_METHOD_TAG = "mds.interval_method"
 ESTIMATOR_TAG = "mds.estimator"
 CALENDAR_TAG = "mds.calendar_timestamp"
 
-# Training plots: logged as ``plots/<name>.png`` on the run, shown on a version's admin page.
+# Training plots: ``plots/<name>.png`` in the logged model's directory (on the run for versions logged before),
+# shown on a version's admin page and, through the run's output model, in the run's Artifacts tab of MLflow's UI.
 PLOT_DIR = "plots"
 PLOTS = {
     "predicted_vs_actual": "Holdout: predicted vs actual",

@@ -258,7 +258,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
                     }
                     for name, title in PLOTS.items()
                 ]
-                if version.run_id
+                if version.model_id or version.run_id
                 else [],
                 alias_moves=selectors.alias_moves_of(model_name=version.name),
                 panels=model_version_panels(version),
@@ -360,12 +360,15 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
 
     def plot_view(self, request, object_id, plot):
         version = _version_or_404(object_id)
-        if plot not in PLOTS or not version.run_id or not self.has_view_permission(request, version):
+        has_source = version.model_id or version.run_id
+        if plot not in PLOTS or not has_source or not self.has_view_permission(request, version):
             raise Http404("No such plot.")
         try:
-            content = gateway.run_artifact_read(run_id=version.run_id, path=plot_path(plot))
+            content = gateway.training_plot_read(
+                model_id=version.model_id, run_id=version.run_id, path=plot_path(plot)
+            )
         except NotFound as exc:
-            raise Http404("This version's run has no such plot.") from exc
+            raise Http404("This version has no such plot.") from exc
         except ApplicationError as exc:
             return HttpResponse(exc.message, status=503, content_type="text/plain")
         response = HttpResponse(content, content_type="image/png")

@@ -1,4 +1,9 @@
-"""Logging a trained model as one MLflow run with one logged model (sklearn + onnx), registered as one version."""
+"""Logging a trained model as one MLflow run with one logged model (sklearn + onnx), registered as one version.
+
+The training plots are files of the logged model (``plots/<name>.png`` beside ``MLmodel``), not of the run: MLflow's
+UI shows a run's output model in the run's Artifacts tab only while the run has no artifacts of its own, so the
+run's page shows both formats and the plots without storing the model twice.
+"""
 
 import contextlib
 import json
@@ -29,7 +34,8 @@ class TrainedModel:
     # Metrics with one value per step (a backtest's folds: step 1, 2, ...), logged beside ``metrics``.
     metric_steps: dict[str, list[float]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)  # plot name (core.contract.PLOTS) -> matplotlib Figure
+    # Plot name (core.contract.PLOTS) -> matplotlib Figure, saved as ``plot_path(name)`` in the model directory.
+    figures: dict[str, Any] = field(default_factory=dict)
     # The training window's feature profile (training/profile.py), saved as PROFILE_FILE beside the model files.
     profile: dict[str, Any] | None = None
     # More files of the model directory, beside the two formats (file name -> content).
@@ -153,8 +159,6 @@ def _log_and_register(
         params=[Param(key, str(value)) for key, value in params.items()],
         tags=[RunTag(key, str(value)) for key, value in model.tags.items()],
     )
-    for name, figure in model.figures.items():
-        mlflow_client.log_figure(run_id, figure, plot_path(name))
     with tempfile.TemporaryDirectory(prefix="mds-model-") as tmp:
         model_dir = Path(tmp) / "model"
         checksums = _save_model_dir(model, model_dir)
@@ -170,7 +174,8 @@ def _log_and_register(
             raise
     mlflow_client.finalize_logged_model(logged.model_id, "READY")
     # The model is the run's output, as `mlflow.<flavor>.log_model` records it: the run's page lists it (with its
-    # sklearn and onnx flavors), and the model's page links back to the run.
+    # sklearn and onnx flavors) and, the run having no artifacts of its own, shows its files in the Artifacts tab;
+    # the model's page links back to the run.
     mlflow_client.log_outputs(run_id, models=[LoggedModelOutput(logged.model_id, step=0)])
     _ensure_registered_model(mlflow_client, model_name)
     if still_owner is not None:
@@ -186,7 +191,8 @@ def _log_and_register(
 
 
 def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
-    """Write one MLmodel directory with the sklearn and the onnx flavor; return the files' sha256 tags."""
+    """Write one MLmodel directory with the sklearn and the onnx flavor (and the plots); return the files' sha256
+    tags."""
     import mlflow.sklearn
     import onnx
     from mlflow.models import Model, infer_signature
@@ -205,6 +211,9 @@ def _save_model_dir(model: TrainedModel, model_dir: Path) -> dict[str, str]:
         (model_dir / PROFILE_FILE).write_text(json.dumps(model.profile))
     for name, content in model.files.items():
         (model_dir / name).write_bytes(content)
+    for name, figure in model.figures.items():
+        (model_dir / plot_path(name)).parent.mkdir(exist_ok=True)
+        figure.savefig(model_dir / plot_path(name))
     mlmodel = Model.load(str(model_dir / "MLmodel"))
     mlmodel.add_flavor(
         "onnx",

@@ -201,6 +201,31 @@ def model_alias_delete(*, name: str, alias: str) -> None:
         mlflow_client.delete_registered_model_alias(name, alias)
 
 
+def training_plot_read(*, model_id: str, run_id: str, path: str) -> bytes:
+    """The bytes of a version's training plot: a file of its logged model, or of its run for versions logged
+    before the plots moved to the model (and for runs of other clients); ``NotFound`` if neither has it."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    if model_id:
+        with tempfile.TemporaryDirectory(prefix="mds-artifact-") as tmp:
+            try:
+                with translated_errors():
+                    location = client().get_logged_model(model_id).artifact_location.rstrip("/")
+                    local = download_artifacts(
+                        artifact_uri=f"{location}/{path}",
+                        dst_path=tmp,
+                        tracking_uri=settings.MLFLOW_TRACKING_URI,
+                    )
+                return Path(local).read_bytes()
+            except (MlflowException, NotFound, OSError):
+                # Not (or no longer) there: an older version's plots are its run's.
+                pass
+    if not run_id:
+        raise NotFound(f"There is no plot {path!r}.", extra={"model_id": model_id, "path": path})
+    return run_artifact_read(run_id=run_id, path=path)
+
+
 def run_artifact_read(*, run_id: str, path: str) -> bytes:
     """The bytes of one (small) run artifact, such as a training plot; ``NotFound`` if it does not exist."""
     from mlflow.exceptions import MlflowException

@@ -273,6 +273,21 @@ def test_large_version_lists_count_no_further_than_the_cap(staff_client, monkeyp
     assert len(response.context["cl"].result_list) == 50
 
 
+def test_a_version_logged_with_its_plots_on_the_run_still_shows_them(staff_client, mlflow_store, tmp_path):
+    # given: a version whose run holds the plots, as MDS logged them before they moved to the logged model
+    version = mlflow_version("weather")
+    plot = tmp_path / "predicted_vs_actual.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n a plot")
+    gateway.client().log_artifact(version.run_id, str(plot), "plots")
+    registry_mirror_sync()
+
+    # when
+    response = staff_client.get(f"{VERSIONS}{ModelVersion.objects.get().pk}/plots/predicted_vs_actual.png")
+
+    # then
+    assert response.status_code == 200 and response.content == plot.read_bytes()
+
+
 def test_a_plot_the_run_does_not_have_is_404_and_an_unreachable_mlflow_is_503(staff_client, mlflow_store, mlflow_down):
     # given: a version registered outside MDS, whose run logged no plots
     mlflow_version("weather")

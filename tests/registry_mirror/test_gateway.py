@@ -71,14 +71,15 @@ def test_the_version_holds_one_logged_model_with_both_flavors(train, model_name,
     assert version.tags[contract.ONNX_SHA256_TAG] == gateway.file_sha256(Path(local) / "model.onnx")
 
 
-def test_the_run_records_params_metrics_dataset_and_plots(train):
+def test_the_run_records_params_metrics_dataset_and_its_model_holds_the_plots(train):
     # given
     job = train(random_state=5)
     client = gateway.client()
 
     # when
     run = client.get_run(job["mlflow_run_id"])
-    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+    model_id = TrainingJob.objects.get(pk=job["id"]).mlflow_model_id
+    artifacts = {item.path for item in client.list_logged_model_artifacts(model_id, "plots")}
 
     # then
     assert run.info.status == "FINISHED"

@@ -1,11 +1,15 @@
 """What the MLflow UI shows of MDS's work, read back from a real MLflow server: the experiment opens in the
-model-development view, and each run lists the model it logged, with both formats."""
+model-development view, and each run lists the model it logged, with both formats.
+
+The run page's Artifacts tab shows the files of the run's first output model when the run has no artifacts of its
+own (the UI's ArtifactPage, ``isFallbackToLoggedModelArtifacts``): MDS logs the plots with the model for that."""
 
 import uuid
 
 from mlflow import MlflowClient
 from mlflow.models import Model
 
+from core import contract
 from registry_mirror import gateway
 
 
@@ -28,7 +32,7 @@ def test_the_experiment_is_tagged_for_model_development_also_when_it_existed_bef
         assert mlflow.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_the_run_lists_the_model_it_logged_with_both_formats(train, settings, mlflow_server):
+def test_the_run_lists_the_model_it_logged_with_both_formats_and_shows_its_files(train, settings, mlflow_server):
     # given: MDS logging through the MLflow server, as in production and `make run`
     settings.MLFLOW_TRACKING_URI = mlflow_server
 
@@ -46,3 +50,9 @@ def test_the_run_lists_the_model_it_logged_with_both_formats(train, settings, ml
     assert mlflow.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     mlmodel = Model.load(f"models:/{output.model_id}")
     assert {"sklearn", "onnx"} <= set(mlmodel.flavors)
+    # the run has no artifacts of its own, so its Artifacts tab shows the model's: both formats and the plots
+    assert mlflow.list_artifacts(run.info.run_id) == []
+    files = {item.path for item in mlflow.list_logged_model_artifacts(output.model_id)}
+    assert {"MLmodel", "model.pkl", "model.onnx", "plots"} <= files
+    plots = {item.path for item in mlflow.list_logged_model_artifacts(output.model_id, "plots")}
+    assert plots == {contract.plot_path(name) for name in contract.PLOTS}

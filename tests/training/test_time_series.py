@@ -41,7 +41,8 @@ def test_the_backtest_is_logged_per_fold_with_its_plot_and_the_calendar_recorded
     # when
     history = client.get_metric_history(job["mlflow_run_id"], "backtest_fold_rmse")
     run = client.get_run(job["mlflow_run_id"])
-    plots = {item.path for item in client.list_artifacts(job["mlflow_run_id"], "plots")}
+    model_id = TrainingJob.objects.get(pk=job["id"]).mlflow_model_id
+    plots = {item.path for item in client.list_logged_model_artifacts(model_id, "plots")}
 
     # then
     assert [metric.step for metric in history] == [1, 2, 3]
