@@ -36,7 +36,7 @@ from .api_parts import (
 from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
 from .model_cache import model_cache
 from .parsing import write_csv
-from .prediction_log import prediction_log_submit
+from .prediction_log import prediction_log_answer
 from .serializers import PredictionRequestSerializer, PredictionSerializer
 from .services import FORMATS, prediction_create
 
@@ -121,15 +121,9 @@ class PredictionViewSet(viewsets.GenericViewSet):
             (prediction.name, str(prediction.version), prediction.model_format),
             len(prediction.values),
         )
-        prediction_log_submit(
+        prediction_log_answer(
+            prediction,
             request_id=request.request_id,
-            model_name=prediction.name,
-            model_version=prediction.version,
-            engine=prediction.model_format,
-            feature_names=prediction.feature_names,
-            inputs=prediction.features,
-            predictions=prediction.values,
-            intervals=prediction.intervals,
             caller_id=request.user.pk,
             client_request_id=request.client_request_id,
         )

@@ -322,6 +322,22 @@ def prediction_log_submit(
         return False
 
 
+def prediction_log_answer(prediction, *, request_id: uuid.UUID, caller_id: int | None, client_request_id: str) -> bool:
+    """``prediction_log_submit`` for an answered ``inference.services.Prediction``, whichever protocol asked."""
+    return prediction_log_submit(
+        request_id=request_id,
+        model_name=prediction.name,
+        model_version=prediction.version,
+        engine=prediction.model_format,
+        feature_names=prediction.feature_names,
+        inputs=prediction.features,
+        predictions=prediction.values,
+        intervals=prediction.intervals,
+        caller_id=caller_id,
+        client_request_id=client_request_id,
+    )
+
+
 def prediction_log_flush() -> int:
     """Write what this process has queued, now (tests, management commands)."""
     return prediction_log_writer().flush()

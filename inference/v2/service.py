@@ -15,7 +15,7 @@ from core.errors import ApplicationError
 from core.tabular import TableError
 
 from ..model_cache import LoadedVersion
-from ..prediction_log import prediction_log_submit
+from ..prediction_log import prediction_log_answer
 from ..services import FORMATS, Prediction, loaded_version, prediction_from_features
 from .tensors import LOWER, OUTPUT_DATATYPE, PREDICTIONS, UPPER, InputTensor, OutputTensor, feature_matrix
 from .tensors import output_tensors as make_outputs
@@ -106,18 +106,7 @@ def infer(
     loaded = model_loaded(name, version)
     X = feature_matrix(inputs, loaded.feature_names, max_rows=settings.MDS_PREDICT_MAX_ROWS)
     prediction = prediction_from_features(loaded=loaded, X=X, model_format=model_format, interval=interval)
-    prediction_log_submit(
-        request_id=request_id,
-        model_name=prediction.name,
-        model_version=prediction.version,
-        engine=prediction.model_format,
-        feature_names=prediction.feature_names,
-        inputs=prediction.features,
-        predictions=prediction.values,
-        intervals=prediction.intervals,
-        caller_id=caller_id,
-        client_request_id=client_request_id,
-    )
+    prediction_log_answer(prediction, request_id=request_id, caller_id=caller_id, client_request_id=client_request_id)
     intervals = prediction.intervals
     outputs = make_outputs(
         prediction.values,
