@@ -4,12 +4,12 @@ import re
 from typing import cast
 from urllib.parse import quote
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 
 from core.contract import MODEL_NAME_PATTERN, VersionRef
 from core.errors import Conflict, NotFound
 
+from .gateway.ui import ui_link
 from .models import AliasMove, ModelVersion, RegisteredModel, ServedAlias, TrainedVersion
 
 
@@ -134,12 +134,11 @@ def alias_moves_of(*, model_name: str, limit: int = 20) -> list[AliasMove]:
 
 
 def mlflow_ui_links(version: ModelVersion) -> dict[str, str]:
-    base = settings.MLFLOW_UI_URL.rstrip("/")
     name = quote(version.name, safe="")
     links = {
-        "model": f"{base}/#/models/{name}",
-        "version": f"{base}/#/models/{name}/versions/{version.version}",
+        "model": ui_link(f"models/{name}"),
+        "version": ui_link(f"models/{name}/versions/{version.version}"),
     }
     if version.run_id and version.experiment_id:
-        links["run"] = f"{base}/#/experiments/{version.experiment_id}/runs/{version.run_id}"
+        links["run"] = ui_link(f"experiments/{version.experiment_id}/runs/{version.run_id}")
     return links

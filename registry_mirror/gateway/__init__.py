@@ -42,7 +42,7 @@ from .serving import (
     serves_over_rest,
     tracking_server_check,
 )
-from .ui import UiStatus, ui_status
+from .ui import UiStatus, ui_link, ui_status
 
 __all__ = [
     "AppUserResult",
@@ -77,5 +77,6 @@ __all__ = [
     "model_run_end",
     "model_run_start",
     "translated_errors",
+    "ui_link",
     "ui_status",
 ]

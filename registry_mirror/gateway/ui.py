@@ -21,9 +21,21 @@ _checked: dict[str, tuple[float, bool]] = {}
 _checked_lock = threading.Lock()
 
 
+# MLflow 3's UI keeps one switch between its GenAI and its model-training views, in the browser's storage, GenAI by
+# default; a link that carries this parameter opens the model-training view (runs, models, registry) and sets it.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_link(route: str) -> str:
+    """The MLflow UI's page at ``route`` (``experiments/1/runs/abc``, ``models/NAME``), in the model-training view."""
+    return f"{settings.MLFLOW_UI_URL.rstrip('/')}/#/{route}?{MODEL_TRAINING_VIEW}"
+
+
 @dataclass(frozen=True)
 class UiStatus:
     url: str
+    # Where the landing page's link leads: the experiments, in the model-training view.
+    home: str
     up: bool
     # The command that serves the embedded store on ``url`` (empty when MDS's store is an MLflow server elsewhere).
     start_command: str
@@ -43,7 +55,7 @@ def ui_status() -> UiStatus:
             up = False
         with _checked_lock:
             _checked[url] = (now, up)
-    return UiStatus(url=url, up=up, start_command="" if up else _start_command(url))
+    return UiStatus(url=url, home=ui_link("experiments"), up=up, start_command="" if up else _start_command(url))
 
 
 def _start_command(url: str) -> str:

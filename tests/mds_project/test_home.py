@@ -19,7 +19,12 @@ def test_the_landing_page_shows_where_to_go(client, db, settings, logged_in):
     # then: links to the docs, the admin, MLflow and health, and who is logged in
     assert response.status_code == 200
     page = response.content.decode()
-    for link in ('href="/api/docs"', 'href="/admin/"', 'href="http://mlflow.example:5000"', 'href="/health"'):
+    for link in (
+        'href="/api/docs"',
+        'href="/admin/"',
+        'href="http://mlflow.example:5000/#/experiments?workflowType=machine_learning"',
+        'href="/health"',
+    ):
         assert link in page
     assert ("Logged in as <strong>ada</strong>" in page) is logged_in
     assert ("/admin/login/?next=/" in page) is not logged_in
@@ -65,6 +70,6 @@ def test_a_running_mlflow_ui_is_linked_without_a_warning(client, db, settings):
         server.shutdown()
         server.server_close()
 
-    # then
-    assert f'href="{settings.MLFLOW_UI_URL}"' in page
+    # then: linked in MLflow's model-training view, not its default GenAI one
+    assert f'href="{settings.MLFLOW_UI_URL}/#/experiments?workflowType=machine_learning"' in page
     assert "Not running" not in page

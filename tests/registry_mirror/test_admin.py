@@ -93,8 +93,11 @@ def test_the_version_page_shows_metrics_params_origin_plots_and_mlflow_links(
     html = page.content.decode()
     assert page.status_code == 200
     assert "<tr><td>n_estimators</td><td>10</td></tr>" in html
-    assert f"http://mlflow.example:5000/#/experiments/{version.experiment_id}/runs/{version.run_id}" in html
-    assert f"http://mlflow.example:5000/#/models/{model_name}/versions/1" in html
+    assert (
+        f"http://mlflow.example:5000/#/experiments/{version.experiment_id}/runs/{version.run_id}?workflowType=machine_learning"
+        in html
+    )
+    assert f"http://mlflow.example:5000/#/models/{model_name}/versions/1?workflowType=machine_learning" in html
     # nothing answers there: the links say so
     assert "MLflow: run (not running)" in html
     assert f"/admin/training/trainingjob/{job['id']}/change/" in html

@@ -141,7 +141,7 @@ def test_the_upload_links_to_its_job_whose_page_is_read_only_with_links(
     assert 'name="_save"' not in page and 'name="_continue"' not in page
     version = ModelVersion.objects.get(name=model_name, version=job.registered_version)
     assert f'href="/admin/registry_mirror/modelversion/{version.pk}/change/"' in page
-    assert f"/#/experiments/{version.experiment_id}/runs/{job.mlflow_run_id}" in page
+    assert f"/#/experiments/{version.experiment_id}/runs/{job.mlflow_run_id}?workflowType=machine_learning" in page
 
 
 def test_a_running_jobs_page_follows_it_through_the_api_with_the_admin_session(staff_client):
