@@ -127,6 +127,11 @@ class PickleLoad:
     def loaded(self) -> bool:
         return self.sklearn is not None
 
+    @property
+    def loading(self) -> bool:
+        """Whether a background load (``ready``) is under way."""
+        return self._background is not None
+
     def engines(self) -> list[Engine]:
         return [engine for engine in (self.sklearn, self.compiled) if engine is not None]
 
