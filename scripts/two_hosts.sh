@@ -5,7 +5,7 @@
 # directory (secrets, data) is hidden from them. scripts/two_hosts_check.py then checks, through the API:
 #   (a) 10 trainings spread over both hosts' workers (each job row names the host:pid that ran it);
 #   (b) a host's worker killed (SIGKILL) mid-training: the other host finishes the job, once, one MLflow version;
-#   (c) an alias moved by a maintainer is served by both replicas within MDS_ALIAS_TTL.
+#   (c) an alias moved by a maintainer is served by both replicas within MDS_ALIAS_CHECK_INTERVAL + 1 s.
 # Prints a pass/fail report and exits non-zero if a check failed. Everything it makes (namespaces, bridge,
 # addresses, forwarder, stack processes) is removed at exit, also on failure or Ctrl-C. Run as root:
 #
@@ -27,8 +27,8 @@ BEGAN=$(date +%s)
 : "${TWO_HOSTS_DIR:=$ROOT/var/two_hosts}"
 # A /24 nobody else uses; derived from the web port so that two runs with different ports do not collide.
 : "${TWO_HOSTS_SUBNET:=10.213.$((STACK_WEB_PORT % 250))}"
-# Short, so that (c) takes seconds; the default is 30.
-: "${MDS_ALIAS_TTL:=3}"
+# How often a replica looks for a newer alias move (the product's default): (c) checks the move within it + 1 s.
+: "${MDS_ALIAS_CHECK_INTERVAL:=1}"
 # A dead host's job is taken over once its heartbeat is STALE_AFTER old, at the next dispatcher round: ~20 s here
 # (60 + 15 s by default). Another host cannot see whether a process lives, so the heartbeat decides.
 : "${MDS_HEARTBEAT_INTERVAL:=3}" "${MDS_HEARTBEAT_STALE_AFTER:=15}" "${MDS_DISPATCH_INTERVAL:=5}"
@@ -148,7 +148,7 @@ in_host() {
   local h=$1
   shift
   nsenter --target "${HOLDER[$h]}" --net --uts --mount --wd="$ROOT" -- env -i "${HOST_ENV[@]}" \
-    DJANGO_ALLOWED_HOSTS="${ADDR[$h]}" MDS_DATA_DIR="$TWO_HOSTS_DIR/host-$h/data" MDS_ALIAS_TTL="$MDS_ALIAS_TTL" \
+    DJANGO_ALLOWED_HOSTS="${ADDR[$h]}" MDS_DATA_DIR="$TWO_HOSTS_DIR/host-$h/data" MDS_ALIAS_CHECK_INTERVAL="$MDS_ALIAS_CHECK_INTERVAL" \
     MDS_HEARTBEAT_INTERVAL="$MDS_HEARTBEAT_INTERVAL" MDS_HEARTBEAT_STALE_AFTER="$MDS_HEARTBEAT_STALE_AFTER" "$@"
 }
 # A checkout (or venv, or run directory) under /tmp stays visible through the host's own, empty /tmp: the machine's
@@ -223,7 +223,7 @@ for h in "${HOSTS[@]}"; do
   hosts_args+=(--host "$(hostname_of "$h"),$(netns "$h"),http://${ADDR[$h]}:$STACK_INFERENCE_PORT")
 done
 checks=0
-"$BIN/python" scripts/two_hosts_check.py run "${hosts_args[@]}" --alias-ttl "$MDS_ALIAS_TTL" || checks=$?
+"$BIN/python" scripts/two_hosts_check.py run "${hosts_args[@]}" --alias-check-interval "$MDS_ALIAS_CHECK_INTERVAL" || checks=$?
 $network_ok && ((checks == 0)) && report "RESULT: PASS" || report "RESULT: FAIL"
 $network_ok && exit "$checks"
 exit 1
