@@ -364,9 +364,7 @@ class ModelVersionAdmin(ReadOnlyMirrorAdmin):
         if plot not in PLOTS or not has_source or not self.has_view_permission(request, version):
             raise Http404("No such plot.")
         try:
-            content = gateway.training_plot_read(
-                model_id=version.model_id, run_id=version.run_id, path=plot_path(plot)
-            )
+            content = gateway.version_plot_read(model_id=version.model_id, run_id=version.run_id, path=plot_path(plot))
         except NotFound as exc:
             raise Http404("This version has no such plot.") from exc
         except ApplicationError as exc:

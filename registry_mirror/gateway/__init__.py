@@ -34,7 +34,7 @@ from .registry import (
     registered_models_page,
     run_artifact_read,
     run_data_get,
-    training_plot_read,
+    version_plot_read,
 )
 from .serving import (
     model_version_fetch,
@@ -71,7 +71,7 @@ __all__ = [
     "registered_models_page",
     "run_artifact_read",
     "run_data_get",
-    "training_plot_read",
+    "version_plot_read",
     "serves_over_rest",
     "tracking_server_check",
     "model_run_end",

@@ -201,7 +201,7 @@ def model_alias_delete(*, name: str, alias: str) -> None:
         mlflow_client.delete_registered_model_alias(name, alias)
 
 
-def training_plot_read(*, model_id: str, run_id: str, path: str) -> bytes:
+def version_plot_read(*, model_id: str, run_id: str, path: str) -> bytes:
     """The bytes of a version's training plot: a file of its logged model, or of its run for versions logged
     before the plots moved to the model (and for runs of other clients); ``NotFound`` if neither has it."""
     from mlflow.artifacts import download_artifacts
