@@ -160,6 +160,20 @@ def test_auto_with_calendar_drops_it_where_the_backtest_finds_it_does_not_help()
     assert result.estimator.n_features_in_ == 1 and result.X_test.shape[1] == 1
 
 
+def test_auto_with_calendar_on_a_timestamp_alone_backtests_the_calendar_candidates_only():
+    # given: no feature but the timestamp
+    data = prepare(seasonal_frame(200, seasonal=True).drop(columns="x"), calendar=True)
+    params = ml.TrainingParams(n_estimators=5, estimator="auto", calendar=True)
+
+    # when
+    result = ml.train(data, params)
+
+    # then
+    board = result.backtest_record(params)["leaderboard"]
+    assert len(board) == 3 and all(entry["calendar"] for entry in board)
+    assert result.feature_names == list(CALENDAR_FEATURES)
+
+
 def test_auto_without_rows_for_a_backtest_serves_a_random_forest():
     # given
     data = prepare(weather_frame(30))

@@ -199,6 +199,8 @@ def _candidates(params: TrainingParams, data: PreparedData) -> list[tuple[str, P
     if params.estimator != AUTO:
         return [(params.estimator, data)]
     candidates = [(name, data) for name in ESTIMATORS]
-    if data.calendar_from is not None:
-        candidates.insert(0, (RANDOM_FOREST, without_calendar(data)))
+    plain = without_calendar(data)
+    # A file whose only feature is its timestamp has nothing to fit without the calendar.
+    if plain is not data and plain.feature_names:
+        candidates.insert(0, (RANDOM_FOREST, plain))
     return candidates
