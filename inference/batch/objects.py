@@ -193,14 +193,20 @@ class _Chained:
         self._current: Any = None
 
     def read(self, n: int = -1) -> bytes:
+        """Exactly ``n`` bytes unless the last object ends first: s3transfer takes a short read for the end."""
         n = STREAM_BLOCK_BYTES if n is None or n < 0 else n
-        while True:
+        pieces: list[bytes] = []
+        wanted = n
+        while wanted > 0:
             if self._current is None:
                 if not self._names:
-                    return b""
+                    break
                 self._current = open_range(self._names.pop(0))
-            data = self._current.read(n)
-            if data:
-                return data
-            self._current.close()
-            self._current = None
+            data = self._current.read(wanted)
+            if not data:
+                self._current.close()
+                self._current = None
+                continue
+            pieces.append(data)
+            wanted -= len(data)
+        return b"".join(pieces)
