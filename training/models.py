@@ -151,8 +151,8 @@ class DatasetSeries(BaseModel):
     model_name = models.CharField(max_length=200, unique=True)
     target_column = models.CharField(max_length=200)
     timestamp_column = models.CharField(max_length=200)
-    # In training order (timestamp, features, target), as `Dataset.columns`.
-    columns = models.JSONField(default=list)
+    # In training order (timestamp, features, target), as `Dataset.columns`; empty until the first segment.
+    columns = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_series"
     )
