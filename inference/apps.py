@@ -12,3 +12,9 @@ class InferenceConfig(AppConfig):
         from .admin import version_monitoring_panels
 
         version_panels_register(version_monitoring_panels)
+
+        from core.metrics import collector_register
+
+        from .batch.metrics import BatchJobCollector
+
+        collector_register(BatchJobCollector())

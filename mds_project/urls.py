@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from core.metrics import MetricsView
 from core.token_apis import TokenViewSet
 from inference.apis import PredictionViewSet
+from inference.batch.apis import BatchJobViewSet
 from inference.mlflow_protocol import InvocationsViewSet, ping, version
 from training.apis import TrainingJobViewSet
 
@@ -19,6 +20,7 @@ router = SimpleRouter(trailing_slash=False)
 router.register("train", TrainingJobViewSet, basename="training-job")
 router.register("predict", PredictionViewSet, basename="prediction")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("batch", BatchJobViewSet, basename="batch-job")
 
 urlpatterns = [
     path("", home, name="home"),
