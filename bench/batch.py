@@ -210,15 +210,19 @@ def start_embedded(env: dict, port: int, log: Path) -> tuple[subprocess.Popen, s
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if requests.get(f"{url}/health", timeout=10).ok:
-                return server, url
-        except (requests.ConnectionError, requests.Timeout):
-            # The first request waits for the worker's start (Django, the apps).
-            pass
-        time.sleep(0.25)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if requests.get(f"{url}/health", timeout=10).ok:
+                    return server, url
+            except (requests.ConnectionError, requests.Timeout):
+                # The first request waits for the worker's start (Django, the apps).
+                pass
+            time.sleep(0.25)
+    except BaseException:
+        stop(server)
+        raise
     stop(server)
     sys.exit(f"the embedded server did not start; see {log}")
 
@@ -269,17 +273,17 @@ def stack_prepare(stack_dir: Path, train_csv: Path) -> tuple[str, str, int, list
 def report(rows: int, input_bytes: int, baseline: dict, runs: dict[str, tuple[dict, dict]]) -> int:
     base_rate = rows / baseline["seconds"]
     print(f"\n{rows:,} rows x {len(FEATURES)} features, {input_bytes / 1e6:.1f} MB of CSV")
-    print(f"{'':<44}{'value':>12}{'target':>16}  ok")
-    print(f"{'mlflow models predict: time (s)':<44}{baseline['seconds']:>12.2f}")
-    print(f"{'mlflow models predict: rows/s':<44}{base_rate:>12.0f}")
-    print(f"{'mlflow models predict: peak RSS, tree (MB)':<44}{baseline['peak_mb']:>12.0f}")
+    print(f"{'':<62}{'value':>12}{'target':>16}  ok")
+    print(f"{'mlflow models predict: time (s)':<62}{baseline['seconds']:>12.2f}")
+    print(f"{'mlflow models predict: rows/s':<62}{base_rate:>12.0f}")
+    print(f"{'mlflow models predict: peak RSS, tree (MB)':<62}{baseline['peak_mb']:>12.0f}")
     missed = 0
 
     def line(label: str, value: float, target: str = "", ok: bool | None = None, fmt: str = ".2f") -> None:
         nonlocal missed
         missed += ok is False
         verdict = "" if ok is None else "yes" if ok else "NO"
-        print(f"{label:<44}{value:>12{fmt}}{target:>16}  {verdict}")
+        print(f"{label:<62}{value:>12{fmt}}{target:>16}  {verdict}")
 
     for name, (run, check) in runs.items():
         rate = rows / run["seconds"]
