@@ -355,7 +355,8 @@ def check_batch(stack: Stack, hosts: list[Host], rows: int) -> str:
     took = time.monotonic() - killed_at
     chunks = chunk_rows(stack, job_id)
     scored_by = Counter(host_of(claimed_by) for _, _, claimed_by, _ in chunks)
-    taken_by = Counter(host_of(by) for by in {(index, by) for index, seen in claims.items() for by in seen})
+    # A chunk counts once per host that held it, however often the poll saw it there.
+    taken_by = Counter(host_of(by) for _, by in {(index, by) for index, seen in claims.items() for by in seen})
     taken = set(taken_by)
     summary = (
         f"batch job {job_id} ({rows:,} rows, {len(chunks)} chunks) {job['status']}; chunks scored by "
