@@ -44,7 +44,7 @@ POLL = 0.1
 # (d): rows of the batch input (~20 bytes of features and an id each past the header); two_hosts.sh sets chunks
 # small enough (MDS_BATCH_CHUNK_BYTES) for this to make dozens of them.
 BATCH_ROWS = 600_000
-# Each host must have scored at least this many chunks for the job to count as spread.
+# Both hosts must have scored a chunk before the kill, and the survivor at least this many in all.
 MIN_CHUNKS_PER_HOST = 2
 
 
@@ -340,9 +340,9 @@ def check_batch(stack: Stack, hosts: list[Host], rows: int) -> str:
             for index, status, by, _ in chunks:
                 if status == "running" and by:
                     running[host_of(by)].append(index)
-            seen = {host_of(by[0]) for by in claims.values()}
-            # Kill once both hosts have taken chunks, while a chunk is being scored on the one killed.
-            if seen == names and running:
+            scored = {host_of(by) for _, status, by, _ in chunks if status == "done" and by}
+            # Kill once both hosts have scored chunks, while a chunk is being scored on the one killed.
+            if scored == names and running:
                 victim_name = sorted(running)[0]
                 (victim,) = [host for host in hosts if host.hostname == victim_name]
                 killed_chunks = running[victim_name]
@@ -365,8 +365,13 @@ def check_batch(stack: Stack, hosts: list[Host], rows: int) -> str:
     if job["status"] != "success":
         raise CheckFailed(f"{summary}: {job.get('error')}")
     if victim is None:
-        raise CheckFailed(f"{summary}: finished before both hosts had taken a chunk, nothing was killed ({claims})")
-    if taken != names or min(scored_by[name] for name in names - {victim.hostname}) < MIN_CHUNKS_PER_HOST:
+        raise CheckFailed(f"{summary}: finished before both hosts had scored a chunk, nothing was killed ({claims})")
+    survivors = names - {victim.hostname}
+    if (
+        taken != names
+        or min(scored_by[name] for name in names) < 1
+        or min(scored_by[name] for name in survivors) < MIN_CHUNKS_PER_HOST
+    ):
         raise CheckFailed(f"{summary}: not spread over both hosts (taken: {dict(taken_by)})")
     redone = {index: claims[index] for index in killed_chunks}
     if any(host_of(claims[index][-1]) == victim.hostname for index in killed_chunks):
