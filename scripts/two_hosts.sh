@@ -39,7 +39,7 @@ BEGAN=$(date +%s)
 : "${CELERY_VISIBILITY_TIMEOUT:=300}" "${CELERY_TASK_SOFT_TIME_LIMIT:=240}" "${CELERY_TASK_TIME_LIMIT:=270}"
 # 1: only (d), the batch check (the network is checked all the same), e.g. while working on batch scoring.
 : "${TWO_HOSTS_BATCH_ONLY:=0}"
-# (d)'s input is ~13 MB: 512 kB chunks make ~25 of them, enough for both hosts to take several before the kill.
+# (d)'s input is ~27 MB: 512 kB chunks make 54 of them, enough for both hosts to take several before the kill.
 : "${MDS_BATCH_CHUNK_BYTES:=524288}"
 export MDS_BATCH_CHUNK_BYTES STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT \
   STACK_DJANGO_DB STACK_MLFLOW_DB MDS_DISPATCH_INTERVAL CELERY_VISIBILITY_TIMEOUT CELERY_TASK_SOFT_TIME_LIMIT \

@@ -41,7 +41,7 @@ SLOW_TRAINING = {"n_estimators": 300, "max_depth": 12}
 # the move shows within the interval plus one database read and one poll interval.
 ALIAS_GRACE = 1.0
 POLL = 0.1
-# (d): rows of the batch input (~20 bytes of features and an id each past the header); two_hosts.sh sets chunks
+# (d): rows of the batch input (~45 bytes of an id and features each); two_hosts.sh sets chunks
 # small enough (MDS_BATCH_CHUNK_BYTES) for this to make dozens of them.
 BATCH_ROWS = 600_000
 # Both hosts must have scored a chunk before the kill, and the survivor at least this many in all.
