@@ -1,9 +1,11 @@
 """``python -m mds train FILE``: upload a CSV, follow the training job with progress bars, print the version.
 
-Also ``python -m mds status JOB``, ``python -m mds cancel JOB`` and ``python -m mds jobs``. The server and token
-come from ``--url`` and ``--token``, else from ``MDS_URL`` and ``MDS_TOKEN``. Exit codes: 0 done (a version
-registered, or with ``--no-wait`` the job accepted), 1 the job failed or was cancelled, 2 bad command line, 3 the
-server refused the request or could not be reached, 130 interrupted (Ctrl-C).
+Also ``python -m mds status JOB``, ``python -m mds cancel JOB`` and ``python -m mds jobs``, and the batch scoring
+commands of ``mds/score.py`` (``score FILE``, ``batch JOB``, ``batches``, ``batch-cancel JOB``, ``batch-result
+JOB``). The server and token come from ``--url`` and ``--token``, else from ``MDS_URL`` and ``MDS_TOKEN``. Exit
+codes: 0 done (a version registered, a result written, or with ``--no-wait`` the job accepted), 1 the job failed or
+was cancelled, 2 bad command line, 3 the server refused the request or could not be reached, 130 interrupted
+(Ctrl-C).
 """
 
 import argparse
@@ -14,13 +16,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from . import score
 from .client import DEFAULT_URL, ApiClient, ApiError, UploadInterrupted
+from .common import (
+    EMBEDDED_ANSWER_SECONDS,
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+)
+from .common import print_error as _print_error
+from .common import prog as _prog
 from .follow import job_follow, upload_progress
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-# The longest a server may take to answer the upload: one that trains in-process with background training off
-# answers once the job is done.
-EMBEDDED_ANSWER_SECONDS = 3600
 TRAIN_OPTIONS = ("model_name", "target", "timestamp", "n_estimators", "max_depth", "random_state", "test_size")
 
 
@@ -134,17 +143,6 @@ def _summary(job: dict) -> str:
     return line
 
 
-def _print_error(err: Console, error: ApiError) -> None:
-    err.print(f"[red]error:[/] {error}", markup=True)
-    if error.extra:
-        err.print("  " + ", ".join(f"{key}={value}" for key, value in error.extra.items()))
-
-
-def _prog() -> str:
-    # The installed command is `mds`; from a checkout, `python -m mds`.
-    return "mds" if os.path.basename(sys.argv[0]) == "mds" else "python -m mds"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=_prog(), description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -178,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     cancel_cmd = commands.add_parser("cancel", parents=[common], help="cancel a queued or running training job")
     cancel_cmd.add_argument("job", type=int)
     cancel_cmd.set_defaults(command=cancel)
+
+    score.add_commands(commands, common)
     return parser
 
 

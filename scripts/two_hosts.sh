@@ -5,7 +5,9 @@
 # directory (secrets, data) is hidden from them. scripts/two_hosts_check.py then checks, through the API:
 #   (a) 10 trainings spread over both hosts' workers (each job row names the host:pid that ran it);
 #   (b) a host's worker killed (SIGKILL) mid-training: the other host finishes the job, once, one MLflow version;
-#   (c) an alias moved by a maintainer is served by both replicas within MDS_ALIAS_CHECK_INTERVAL + 1 s.
+#   (c) an alias moved by a maintainer is served by both replicas within MDS_ALIAS_CHECK_INTERVAL + 1 s;
+#   (d) a batch job (POST /batch) of dozens of chunks scored by both hosts' workers (each chunk row names the
+#       host:pid that scored it), one host's worker killed mid-job: the result holds every input row once, in order.
 # Prints a pass/fail report and exits non-zero if a check failed. Everything it makes (namespaces, bridge,
 # addresses, forwarder, stack processes) is removed at exit, also on failure or Ctrl-C. Run as root:
 #
@@ -35,7 +37,11 @@ BEGAN=$(date +%s)
 # The broker hands a dead worker's message out again after the visibility timeout; the lease takes over sooner, so
 # this only bounds the time limits below it, which must let a training finish on a busy two-core machine.
 : "${CELERY_VISIBILITY_TIMEOUT:=300}" "${CELERY_TASK_SOFT_TIME_LIMIT:=240}" "${CELERY_TASK_TIME_LIMIT:=270}"
-export STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT \
+# 1: only (d), the batch check (the network is checked all the same), e.g. while working on batch scoring.
+: "${TWO_HOSTS_BATCH_ONLY:=0}"
+# (d)'s input is ~27 MB: 512 kB chunks make 54 of them, enough for both hosts to take several before the kill.
+: "${MDS_BATCH_CHUNK_BYTES:=524288}"
+export MDS_BATCH_CHUNK_BYTES STACK_PG_PORT STACK_REDIS_PORT STACK_S3_PORT STACK_MLFLOW_PORT STACK_WEB_PORT STACK_INFERENCE_PORT \
   STACK_DJANGO_DB STACK_MLFLOW_DB MDS_DISPATCH_INTERVAL CELERY_VISIBILITY_TIMEOUT CELERY_TASK_SOFT_TIME_LIMIT \
   CELERY_TASK_TIME_LIMIT VENV
 export STACK_DIR=$TWO_HOSTS_DIR/stack STACK_HOST=$TWO_HOSTS_SUBNET.1
@@ -149,7 +155,8 @@ in_host() {
   shift
   nsenter --target "${HOLDER[$h]}" --net --uts --mount --wd="$ROOT" -- env -i "${HOST_ENV[@]}" \
     DJANGO_ALLOWED_HOSTS="${ADDR[$h]}" MDS_DATA_DIR="$TWO_HOSTS_DIR/host-$h/data" MDS_ALIAS_CHECK_INTERVAL="$MDS_ALIAS_CHECK_INTERVAL" \
-    MDS_HEARTBEAT_INTERVAL="$MDS_HEARTBEAT_INTERVAL" MDS_HEARTBEAT_STALE_AFTER="$MDS_HEARTBEAT_STALE_AFTER" "$@"
+    MDS_HEARTBEAT_INTERVAL="$MDS_HEARTBEAT_INTERVAL" MDS_HEARTBEAT_STALE_AFTER="$MDS_HEARTBEAT_STALE_AFTER" \
+    MDS_BATCH_CHUNK_BYTES="$MDS_BATCH_CHUNK_BYTES" "$@"
 }
 # A checkout (or venv, or run directory) under /tmp stays visible through the host's own, empty /tmp: the machine's
 # /tmp is bound aside first, then each such directory is bound back at its own path.
@@ -195,19 +202,21 @@ report "       PostgreSQL from host a (forwarder on $STACK_HOST): $latency_bridg
 $network_ok && report "[PASS] network: each host reaches the four shared services over the bridge, and nothing else" ||
   report "[FAIL] network: a host missed a shared service, or found one on its own loopback or filesystem"
 
-log "starting a worker and an inference replica in each host"
-for h in "${HOSTS[@]}"; do
-  dir=$TWO_HOSTS_DIR/host-$h
-  # The same commands as scripts/stack.sh runs.
-  in_host "$h" "$BIN/celery" -A mds_project worker --loglevel INFO --concurrency 1 --hostname "training@%h" \
-    --without-gossip --without-mingle >"$dir/worker.log" 2>&1 &
-  in_host "$h" "$BIN/python" -m mds_project.inference_server --bind "${ADDR[$h]}:$STACK_INFERENCE_PORT" \
-    >"$dir/inference.log" 2>&1 &
-done
-for h in "${HOSTS[@]}"; do
-  dir=$TWO_HOSTS_DIR/host-$h
-  deadline=$((SECONDS + 120))
-  until grep -q " ready\.$" "$dir/worker.log" 2>/dev/null &&
+# The same command as scripts/stack.sh runs; a restarted worker appends to its host's log.
+start_worker() {
+  in_host "$1" "$BIN/celery" -A mds_project worker --loglevel INFO --concurrency 1 --hostname "training@%h" \
+    --without-gossip --without-mingle >>"$TWO_HOSTS_DIR/host-$1/worker.log" 2>&1 &
+}
+worker_running() {
+  local pid
+  for pid in $(ip netns pids "$(netns "$1")"); do
+    grep -qa celery "/proc/$pid/cmdline" 2>/dev/null && return 0
+  done
+  return 1
+}
+wait_ready() {
+  local h=$1 dir=$TWO_HOSTS_DIR/host-$1 readies=${2:-1} deadline=$((SECONDS + 120))
+  until (($(grep -c " ready\.$" "$dir/worker.log" 2>/dev/null) >= readies)) &&
     curl --silent --fail --max-time 2 --output /dev/null "http://${ADDR[$h]}:$STACK_INFERENCE_PORT/health"; do
     ((SECONDS < deadline)) || {
       tail -n 20 "$dir/worker.log" "$dir/inference.log" >&2
@@ -215,7 +224,16 @@ for h in "${HOSTS[@]}"; do
     }
     sleep 0.5
   done
+}
+
+log "starting a worker and an inference replica in each host"
+for h in "${HOSTS[@]}"; do
+  : >"$TWO_HOSTS_DIR/host-$h/worker.log"
+  start_worker "$h"
+  in_host "$h" "$BIN/python" -m mds_project.inference_server --bind "${ADDR[$h]}:$STACK_INFERENCE_PORT" \
+    >"$TWO_HOSTS_DIR/host-$h/inference.log" 2>&1 &
 done
+for h in "${HOSTS[@]}"; do wait_ready "$h"; done
 log "hosts ready after $(($(date +%s) - BEGAN)) s"
 
 hosts_args=()
@@ -223,7 +241,18 @@ for h in "${HOSTS[@]}"; do
   hosts_args+=(--host "$(hostname_of "$h"),$(netns "$h"),http://${ADDR[$h]}:$STACK_INFERENCE_PORT")
 done
 checks=0
-"$BIN/python" scripts/two_hosts_check.py run "${hosts_args[@]}" --alias-check-interval "$MDS_ALIAS_CHECK_INTERVAL" || checks=$?
+if [[ $TWO_HOSTS_BATCH_ONLY != 1 ]]; then
+  "$BIN/python" scripts/two_hosts_check.py run "${hosts_args[@]}" --alias-check-interval "$MDS_ALIAS_CHECK_INTERVAL" ||
+    checks=$?
+fi
+# (b) killed one host's worker: (d) needs both again.
+for h in "${HOSTS[@]}"; do
+  worker_running "$h" && continue
+  log "restarting host $h's worker for (d)"
+  start_worker "$h"
+  wait_ready "$h" $(($(grep -c " ready\.$" "$TWO_HOSTS_DIR/host-$h/worker.log") + 1))
+done
+"$BIN/python" scripts/two_hosts_check.py batch "${hosts_args[@]}" || checks=$?
 $network_ok && ((checks == 0)) && report "RESULT: PASS" || report "RESULT: FAIL"
 $network_ok && exit "$checks"
 exit 1

@@ -1,11 +1,14 @@
 """The checks ``scripts/two_hosts.sh`` runs once its two hosts are up, through the API as a client would.
 
     two_hosts_check.py run --host HOSTNAME,NETNS,INFERENCE_URL --host ... [--alias-check-interval S]
+    two_hosts_check.py batch --host HOSTNAME,NETNS,INFERENCE_URL --host ... [--rows N]
     two_hosts_check.py pg-latency DATABASE_URL
 
 ``run`` reads the stack's coordinates from ``stack.env``'s variables (``MDS_STACK_*``, MLflow's user and password)
 and prints one ``[PASS]``/``[FAIL]`` line per check; it exits 1 if one failed. The job rows (``claimed_by``,
-host:pid) are read from the stack's database: the API does not show which process ran a job.
+host:pid) are read from the stack's database: the API does not show which process ran a job. ``batch`` runs check
+(d), a batch job spread over both hosts' workers with one of them killed mid-job; it needs a worker in each host
+again (``run``'s check (b) kills one), so the script runs it on its own after restarting them.
 """
 
 import argparse
@@ -38,6 +41,11 @@ SLOW_TRAINING = {"n_estimators": 300, "max_depth": 12}
 # the move shows within the interval plus one database read and one poll interval.
 ALIAS_GRACE = 1.0
 POLL = 0.1
+# (d): rows of the batch input (~45 bytes of an id and features each); two_hosts.sh sets chunks
+# small enough (MDS_BATCH_CHUNK_BYTES) for this to make dozens of them.
+BATCH_ROWS = 600_000
+# Both hosts must have scored a chunk before the kill, and the survivor at least this many in all.
+MIN_CHUNKS_PER_HOST = 2
 
 
 class CheckFailed(Exception):
@@ -273,6 +281,135 @@ def check_alias_move(stack: Stack, hosts: list[Host], state: dict, check_interva
     return f"{summary} (MDS_ALIAS_CHECK_INTERVAL {check_interval:g} s; bound interval + {ALIAS_GRACE:g} s)"
 
 
+def batch_input(rows: int) -> bytes:
+    """``rows`` rows of the sample's features, cycled, each with its 0-based ``id`` in front: a result in input order
+    with every row exactly once has the ids 0..rows-1, in order."""
+    lines = (ROOT / "sample_data" / "time_series_weather.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, name in enumerate(header) if name not in ("timestamp", "target")]
+    features = [",".join(line.split(",")[i] for i in keep) for line in lines[1:]]
+    body = io.StringIO()
+    body.write("id," + ",".join(header[i] for i in keep) + "\n")
+    for number in range(rows):
+        body.write(f"{number},{features[number % len(features)]}\n")
+    return body.getvalue().encode()
+
+
+def chunk_rows(stack: Stack, job_id: int) -> list[tuple]:
+    with psycopg.connect(stack.database_url) as connection:
+        return connection.execute(
+            'SELECT "index", status, claimed_by, attempts FROM inference_batchchunk'
+            ' WHERE job_id = %s ORDER BY "index"',
+            [job_id],
+        ).fetchall()
+
+
+def check_batch(stack: Stack, hosts: list[Host], rows: int) -> str:
+    model = f"two_hosts_batch_{int(time.time())}"
+    trained = stack.train(
+        (ROOT / "sample_data" / "time_series_weather.csv").read_bytes(), model_name=model, n_estimators=50
+    )
+    if stack.job_wait(trained, finished, timeout=600)["status"] != "success":
+        raise CheckFailed(f"training job {trained} for the batch check failed")
+    response = stack.http.post(
+        f"{stack.web}/batch",
+        params={"model_name": model, "version": 1, "passthrough": "id"},
+        files={"file": ("ids.csv", batch_input(rows), "text/csv")},
+        timeout=300,
+    )
+    if response.status_code != 202:
+        raise CheckFailed(f"POST /batch answered {response.status_code}: {response.text[:300]}")
+    job_id = response.json()["id"]
+
+    # Who held each chunk, as seen every POLL seconds: a chunk redone after the kill is claimed again.
+    claims: dict[int, list[str]] = {}
+    names = {host.hostname for host in hosts}
+    victim = killed_chunks = None
+    killed_at = 0.0
+    deadline = time.monotonic() + 600
+    while True:
+        job = stack.http.get(f"{stack.web}/batch/{job_id}", timeout=30).json()
+        chunks = chunk_rows(stack, job_id)
+        for index, _status, claimed_by, _attempts in chunks:
+            if claimed_by and claims.setdefault(index, [claimed_by])[-1] != claimed_by:
+                claims[index].append(claimed_by)
+        if job["status"] in ("success", "failed", "cancelled"):
+            break
+        if victim is None:
+            running = {host_of(by): [] for _, status, by, _ in chunks if status == "running" and by}
+            for index, status, by, _ in chunks:
+                if status == "running" and by:
+                    running[host_of(by)].append(index)
+            scored = {host_of(by) for _, status, by, _ in chunks if status == "done" and by}
+            # Kill once both hosts have scored chunks, while a chunk is being scored on the one killed.
+            if scored == names and running:
+                victim_name = sorted(running)[0]
+                (victim,) = [host for host in hosts if host.hostname == victim_name]
+                killed_chunks = running[victim_name]
+                for pid in host_workers(victim):
+                    os.kill(pid, signal.SIGKILL)
+                killed_at = time.monotonic()
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"batch job {job_id} stuck: {job['status']}, {job['chunks_done']}/{job['chunks_total']}")
+        time.sleep(POLL)
+    took = time.monotonic() - killed_at
+    chunks = chunk_rows(stack, job_id)
+    scored_by = Counter(host_of(claimed_by) for _, _, claimed_by, _ in chunks)
+    # A chunk counts once per host that held it, however often the poll saw it there.
+    taken_by = Counter(host_of(by) for _, by in {(index, by) for index, seen in claims.items() for by in seen})
+    taken = set(taken_by)
+    summary = (
+        f"batch job {job_id} ({rows:,} rows, {len(chunks)} chunks) {job['status']}; chunks scored by "
+        + ", ".join(f"{name} {scored_by[name]}" for name in sorted(names))
+    )
+    if job["status"] != "success":
+        raise CheckFailed(f"{summary}: {job.get('error')}")
+    if victim is None:
+        raise CheckFailed(f"{summary}: finished before both hosts had scored a chunk, nothing was killed ({claims})")
+    survivors = names - {victim.hostname}
+    if (
+        taken != names
+        or min(scored_by[name] for name in names) < 1
+        or min(scored_by[name] for name in survivors) < MIN_CHUNKS_PER_HOST
+    ):
+        raise CheckFailed(f"{summary}: not spread over both hosts (taken: {dict(taken_by)})")
+    redone = {index: claims[index] for index in killed_chunks}
+    if any(host_of(claims[index][-1]) == victim.hostname for index in killed_chunks):
+        raise CheckFailed(f"{summary}: a chunk running on the killed {victim.hostname} was not redone: {redone}")
+    result = stack.http.get(f"{stack.web}/batch/{job_id}/result", timeout=300)
+    if result.status_code != 200:
+        raise CheckFailed(f"{summary}: GET /batch/{job_id}/result answered {result.status_code}")
+    lines = result.content.decode().splitlines()
+    column = lines[0].split(",").index("id")
+    ids = [int(line.split(",")[column]) for line in lines[1:]]
+    if ids != list(range(rows)) or job["rows_done"] != rows or job["rows_total"] != rows:
+        duplicated = sum(count - 1 for count in Counter(ids).values() if count > 1)
+        missing = rows - len(set(ids))
+        raise CheckFailed(
+            f"{summary}: the result has {len(ids):,} rows ({missing} ids missing, {duplicated} doubled, "
+            f"in order: {ids == sorted(ids)}); the job counts {job['rows_done']}/{job['rows_total']}"
+        )
+    return (
+        f"{summary}; taken (claims seen) {dict(taken_by)}; SIGKILL to {victim.hostname}'s worker while it scored "
+        f"chunk(s) {killed_chunks}, redone by {', '.join(sorted({host_of(c[-1]) for c in redone.values()}))} "
+        f"({took:.0f} s from the kill to the job's end); the result has ids 0..{rows - 1}, each once, in order"
+    )
+
+
+def run_batch(hosts: list[Host], rows: int) -> int:
+    title = "(d) a batch job spread over both hosts' workers, one killed mid-job: every row exactly once"
+    started = time.monotonic()
+    try:
+        detail, passed = check_batch(Stack(), hosts, rows), True
+    except CheckFailed as exc:
+        detail, passed = str(exc), False
+    except Exception as exc:  # a broken check is a failed check, reported like the others
+        detail, passed = f"{type(exc).__name__}: {exc}", False
+    print(f"[{'PASS' if passed else 'FAIL'}] {title} ({time.monotonic() - started:.0f} s)", flush=True)
+    print(f"       {detail}", flush=True)
+    return 0 if passed else 1
+
+
 def run(hosts: list[Host], check_interval: float) -> int:
     stack = Stack()
     state: dict = {}
@@ -326,13 +463,19 @@ def main() -> int:
     checks = commands.add_parser("run")
     checks.add_argument("--host", action="append", required=True, help="HOSTNAME,NETNS,INFERENCE_URL")
     checks.add_argument("--alias-check-interval", type=float, default=1.0)
+    batch = commands.add_parser("batch")
+    batch.add_argument("--host", action="append", required=True, help="HOSTNAME,NETNS,INFERENCE_URL")
+    batch.add_argument("--rows", type=int, default=BATCH_ROWS)
     latency = commands.add_parser("pg-latency")
     latency.add_argument("database_url")
     args = parser.parse_args()
     if args.command == "pg-latency":
         print(pg_latency(args.database_url))
         return 0
-    return run([Host(*spec.split(",", 2)) for spec in args.host], args.alias_check_interval)
+    hosts = [Host(*spec.split(",", 2)) for spec in args.host]
+    if args.command == "batch":
+        return run_batch(hosts, args.rows)
+    return run(hosts, args.alias_check_interval)
 
 
 if __name__ == "__main__":
