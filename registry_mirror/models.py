@@ -114,6 +114,8 @@ class AliasMove(BaseModel):
         EXTERNAL = "external", "Made directly in MLflow (not served)"
         # A maintainer accepted a move made directly in MLflow, through the same gate as any other move.
         ACCEPTED = "accepted", "Accepted from MLflow"
+        # A live trial's decision (serving's ``inference.trials``): promoted or rolled back by measured accuracy.
+        TRIAL = "trial", "Decided by a live trial"
 
     model_name = models.CharField(max_length=256, db_index=True)
     alias = models.CharField(max_length=256)
