@@ -302,7 +302,7 @@ def _paired_errors(trial: Trial) -> tuple[np.ndarray, np.ndarray, dict[str, Any]
         other = shadows.get(answer["request_id"])
         if other is None or total >= settings.MDS_TRIAL_MAX_ROWS:
             continue
-        actuals = np.frombuffer(bytes(answer["actuals"]), dtype="<f8")
+        actuals = np.frombuffer(answer["actuals"] or b"", dtype="<f8")
         for row in (answer, other):
             errors[row["model_version"]].append(actuals - np.frombuffer(row["predictions"], dtype="<f8"))
             if row["interval_lower"] is not None and row["interval_upper"] is not None:
