@@ -12,6 +12,9 @@ class InferenceConfig(AppConfig):
         from .admin import version_monitoring_panels
 
         version_panels_register(version_monitoring_panels)
+        from .trials.admin import version_trial_panels
+
+        version_panels_register(version_trial_panels)
 
         # A trial starts (or a stale one stops) when an alias moves: MDS_TRIAL_ON_CHALLENGER.
         from registry_mirror.signals import aliases_moved

@@ -12,8 +12,8 @@ from inference.trials import evidence
 from inference.trials.routing import routing_bucket, shadow_scorer, trial_routes, trial_routing, trial_shadow_flush
 from inference.trials.services import trial_evaluate
 from registry_mirror import selectors
-from registry_mirror.models import AliasMove
-from tests.factories import csv_bytes, weather_csv, weather_frame
+from registry_mirror.models import AliasMove, ModelVersion
+from tests.factories import StaffUserFactory, csv_bytes, weather_csv, weather_frame
 
 
 @pytest.fixture(autouse=True)
@@ -306,6 +306,32 @@ def test_manual_policy_reports_and_waits_for_a_maintainers_decision(
     assert selectors.served_aliases_of(name=model_name) == {"champion": challenger}
     history = maintainer.get(f"/models/{model_name}/trial").json()
     assert history["trial"] is None and history["history"][0]["id"] == trial["id"]
+
+
+def test_the_admin_shows_trials_with_their_figures_and_on_the_versions_pages(
+    pair, maintainer, api_client, model_name, client, django_capture_on_commit_callbacks
+):
+    # given: a manual trial with some paired feedback, evaluated
+    champion, challenger = pair
+    trial = start(maintainer, model_name, mode="shadow", policy="manual", min_paired_rows=500).json()
+    trial_routes().forget()
+    answers = scored_requests(api_client, model_name, 3)
+    send_feedback(api_client, answers, lambda old, new: new.copy(), django_capture_on_commit_callbacks)
+    client.force_login(StaffUserFactory())
+    version = ModelVersion.objects.get(name=model_name, version=challenger)
+
+    # when
+    listing = client.get("/admin/inference/trial/")
+    page = client.get(f"/admin/inference/trial/{trial['id']}/change/")
+    version_page = client.get(f"/admin/registry_mirror/modelversion/{version.pk}/change/")
+
+    # then
+    assert listing.status_code == page.status_code == version_page.status_code == 200
+    assert model_name in listing.content.decode()
+    text = page.content.decode()
+    assert f"challenger v{challenger}" in text and "Waiting for feedback: 30 of 500 paired rows" in text
+    assert "p99 latency" in text
+    assert f"Trial #{trial['id']}" in version_page.content.decode()
 
 
 def test_a_stopped_trial_leaves_the_aliases_and_routes_nothing(pair, maintainer, api_client, model_name):
