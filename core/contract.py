@@ -46,6 +46,10 @@ INTERVAL_METHOD_TAG = "mds.interval_method"
 # Run tags naming the estimator served (training.ml.params.ESTIMATORS) and, if any, the calendar's timestamp column.
 ESTIMATOR_TAG = "mds.estimator"
 CALENDAR_TAG = "mds.calendar_timestamp"
+# Run and version tags of a retrained version: the rows of which datasets trained it (JSON, the job's `lineage`)
+# and why the retraining started (training.models.TrainingJob.Trigger).
+LINEAGE_TAG = "mds.lineage"
+RETRAIN_TRIGGER_TAG = "mds.retrain_trigger"
 
 # Training plots: ``plots/<name>.png`` in the logged model's directory (on the run for versions logged before),
 # shown on a version's admin page and, through the run's output model, in the run's Artifacts tab of MLflow's UI.

@@ -15,6 +15,8 @@ TRIAL_STARTED = "trial.started"
 TRIAL_PROMOTED = "trial.promoted"
 TRIAL_ROLLED_BACK = "trial.rolled_back"
 DRIFT_DETECTED = "drift.detected"
+# A version's live MAE (from feedback) passed its retraining policy's factor times its holdout MAE.
+ACCURACY_DEGRADED = "accuracy.degraded"
 JOB_FAILED = "job.failed"
 
 EVENTS = (
@@ -24,6 +26,7 @@ EVENTS = (
     TRIAL_PROMOTED,
     TRIAL_ROLLED_BACK,
     DRIFT_DETECTED,
+    ACCURACY_DEGRADED,
     JOB_FAILED,
 )
 

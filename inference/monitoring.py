@@ -12,12 +12,12 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from core import contract
-from core.errors import Conflict, NotFound
+from core import contract, events
+from core.errors import ApplicationError, Conflict, NotFound
 from registry_mirror import gateway, selectors
 
 from .drift import bin_counts, drift_summary
-from .feedback import live_metrics
+from .feedback import _holdout, live_metrics
 from .models import MonitoringReport, PredictionLog
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,22 @@ def monitoring_report_record(
     except NotFound as exc:
         drift = {"drifted": None, "drifted_features": [], "n_rows": None, "error": exc.message}
     n_rows = drift["n_rows"] if drift["n_rows"] is not None else sum(logged.values_list("n_rows", flat=True))
+    window_text = {"since": since.isoformat(), "until": until.isoformat()}
+    if drift["drifted"]:
+        events.emit(
+            events.DRIFT_DETECTED,
+            {
+                "model_name": model_name,
+                "version": version,
+                "drifted_features": drift["drifted_features"],
+                **window_text,
+            },
+        )
+    degraded = accuracy_degradation(model_name=model_name, version=version, performance=performance)
+    if degraded is not None:
+        events.emit(
+            events.ACCURACY_DEGRADED, {"model_name": model_name, "version": version, **degraded, **window_text}
+        )
     return MonitoringReport.objects.create(
         model_name=model_name,
         model_version=version,
@@ -139,6 +155,34 @@ def monitoring_report_record(
         drift={key: value for key, value in drift.items() if key not in ("model", "since", "until")},
         performance=performance,
     )
+
+
+def accuracy_degradation(*, model_name: str, version: int, performance: dict[str, Any]) -> dict[str, Any] | None:
+    """The figures if ``version``'s live MAE (``performance``, from feedback) exceeds its model's retraining policy's
+    ``degradation_factor`` times its holdout MAE over at least ``degradation_min_rows`` rows; else ``None``."""
+    policy = selectors.retrain_policy_of(name=model_name)
+    if policy is None or policy.degradation_factor is None:
+        return None
+    live_mae, n = performance.get("mae"), performance.get("n") or 0
+    if live_mae is None or n < policy.degradation_min_rows:
+        return None
+    holdout = _holdout(model_name, version)
+    holdout_mae = holdout["mae"] if holdout is not None else None
+    if holdout_mae is None:
+        holdout_mae = _run_mae(model_name, version)
+    if holdout_mae is None or live_mae <= policy.degradation_factor * holdout_mae:
+        return None
+    return {"live_mae": live_mae, "holdout_mae": holdout_mae, "factor": policy.degradation_factor, "n": n}
+
+
+def _run_mae(model_name: str, version: int) -> float | None:
+    """The holdout MAE logged on the version's run (the mirror may not have synced a new version yet)."""
+    try:
+        found = gateway.model_version_resolve(name=model_name, version=contract.VersionRef(number=version))
+        mae = gateway.run_data_get(run_id=found.run_id).metrics.get("mae") if found.run_id else None
+    except ApplicationError:
+        return None
+    return None if mae is None else float(mae)
 
 
 def monitoring_reports_record(*, until: datetime | None = None) -> list[MonitoringReport]:

@@ -37,5 +37,6 @@ urlpatterns = [
     path("", include("inference.v2.urls")),
     # Before the mirror's routes: /models/<name>/versions/<v>/{performance,drift} are serving's (it owns the log).
     path("", include("inference.urls")),
+    path("", include("training.urls")),
     path("", include("registry_mirror.urls")),
 ]

@@ -519,3 +519,7 @@ class TrainedVersionAdmin(ReadOnlyMirrorAdmin):
     @admin.display(description="onnx sha256")
     def short_onnx(self, obj: TrainedVersion) -> str:
         return obj.onnx_sha256[:12]
+
+
+# Retraining policies (a model-level setting, edited by maintainers).
+from . import policy_admin  # noqa: E402, F401

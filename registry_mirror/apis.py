@@ -25,8 +25,17 @@ from .serializers import (
     ModelVersionDetailSerializer,
     ModelVersionSerializer,
     RegisteredModelSerializer,
+    RetrainPolicySerializer,
 )
-from .services import model_access_set, model_alias_accept, model_alias_remove, model_alias_set, model_version_adopt
+from .services import (
+    model_access_set,
+    model_alias_accept,
+    model_alias_remove,
+    model_alias_set,
+    model_version_adopt,
+    retrain_policy_get,
+    retrain_policy_set,
+)
 
 CanReadModels = requires("registry_mirror.view_registeredmodel", "registry_mirror.view_modelversion")
 CanSetAlias = requires("registry_mirror.set_alias")
@@ -198,3 +207,31 @@ class ModelVersionAdoptView(APIView):
         return Response(
             AdoptionSerializer(body).data, status=status.HTTP_201_CREATED if adopted else status.HTTP_200_OK
         )
+
+
+class RetrainPolicyView(APIView):
+    """When a model is retrained on its dataset series without anyone asking; maintainers only."""
+
+    permission_classes = [CanSetAlias]
+
+    @extend_schema(
+        responses={200: RetrainPolicySerializer}, description="The model's retraining policy (off if unset)."
+    )
+    def get(self, request, name: str):
+        return Response(RetrainPolicySerializer(retrain_policy_get(name=name)).data)
+
+    @extend_schema(
+        request=RetrainPolicySerializer,
+        responses={200: RetrainPolicySerializer},
+        description="Sets the fields given (the others keep their value). `window` and `schedule` are durations "
+        '("90d", "48h", "2w"; 400 `invalid_duration` otherwise); setting `schedule` starts its clock. Triggers: '
+        "`schedule`, `on_new_data` (an append to the series), `on_drift` (the champion's inputs drift), "
+        "`degradation_factor` (the champion's live MAE over this many times its holdout MAE, with at least "
+        "`degradation_min_rows` rows of feedback). A retraining never starts while one of the model's is queued or "
+        "running.",
+    )
+    def put(self, request, name: str):
+        params = RetrainPolicySerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        policy = retrain_policy_set(name=name, values=dict(params.validated_data), user=request.user)
+        return Response(RetrainPolicySerializer(policy).data)

@@ -114,6 +114,8 @@ class AliasMove(BaseModel):
         EXTERNAL = "external", "Made directly in MLflow (not served)"
         # A maintainer accepted a move made directly in MLflow, through the same gate as any other move.
         ACCEPTED = "accepted", "Accepted from MLflow"
+        # The challenger alias given to a version trained by a retraining (never the serving alias).
+        RETRAIN = "retrain", "Given to a retrained version"
         # A live trial's decision (serving's ``inference.trials``): promoted or rolled back by measured accuracy.
         TRIAL = "trial", "Decided by a live trial"
 
@@ -214,3 +216,43 @@ class ServedAlias(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.model_name}@{self.alias} -> v{self.version}"
+
+
+class RetrainPolicy(BaseModel):
+    """When a model is retrained on its dataset series without anyone asking (docs/retraining.md).
+
+    A model-level setting kept here, beside the model's owner, so that serving (which measures live accuracy and
+    drift) and training (which retrains) both read it without knowing each other: serving emits
+    ``accuracy.degraded`` when a version's live MAE passes ``degradation_factor`` times its holdout MAE, and
+    training's receivers start the retraining.
+    """
+
+    model_name = models.CharField(max_length=256, unique=True)
+    enabled = models.BooleanField(default=False)
+    # A trailing window by timestamp ("365d", "90d", "48h"); empty: the whole series.
+    window = models.CharField(max_length=16, blank=True)
+    # Retrain every this long ("6h", "7d"; beat checks every MDS_RETRAIN_SCHEDULE_INTERVAL); empty: no schedule.
+    schedule = models.CharField(max_length=16, blank=True)
+    on_new_data = models.BooleanField(default=False)
+    on_drift = models.BooleanField(default=False)
+    # Retrain when the champion's live MAE exceeds this many times its holdout MAE; null: never.
+    degradation_factor = models.FloatField(null=True, blank=True)
+    # Rows with actuals the live MAE needs before it is compared.
+    degradation_min_rows = models.PositiveIntegerField(default=30)
+    # When the schedule last started a retraining (or was set): the next one is due `schedule` later.
+    last_scheduled_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain_policies"
+    )
+
+    class Meta:
+        ordering = ["model_name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(degradation_factor__isnull=True) | Q(degradation_factor__gt=1.0),
+                name="retrain_policy_degradation_factor_above_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} retraining ({'on' if self.enabled else 'off'})"

@@ -10,7 +10,7 @@ from core.contract import MODEL_NAME_PATTERN, VersionRef
 from core.errors import Conflict, NotFound
 
 from .gateway.ui import ui_link
-from .models import AliasMove, ModelVersion, RegisteredModel, ServedAlias, TrainedVersion
+from .models import AliasMove, ModelVersion, RegisteredModel, RetrainPolicy, ServedAlias, TrainedVersion
 
 
 def registered_model_list(*, include_deleted: bool = False) -> QuerySet[RegisteredModel]:
@@ -142,3 +142,13 @@ def mlflow_ui_links(version: ModelVersion) -> dict[str, str]:
     if version.run_id and version.experiment_id:
         links["run"] = ui_link(f"experiments/{version.experiment_id}/runs/{version.run_id}")
     return links
+
+
+def retrain_policies_scheduled() -> list[str]:
+    """Names of the models whose enabled retraining policy has a schedule."""
+    return list(RetrainPolicy.objects.filter(enabled=True).exclude(schedule="").values_list("model_name", flat=True))
+
+
+def retrain_policy_of(*, name: str) -> RetrainPolicy | None:
+    """``name``'s ``RetrainPolicy`` if it has one and it is enabled, else ``None``."""
+    return RetrainPolicy.objects.filter(model_name=name, enabled=True).first()

@@ -135,3 +135,32 @@ class AdoptionSerializer(serializers.Serializer):
 
 class AliasAcceptSerializer(serializers.Serializer):
     force = serializers.BooleanField(default=False)
+
+
+class RetrainPolicySerializer(serializers.Serializer):
+    """A model's retraining policy; on PUT every field is optional (those left out keep their value)."""
+
+    model_name = serializers.CharField(read_only=True)
+    enabled = serializers.BooleanField(required=False)
+    window = serializers.CharField(
+        required=False, allow_blank=True, max_length=16, help_text='Trailing window: "365d", "90d", "48h"; "": all.'
+    )
+    schedule = serializers.CharField(
+        required=False, allow_blank=True, max_length=16, help_text='Retrain every "6h", "1d", "2w"; "": never.'
+    )
+    on_new_data = serializers.BooleanField(required=False)
+    on_drift = serializers.BooleanField(required=False)
+    degradation_factor = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=1.0,
+        help_text="Retrain when the champion's live MAE exceeds this many times its holdout MAE; null: never.",
+    )
+    degradation_min_rows = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000)
+    last_scheduled_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def validate_degradation_factor(self, value):
+        if value is not None and value <= 1.0:
+            raise serializers.ValidationError("Ensure this value is greater than 1.")
+        return value

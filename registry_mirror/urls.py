@@ -7,6 +7,7 @@ from .apis import (
     ModelVersionAdoptView,
     ModelVersionViewSet,
     RegisteredModelViewSet,
+    RetrainPolicyView,
 )
 
 # The trailing slash is optional: curl users type both.
@@ -28,6 +29,7 @@ urlpatterns = [
         name="model-version-detail",
     ),
     re_path(r"^models/(?P<name>[^/]+)/access/?$", ModelAccessView.as_view(), name="model-access"),
+    re_path(r"^models/(?P<name>[^/]+)/retrain-policy/?$", RetrainPolicyView.as_view(), name="model-retrain-policy"),
     re_path(
         r"^models/(?P<name>[^/]+)/versions/(?P<version>[0-9]{1,9})/adopt/?$",
         ModelVersionAdoptView.as_view(),

@@ -15,7 +15,7 @@ from core.errors import ApplicationError, Forbidden
 from registry_mirror.services import model_training_check
 
 from . import ml
-from .models import Dataset, TrainingJob
+from .models import Dataset, DatasetSeries, SeriesSegment, TrainingJob
 from .selectors import training_job_links, visible_to
 from .services import dataset_inspect, training_job_cancel, training_job_start
 from .uploads import upload_stage
@@ -213,7 +213,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
         "created",
         "finished",
     ]
-    list_filter = ["status", "model_name", "created_at"]
+    list_filter = ["status", "trigger", "model_name", "created_at"]
     search_fields = ["mlflow_run_id", "dataset__sha256", "model_name", "key"]
     list_select_related = ["dataset"]
     show_full_result_count = False
@@ -239,6 +239,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
             },
         ),
         ("Results", {"fields": ["metric_table", "backtest_table", "count_table"]}),
+        ("Retraining", {"fields": ["trigger", "lineage_table"]}),
         ("Parameters", {"fields": ["param_table", "params_used_table"]}),
         ("Times", {"fields": ["created", "started", "finished", "duration"]}),
         (
@@ -305,6 +306,10 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.display(description="rows and features")
     def count_table(self, obj: TrainingJob) -> str:
         return table(metric_rows(obj.counts))
+
+    @admin.display(description="rows trained on (lineage)")
+    def lineage_table(self, obj: TrainingJob) -> str:
+        return lineage_html(obj.lineage)
 
     @admin.display(description="requested")
     def param_table(self, obj: TrainingJob) -> str:
@@ -431,3 +436,106 @@ def backtest_rows(backtest: dict) -> list[tuple[str, str]]:
 
 
 _ERRORS = (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²"))
+
+
+def lineage_html(lineage: dict) -> str:
+    """A retraining's lineage as a table: per dataset of the series, the rows taken and their time span."""
+    if not lineage:
+        return "-"
+    rows = format_html_join(
+        "",
+        "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}–{}</td><td>{} → {}</td><td>{}–{}</td></tr>",
+        (
+            (
+                reverse("admin:training_dataset_change", args=[part["dataset"]]),
+                part["dataset"],
+                part["n_rows"],
+                part["row_first"],
+                part["row_last"],
+                part["first_timestamp"],
+                part["last_timestamp"],
+                part["joined_row_first"],
+                part["joined_row_last"],
+            )
+            for part in lineage.get("segments", [])
+        ),
+    )
+    window = lineage.get("window") or "the whole series"
+    return format_html(
+        "<p>{} rows; window: {} (rows after {})</p><table><tr><th>dataset</th><th>rows</th><th>file rows</th>"
+        "<th>timestamps</th><th>joined rows</th></tr>{}</table>",
+        lineage.get("n_rows"),
+        window,
+        lineage.get("after") or "-",
+        rows,
+    )
+
+
+class SeriesSegmentInline(admin.TabularInline):
+    model = SeriesSegment
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "position",
+        "dataset",
+        "kind",
+        "from_job",
+        "n_rows",
+        "first_timestamp",
+        "last_timestamp",
+        "appended",
+    ]
+    fields = tuple(readonly_fields)
+
+    @admin.display(description="source")
+    def kind(self, obj: SeriesSegment) -> str:
+        return obj.get_source_display()
+
+    @admin.display(description="appended")
+    def appended(self, obj: SeriesSegment) -> str:
+        return when(obj.created_at)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DatasetSeries)
+class DatasetSeriesAdmin(admin.ModelAdmin):
+    """A model's series (appended through ``POST /models/<name>/data``) and the retrainings it fed."""
+
+    list_display = ["model_name", "target_column", "timestamp_column", "segment_count", "created_at"]
+    search_fields = ["=model_name"]
+    readonly_fields = ["model_name", "target_column", "timestamp_column", "columns", "created_by", "retrainings"]
+    fields = tuple(readonly_fields)
+    inlines = [SeriesSegmentInline]
+
+    @admin.display(description="segments")
+    def segment_count(self, obj: DatasetSeries) -> int:
+        return obj.segments.count()
+
+    @admin.display(description="retrainings")
+    def retrainings(self, obj: DatasetSeries) -> str:
+        jobs = TrainingJob.objects.filter(model_name=obj.model_name).exclude(trigger="").order_by("-pk")[:20]
+        return (
+            format_html_join(
+                ", ",
+                "<a href='{}'>job {}</a> ({}, {}, v{})",
+                (
+                    (
+                        reverse("admin:training_trainingjob_change", args=[job.pk]),
+                        job.pk,
+                        job.trigger,
+                        job.status,
+                        job.registered_version or "-",
+                    )
+                    for job in jobs
+                ),
+            )
+            or "-"
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

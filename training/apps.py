@@ -18,6 +18,11 @@ class TrainingConfig(AppConfig):
 
         collector_register(TrainingJobCollector())
 
+        # A policy's drift and degradation triggers: serving tells, training retrains.
+        from .receivers import receivers_connect
+
+        receivers_connect()
+
         # Embedded mode: the web process is its own worker, and runs the dispatcher from its first request on.
         from .services import embedded_dispatcher_connect
 

@@ -35,6 +35,15 @@ class Dataset(BaseModel):
 
 
 class TrainingJob(BaseModel):
+    class Trigger(models.TextChoices):
+        # Why a retraining started; a job of `/train` has none.
+        NONE = "", "Not a retraining"
+        MANUAL = "manual", "Asked for (POST /models/<name>/retrain)"
+        SCHEDULE = "schedule", "The policy's schedule"
+        NEW_DATA = "new_data", "New data appended to the series"
+        DRIFT = "drift", "Drift of the champion's inputs"
+        DEGRADATION = "degradation", "The champion's live MAE degraded"
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -90,6 +99,10 @@ class TrainingJob(BaseModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs"
     )
+    # A retraining on the model's dataset series: why it started, and which rows of which datasets it trains on
+    # (`training.services.series`); its version becomes the challenger, never the champion.
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, blank=True, default="", db_index=True)
+    lineage = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -126,3 +139,61 @@ class TrainingJob(BaseModel):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class DatasetSeries(BaseModel):
+    """A model's training series: datasets appended in time order, which retraining trains on (a window of).
+
+    Its columns are fixed by its first segment; every segment after it has the same ones and no row older than
+    the series' end.
+    """
+
+    model_name = models.CharField(max_length=200, unique=True)
+    target_column = models.CharField(max_length=200)
+    timestamp_column = models.CharField(max_length=200)
+    # In training order (timestamp, features, target), as `Dataset.columns`; empty until the first segment.
+    columns = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_series"
+    )
+
+    class Meta:
+        ordering = ["model_name"]
+        verbose_name_plural = "dataset series"
+
+    def __str__(self) -> str:
+        return f"{self.model_name} series"
+
+
+class SeriesSegment(BaseModel):
+    """One dataset of a series, in order; ``created_at`` is when it was appended."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Appended (POST /models/<name>/data)"
+        # The series' first segment, taken from the dataset that trained the model's newest version.
+        TRAINING = "training", "The dataset of a training job"
+
+    series = models.ForeignKey(DatasetSeries, on_delete=models.CASCADE, related_name="segments")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="series_segments")
+    position = models.PositiveIntegerField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.UPLOAD)
+    # The job whose dataset became this segment (source "training").
+    from_job = models.ForeignKey(
+        "TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="series_segments"
+    )
+    # Data rows of the file, and the oldest and newest timestamp among those with a target.
+    n_rows = models.PositiveIntegerField()
+    first_timestamp = models.DateTimeField(null=True, blank=True)
+    last_timestamp = models.DateTimeField(null=True, blank=True)
+    appended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="series_segments"
+    )
+
+    class Meta:
+        ordering = ["series", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["series", "position"], name="series_segment_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series.model_name} segment {self.position} (dataset {self.dataset_id})"

@@ -92,6 +92,14 @@ class TrainingJobSerializer(serializers.Serializer):
         "sample standard deviation, and with `estimator=auto` every candidate's figures (`leaderboard`, best first)."
     )
     counts = serializers.JSONField()
+    trigger = serializers.CharField(
+        help_text="Why a retraining started (`manual`, `schedule`, `new_data`, `drift`, "
+        "`degradation`); empty for /train."
+    )
+    lineage = serializers.JSONField(
+        help_text="A retraining's rows: per dataset of the series, the rows taken (file "
+        "rows `row_first`..`row_last`, `n_rows`, their timestamps) and where they sit in the joined dataset."
+    )
     mlflow_run_id = serializers.CharField()
     registered_version = serializers.IntegerField(allow_null=True)
     attempts = serializers.IntegerField()
@@ -113,3 +121,52 @@ class TrainingJobSerializer(serializers.Serializer):
         if job.status != TrainingJob.Status.FAILED:
             return None
         return {"code": job.error_code, "message": job.error_message, "extra": job.error_extra}
+
+
+class SeriesSegmentSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    dataset = serializers.IntegerField(source="dataset_id")
+    name = serializers.CharField(source="dataset.original_name")
+    sha256 = serializers.CharField(source="dataset.sha256")
+    kind = serializers.CharField(
+        source="source", help_text="`upload` (appended) or `training` (the dataset of the training job `from_job`)."
+    )
+    from_job = serializers.IntegerField(source="from_job_id", allow_null=True)
+    rows = serializers.IntegerField(source="n_rows", help_text="Rows with a target.")
+    first_timestamp = serializers.DateTimeField(allow_null=True)
+    last_timestamp = serializers.DateTimeField(allow_null=True)
+    appended_at = serializers.DateTimeField(source="created_at")
+
+
+class SeriesAppendSerializer(serializers.Serializer):
+    """An append: the CSV (multipart ``file``, or the body as text/csv), and the columns of a new series."""
+
+    file = serializers.FileField(allow_empty_file=True)
+    target = serializers.CharField(default="target", max_length=200)
+    timestamp = serializers.CharField(default="timestamp", max_length=200)
+
+    def validate_file(self, value):
+        return TrainingRequestSerializer().validate_file(value)
+
+
+class RetrainRequestSerializer(serializers.Serializer):
+    """A retraining: the window, and any of /train's options to change from the last version's."""
+
+    window = serializers.CharField(
+        required=False, allow_blank=True, max_length=16, help_text='A trailing window: "365d", "90d", "48h".'
+    )
+    n_estimators = serializers.IntegerField(required=False, min_value=1, max_value=2000)
+    max_depth = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=200)
+    max_leaf_nodes = serializers.IntegerField(required=False, allow_null=True, min_value=2)
+    max_samples = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    random_state = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
+    test_size = serializers.FloatField(required=False, min_value=0.01, max_value=0.9)
+    calibration_size = serializers.FloatField(required=False, min_value=0.05, max_value=0.5)
+    estimator = serializers.ChoiceField(required=False, choices=ml.ESTIMATOR_CHOICES)
+    backtest = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=20)
+    gap = serializers.IntegerField(required=False, min_value=0)
+    calendar = serializers.BooleanField(required=False)
+    wait = serializers.FloatField(default=0, min_value=0)
+
+    def validate_wait(self, value: float) -> float:
+        return TrainingRequestSerializer().validate_wait(value)

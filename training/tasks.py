@@ -74,6 +74,22 @@ def training_jobs_dispatch_task() -> None:
     training_jobs_dispatch()
 
 
+@shared_task(ignore_result=True)
+def retrain_start_task(model_name: str, trigger: str) -> None:
+    """Start the retraining a policy's trigger asked for (skipped while one of the model's is under way)."""
+    from .services.series import retrain_trigger
+
+    retrain_trigger(name=model_name, trigger=trigger)
+
+
+@shared_task(ignore_result=True)
+def retrain_schedule_task() -> None:
+    """Start the retrainings whose policy's schedule is due (beat runs it every MDS_RETRAIN_SCHEDULE_INTERVAL)."""
+    from .services.series import retrain_schedule_run
+
+    retrain_schedule_run()
+
+
 @worker_ready.connect
 def _dispatch_as_the_worker_starts(sender=None, **kwargs) -> None:
     # A job its dead predecessor on this machine was running resumes now, not once its heartbeat is stale.

@@ -116,7 +116,7 @@ def dataset_upload_handlers(request) -> list[FileUploadHandler]:
     return [DatasetUploadHandler(request, max_bytes=settings.MDS_TRAIN_MAX_UPLOAD_BYTES)]
 
 
-def upload_stage(source: IO[bytes] | StagedUpload, *, max_bytes: int) -> StagedUpload:
+def upload_stage(source: IO[bytes] | StagedUpload, *, max_bytes: int | None) -> StagedUpload:
     """``source`` measured in a temporary file of its own (``owned``), or its ``StagedUpload`` if it was
     streamed in by ``DatasetUploadHandler``.
 

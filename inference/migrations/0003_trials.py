@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inference', '0002_prediction_caller'),
-        ('registry_mirror', '0006_alias_move_source_trial'),
+        ('registry_mirror', '0007_alias_move_source_trial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -30,7 +30,6 @@ from .routing import trial_routes
 
 logger = logging.getLogger(__name__)
 
-CHALLENGER_ALIAS = "challenger"
 # What a trial may be started with (POST /models/<name>/trial, MDS_TRIAL_ON_CHALLENGER).
 OPTIONS = (
     "mode",
@@ -48,6 +47,10 @@ def _serving_alias() -> str:
     return settings.MDS_SERVING_ALIAS.removeprefix("@")
 
 
+def _challenger_alias() -> str:
+    return settings.MDS_CHALLENGER_ALIAS.removeprefix("@")
+
+
 def trial_start(*, model_name: str, user, **options: Any) -> Trial:
     """Start a trial of the version ``@challenger`` names against ``@champion``'s, with ``options`` (``OPTIONS``).
 
@@ -58,12 +61,12 @@ def trial_start(*, model_name: str, user, **options: Any) -> Trial:
     """
     model_name_check(model_name)
     aliases = selectors.served_aliases_of(name=model_name)
-    champion, challenger = aliases.get(_serving_alias()), aliases.get(CHALLENGER_ALIAS)
+    champion, challenger = aliases.get(_serving_alias()), aliases.get(_challenger_alias())
     extra = {"model_name": model_name, "champion": champion, "challenger": challenger}
     if challenger is None:
         raise Conflict(
-            f"Model {model_name!r} has no @{CHALLENGER_ALIAS}: set it (POST /models/{model_name}/aliases/"
-            f"{CHALLENGER_ALIAS}) or retrain, then start the trial.",
+            f"Model {model_name!r} has no @{_challenger_alias()}: set it (POST /models/{model_name}/aliases/"
+            f"{_challenger_alias()}) or retrain, then start the trial.",
             code="no_challenger",
             extra=extra,
         )
@@ -73,7 +76,7 @@ def trial_start(*, model_name: str, user, **options: Any) -> Trial:
         )
     if champion == challenger:
         raise Conflict(
-            f"@{CHALLENGER_ALIAS} and @{_serving_alias()} of {model_name!r} are both version {champion}.",
+            f"@{_challenger_alias()} and @{_serving_alias()} of {model_name!r} are both version {champion}.",
             code="challenger_is_champion",
             extra=extra,
         )
@@ -134,7 +137,7 @@ def trial_evaluate(*, trial_id: int) -> Trial | None:
             return trial
         aliases = selectors.served_aliases_of(name=trial.model_name)
         if aliases.get(_serving_alias()) != trial.champion_version or (
-            aliases.get(CHALLENGER_ALIAS) != trial.challenger_version
+            aliases.get(_challenger_alias()) != trial.challenger_version
         ):
             _trial_close(trial, status=Trial.Status.STOPPED, reason="@champion or @challenger was moved meanwhile.")
             return trial
@@ -210,7 +213,7 @@ def trial_on_challenger(*, model_name: str) -> Trial | None:
     if not options:
         return None
     aliases = selectors.served_aliases_of(name=model_name)
-    challenger = aliases.get(CHALLENGER_ALIAS)
+    challenger = aliases.get(_challenger_alias())
     if challenger is None or challenger == aliases.get(_serving_alias()):
         return None
     if Trial.objects.filter(model_name=model_name, challenger_version=challenger).exists():
@@ -372,9 +375,9 @@ def _trial_end(trial: Trial, *, action: str, reason: str, user, force: bool = Fa
     else:
         move = None
         status, event = Trial.Status.ROLLED_BACK, TRIAL_ROLLED_BACK
-    if selectors.served_aliases_of(name=trial.model_name).get(CHALLENGER_ALIAS) == trial.challenger_version:
+    if selectors.served_aliases_of(name=trial.model_name).get(_challenger_alias()) == trial.challenger_version:
         removal = model_alias_remove(
-            name=trial.model_name, alias=CHALLENGER_ALIAS, user=user, source=AliasMove.Source.TRIAL
+            name=trial.model_name, alias=_challenger_alias(), user=user, source=AliasMove.Source.TRIAL
         )
         trial.alias_move = move or removal
     trial.decided_by = decided_by

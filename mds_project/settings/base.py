@@ -303,12 +303,19 @@ MDS_READY_TIMEOUT = env.float("MDS_READY_TIMEOUT", default=2.0)
 MDS_MIRROR_PAGE_SIZE = env.int("MDS_MIRROR_PAGE_SIZE", default=200)
 # Every training syncs its own model; this periodic full sync also catches changes made in MLflow's own UI.
 MDS_MIRROR_SYNC_INTERVAL = env.int("MDS_MIRROR_SYNC_INTERVAL", default=300)
+# How often beat looks for models whose retraining schedule is due (a policy's `schedule` is at least this coarse).
+MDS_RETRAIN_SCHEDULE_INTERVAL = env.float("MDS_RETRAIN_SCHEDULE_INTERVAL", default=300.0)
 # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html (run `celery -A mds_project beat`)
 CELERY_BEAT_SCHEDULE = {
     "training-jobs-dispatch": {
         "task": "training.tasks.training_jobs_dispatch_task",
         "schedule": MDS_DISPATCH_INTERVAL,
         "options": {"expires": MDS_DISPATCH_INTERVAL},
+    },
+    "retrain-schedule": {
+        "task": "training.tasks.retrain_schedule_task",
+        "schedule": MDS_RETRAIN_SCHEDULE_INTERVAL,
+        "options": {"expires": MDS_RETRAIN_SCHEDULE_INTERVAL},
     },
     "registry-mirror-sync": {
         "task": "registry_mirror.tasks.registry_mirror_sync_task",
@@ -347,6 +354,8 @@ MDS_SERVING_ALIAS = env.str("MDS_SERVING_ALIAS", default="champion")
 # Promotion gate: an alias moves to a version whose holdout RMSE is worse than the current holder's by more than
 # this fraction only with "force": true.
 MDS_PROMOTION_TOLERANCE = env.float("MDS_PROMOTION_TOLERANCE", default=0.05)
+# The alias a retrained version gets at once (docs/retraining.md); only the gate moves MDS_SERVING_ALIAS.
+MDS_CHALLENGER_ALIAS = env.str("MDS_CHALLENGER_ALIAS", default="challenger")
 # explain=true walks every row's path through every tree: ~0.1 s per 1000 rows with 100 full-depth trees.
 MDS_EXPLAIN_MAX_ROWS = env.int("MDS_EXPLAIN_MAX_ROWS", default=1000)
 # Seconds a process trusts an API token (and its user's permissions) once checked: a revoked token or role

@@ -40,6 +40,8 @@ class TrainedModel:
     profile: dict[str, Any] | None = None
     # More files of the model directory, beside the two formats (file name -> content).
     files: dict[str, bytes] = field(default_factory=dict)
+    # Tags of the registered version besides the job and checksum tags (a retrained version's lineage).
+    version_tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def _log_and_register(
         source=f"models:/{logged.model_id}",
         run_id=run_id,
         model_id=logged.model_id,
-        tags={JOB_TAG: job_key, **checksums},
+        tags={**model.version_tags, JOB_TAG: job_key, **checksums},
     )
     return RegisteredVersion(model_name, int(version.version), run_id, logged.model_id)
 

@@ -155,6 +155,32 @@ def model_first_version_promote(*, name: str, version: int, user) -> AliasMove |
     return _alias_record(name=name, alias=alias, version=version, user=user, source=AliasMove.Source.FIRST_VERSION)
 
 
+def model_challenger_set(*, name: str, version: int, user) -> AliasMove | None:
+    """Point the challenger alias (``MDS_CHALLENGER_ALIAS``) of ``name`` at the retrained ``version``, audited as
+    ``retrain``.
+
+    A challenger is a candidate, not a promotion: the RMSE gate does not apply (the live trial judges it), and the
+    serving alias is never touched here.
+
+    Returns:
+        The audit row, or ``None`` if the alias already pointed at this version.
+
+    Raises:
+        ImproperlyConfigured: the challenger alias is the serving alias.
+        NotFound, Conflict: ``version`` is not one MDS serves. MlflowUnavailable: nothing was changed.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    alias = alias_name_clean(settings.MDS_CHALLENGER_ALIAS)
+    if alias == settings.MDS_SERVING_ALIAS:
+        raise ImproperlyConfigured("MDS_CHALLENGER_ALIAS must differ from MDS_SERVING_ALIAS.")
+    selectors.served_version_number(name=name, reference=VersionRef(number=version))
+    if selectors.served_aliases_of(name=name).get(alias) == version:
+        return None
+    gateway.model_alias_set(name=name, alias=alias, version=version)
+    return _alias_record(name=name, alias=alias, version=version, user=user, source=AliasMove.Source.RETRAIN)
+
+
 def model_name_check(name: str) -> None:
     """``NotFound`` for a name MDS could not have registered."""
     # A name MDS could not have registered is no model of ours, and never reaches MLflow's filter syntax.

@@ -13,7 +13,7 @@ from core import contract
 
 from .. import gateway
 from ..models import TrainedVersion
-from .aliases import model_first_version_promote, save_checked
+from .aliases import model_challenger_set, model_first_version_promote, save_checked
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,12 @@ def trained_version_register(
     user=None,
     still_owner: Callable[[], None] | None = None,
     run_id: str | None = None,
+    challenger: bool = False,
 ) -> gateway.RegisteredVersion:
     """Register ``model`` in MLflow as a new version of ``model_name`` (idempotent per ``job_key``) and record it.
 
     A new model's first version also gets the serving alias (``MDS_SERVING_ALIAS``); later versions never move it.
+    With ``challenger`` (a retraining) the version gets the challenger alias instead, whatever its number.
     ``still_owner`` raises if the caller may no longer register (``gateway.model_version_register``); ``run_id``
     is the run the training opened (``gateway.model_run_start``).
 
@@ -55,7 +57,10 @@ def trained_version_register(
         run_id=run_id,
     )
     _trained_version_number_record(job_key=job_key, name=model_name, version=registered.version)
-    model_first_version_promote(name=model_name, version=registered.version, user=user)
+    if challenger:
+        model_challenger_set(name=model_name, version=registered.version, user=user)
+    else:
+        model_first_version_promote(name=model_name, version=registered.version, user=user)
     return registered
 
 

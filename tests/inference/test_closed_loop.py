@@ -67,7 +67,9 @@ def feed_back_until_decided(client, answers, trial_id, capture) -> int:
     """Feedback for one answer after another until the trial has ended; returns how many it took."""
     for count, (answer, actual) in enumerate(answers, start=1):
         with capture(execute=True):
-            response = client.post("/feedback", {"request_id": answer["X-Request-Id"], "actuals": [actual]}, format="json")
+            response = client.post(
+                "/feedback", {"request_id": answer["X-Request-Id"], "actuals": [actual]}, format="json"
+            )
         assert response.status_code == 200, response.json()
         if Trial.objects.get(pk=trial_id).status != "running":
             return count
@@ -96,9 +98,7 @@ def test_retrain_canary_promote_then_roll_back_a_worse_version_with_signed_webho
 
     # when: the next period is appended and the model retrained on its series
     with capture(execute=True):
-        appended = api_client.post(
-            f"/models/{model_name}/data", {"file": _upload(csv_bytes(NEXT))}
-        )
+        appended = api_client.post(f"/models/{model_name}/data", {"file": _upload(csv_bytes(NEXT))})
     assert appended.status_code == 201, appended.json()
     with capture(execute=True):
         retrained = api_client.post(f"/models/{model_name}/retrain?{urlencode({'wait': 0})}")
@@ -163,4 +163,3 @@ def _upload(content: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("next.csv", content, content_type="text/csv")
-

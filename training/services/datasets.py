@@ -199,10 +199,19 @@ def _committed_job(dataset: Dataset) -> tuple[bool, TrainingJob | None]:
 
 @transaction.atomic
 def training_job_create(
-    *, dataset: Dataset, user, model_name: str, target: str, timestamp: str, params: ml.TrainingParams
+    *,
+    dataset: Dataset,
+    user,
+    model_name: str,
+    target: str,
+    timestamp: str,
+    params: ml.TrainingParams,
+    trigger: str = "",
+    lineage: dict | None = None,
 ) -> TrainingJob:
     """Store a queued job of ``user``'s, claiming ``model_name`` for them if nobody holds it yet (``Forbidden`` if
-    it is not theirs to train), and send it to a worker once committed."""
+    it is not theirs to train), and send it to a worker once committed. A retraining gives its ``trigger`` and
+    the ``lineage`` of its dataset (``services.series``)."""
     model_training_claim(name=model_name, user=user)
     job = TrainingJob(
         dataset=dataset,
@@ -212,6 +221,8 @@ def training_job_create(
         params=params.as_dict(),
         celery_task_id=str(uuid.uuid4()),
         created_by=user,
+        trigger=trigger,
+        lineage=lineage or {},
     )
     job.full_clean()
     job.save()

@@ -18,6 +18,7 @@ from ..reading import training_data_read
 from . import transitions
 from .bounds import training_params_bound
 from .leases import Lease, database_retry, lease_dead_reason, this_process
+from .series import lineage_tag
 
 # A stored error is returned by every `GET /train`: its message and each text in its extra are kept this short even
 # when what raised it quoted a whole input value (messages quote at most ~100 characters of one; see core.errors).
@@ -70,6 +71,8 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
                 user=job.created_by,
                 still_owner=lease.confirm,
                 run_id=run_id,
+                # A retrained version is a challenger: only the gate makes it the champion.
+                challenger=bool(job.trigger),
             )
         except JobCancelled as exc:
             logger.info("Stopping: %s", exc)
@@ -193,6 +196,13 @@ def _trained_model(
         files[contract.CALENDAR_FILE] = json.dumps(
             {"format": 1, "timestamp": data.calendar_from, "features": result.feature_names[-8:]}
         ).encode()
+    version_tags = {}
+    if job.trigger:
+        version_tags = {
+            contract.RETRAIN_TRIGGER_TAG: job.trigger,
+            contract.LINEAGE_TAG: lineage_tag(job.lineage),
+        }
+        tags |= version_tags
     backtests = [result.backtest.as_dict()] if result.backtest is not None else []
     backtests += [board.as_dict() for board in result.leaderboard if board is not result.backtest]
     return gateway.TrainedModel(
@@ -229,6 +239,7 @@ def _trained_model(
         ),
         # What drift is measured against: the rows the model learnt from, not the holdout.
         profile=feature_profile(data.X[:n_train], result.feature_names),
+        version_tags=version_tags,
     )
 
 
