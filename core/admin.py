@@ -49,3 +49,6 @@ class AuthTokenAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
         for digest in digests:
             token_cache_forget(digest)
+
+
+from .webhooks import admin as webhooks_admin  # noqa: E402,F401  (registers the webhooks' pages)

@@ -9,3 +9,9 @@ class BaseModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+# Models of core's packages, imported here so that Django registers them with the app (and its migrations).
+from .webhooks.models import WebhookDelivery, WebhookSubscription  # noqa: E402
+
+__all__ = ["BaseModel", "WebhookDelivery", "WebhookSubscription"]

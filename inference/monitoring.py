@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -127,33 +128,52 @@ def monitoring_report_record(
     except NotFound as exc:
         drift = {"drifted": None, "drifted_features": [], "n_rows": None, "error": exc.message}
     n_rows = drift["n_rows"] if drift["n_rows"] is not None else sum(logged.values_list("n_rows", flat=True))
-    window_text = {"since": since.isoformat(), "until": until.isoformat()}
-    if drift["drifted"]:
-        events.emit(
-            events.DRIFT_DETECTED,
-            {
-                "model_name": model_name,
-                "version": version,
-                "drifted_features": drift["drifted_features"],
-                **window_text,
-            },
+    with transaction.atomic():
+        report = MonitoringReport.objects.create(
+            model_name=model_name,
+            model_version=version,
+            since=since,
+            until=until,
+            n_rows=n_rows,
+            n_feedback=performance["n"],
+            drifted=drift["drifted"],
+            drifted_features=drift["drifted_features"],
+            drift={key: value for key, value in drift.items() if key not in ("model", "since", "until")},
+            performance=performance,
         )
-    degraded = accuracy_degradation(model_name=model_name, version=version, performance=performance)
-    if degraded is not None:
-        events.emit(
-            events.ACCURACY_DEGRADED, {"model_name": model_name, "version": version, **degraded, **window_text}
-        )
-    return MonitoringReport.objects.create(
-        model_name=model_name,
-        model_version=version,
-        since=since,
-        until=until,
-        n_rows=n_rows,
-        n_feedback=performance["n"],
-        drifted=drift["drifted"],
-        drifted_features=drift["drifted_features"],
-        drift={key: value for key, value in drift.items() if key not in ("model", "since", "until")},
-        performance=performance,
+        if report.drifted:
+            drift_detected_emit(report)
+        degraded = accuracy_degradation(model_name=model_name, version=version, performance=performance)
+        if degraded is not None:
+            events.emit(
+                events.ACCURACY_DEGRADED,
+                {
+                    "model_name": model_name,
+                    "version": version,
+                    **degraded,
+                    "since": since.isoformat(),
+                    "until": until.isoformat(),
+                },
+            )
+    return report
+
+
+def drift_detected_emit(report: MonitoringReport) -> None:
+    """Tell ``DRIFT_DETECTED`` (webhooks) for a report that found drifted features, with their scores (PSI)."""
+    features = report.drift.get("features", {})
+    events.emit(
+        events.DRIFT_DETECTED,
+        {
+            "model_name": report.model_name,
+            "version": report.model_version,
+            "report_id": report.pk,
+            "since": report.since.isoformat(),
+            "until": report.until.isoformat(),
+            "n_rows": report.n_rows,
+            "threshold": report.drift.get("threshold"),
+            "drifted_features": list(report.drifted_features),
+            "scores": {name: features.get(name, {}).get("psi") for name in report.drifted_features},
+        },
     )
 
 

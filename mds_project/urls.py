@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from core.metrics import MetricsView
 from core.token_apis import TokenViewSet
+from core.webhooks.apis import DeliveryRedeliverView, WebhookViewSet
 from inference.apis import PredictionViewSet
 from inference.mlflow_protocol import InvocationsViewSet, ping, version
 from training.apis import TrainingJobViewSet
@@ -19,6 +20,7 @@ router = SimpleRouter(trailing_slash=False)
 router.register("train", TrainingJobViewSet, basename="training-job")
 router.register("predict", PredictionViewSet, basename="prediction")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("", home, name="home"),
@@ -33,6 +35,7 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SwaggerDocs.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", RedocDocs.as_view(url_name="schema", template_name="mds/redoc.html"), name="api-redoc"),
+    path("webhooks/deliveries/<int:pk>/redeliver", DeliveryRedeliverView.as_view(), name="webhook-redeliver"),
     *router.urls,
     path("", include("inference.v2.urls")),
     # Before the mirror's routes: /models/<name>/versions/<v>/{performance,drift} are serving's (it owns the log).

@@ -305,6 +305,25 @@ MDS_MIRROR_PAGE_SIZE = env.int("MDS_MIRROR_PAGE_SIZE", default=200)
 MDS_MIRROR_SYNC_INTERVAL = env.int("MDS_MIRROR_SYNC_INTERVAL", default=300)
 # How often beat looks for models whose retraining schedule is due (a policy's `schedule` is at least this coarse).
 MDS_RETRAIN_SCHEDULE_INTERVAL = env.float("MDS_RETRAIN_SCHEDULE_INTERVAL", default=300.0)
+
+# --- Webhooks --------------------------------------------------------------------------------------------------
+# A delivery answered with anything but 2xx (or not within MDS_WEBHOOK_TIMEOUT seconds; redirects are not followed)
+# is tried again MDS_WEBHOOK_RETRY_BASE * 2**(n-1) seconds later, at most MDS_WEBHOOK_RETRY_MAX, until
+# MDS_WEBHOOK_MAX_ATTEMPTS attempts failed: 8 attempts over ~21 minutes by default (10, 20, 40 ... 640 s apart).
+MDS_WEBHOOK_MAX_ATTEMPTS = env.int("MDS_WEBHOOK_MAX_ATTEMPTS", default=8)
+MDS_WEBHOOK_RETRY_BASE = env.float("MDS_WEBHOOK_RETRY_BASE", default=10.0)
+MDS_WEBHOOK_RETRY_MAX = env.float("MDS_WEBHOOK_RETRY_MAX", default=3600.0)
+# Short: a slow receiver holds a worker (or embedded mode's sender thread) this long per attempt.
+MDS_WEBHOOK_TIMEOUT = env.float("MDS_WEBHOOK_TIMEOUT", default=5.0)
+# A sender holds a delivery this long; one whose sender did not report by then (a message the broker never took,
+# a dead process) is sent again by the sweeper, which runs every MDS_WEBHOOK_SWEEP_INTERVAL seconds (beat, or a
+# thread of the web process in embedded mode) and also sends the retries that are due.
+MDS_WEBHOOK_LEASE = env.float("MDS_WEBHOOK_LEASE", default=60.0)
+MDS_WEBHOOK_SWEEP_INTERVAL = env.float("MDS_WEBHOOK_SWEEP_INTERVAL", default=10.0)
+# Embedded mode (no broker) sends on a thread of the web process when this is on (local.py turns it on); off, a
+# delivery is sent inside the request that committed it, after the commit (the tests).
+MDS_WEBHOOK_BACKGROUND = False
+
 # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html (run `celery -A mds_project beat`)
 CELERY_BEAT_SCHEDULE = {
     "training-jobs-dispatch": {
@@ -322,6 +341,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(MDS_MIRROR_SYNC_INTERVAL),
         # A run that waited longer than one interval is superseded by the next one.
         "options": {"expires": float(MDS_MIRROR_SYNC_INTERVAL)},
+    },
+    "webhook-deliveries-dispatch": {
+        "task": "core.webhooks.tasks.webhook_deliveries_dispatch_task",
+        "schedule": MDS_WEBHOOK_SWEEP_INTERVAL,
+        "options": {"expires": MDS_WEBHOOK_SWEEP_INTERVAL},
     },
 }
 

@@ -25,6 +25,8 @@ CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"
 # In-process training runs off the request thread: `POST /train` answers 202 at once and clients follow the job.
 MDS_EMBEDDED_BACKGROUND_TRAINING = env.bool("MDS_EMBEDDED_BACKGROUND_TRAINING", default=True)
+# Webhooks are sent by a thread of the web process, after the commit, off the request.
+MDS_WEBHOOK_BACKGROUND = env.bool("MDS_WEBHOOK_BACKGROUND", default=True)
 
 # WhiteNoise serves static files straight from the apps (also under gunicorn and with DEBUG off), rescanning
 # them on every request while debugging. https://whitenoise.readthedocs.io/en/stable/django.html

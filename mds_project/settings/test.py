@@ -20,6 +20,8 @@ DEBUG = WHITENOISE_AUTOREFRESH = False
 # commits it (django_capture_on_commit_callbacks runs it); tests of background training turn it on themselves.
 CELERY_TASK_ALWAYS_EAGER = True
 MDS_EMBEDDED_BACKGROUND_TRAINING = False
+# Webhooks are sent inside the request, after its commit (django_capture_on_commit_callbacks runs them).
+MDS_WEBHOOK_BACKGROUND = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Logged predictions are written by the test (prediction_log_flush), inside its transaction.
 MDS_PREDICTION_LOG_BACKGROUND = False

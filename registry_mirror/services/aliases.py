@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from core import events
 from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VersionRef
 from core.errors import ApplicationError, Conflict, NotFound
 
@@ -43,6 +44,9 @@ def alias_moves_record(model_name: str, old: dict[str, int], new: dict[str, int]
     ]
     for move in moves:
         save_checked(move)
+        # MDS's own move seen late was told when MDS made it.
+        if move.source == AliasMove.Source.EXTERNAL:
+            alias_moved_emit(move)
     return moves
 
 
@@ -256,7 +260,24 @@ def _alias_record(*, name: str, alias: str, version: int | None, user, source: s
         forced=forced,
     )
     save_checked(move)
+    alias_moved_emit(move)
     return move
+
+
+def alias_moved_emit(move: AliasMove) -> None:
+    """Tell ``ALIAS_MOVED`` (webhooks) in the transaction that records ``move``."""
+    events.emit(
+        events.ALIAS_MOVED,
+        {
+            "model_name": move.model_name,
+            "alias": move.alias,
+            "from_version": move.from_version,
+            "to_version": move.to_version,
+            "source": str(move.source),
+            "forced": move.forced,
+            "user": move.moved_by.get_username() if move.moved_by is not None else None,
+        },
+    )
 
 
 @transaction.atomic

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core import contract
+from core import contract, events
 from core.errors import NotFound
 
 from .. import gateway
@@ -291,7 +291,26 @@ def _versions_apply(
         result.versions_external = len(external)
         if external:
             logger.warning("Versions registered directly in MLflow, not served until adopted: %s", external[:20])
+        # Told once per version: the mirror creates its row once (later syncs update it).
+        for row in to_create:
+            _version_registered_emit(row, served=(row.name, row.version) in served)
     result.versions_updated = len(to_update) - result.versions_deleted
+
+
+def _version_registered_emit(row: ModelVersion, *, served: bool) -> None:
+    events.emit(
+        events.VERSION_REGISTERED,
+        {
+            "model_name": row.name,
+            "version": row.version,
+            # Trained by MDS (served), or registered directly in MLflow (served once a maintainer adopts it).
+            "origin": "trained" if served else "external",
+            "run_id": row.run_id,
+            "job_key": str(row.job_key) if row.job_key else None,
+            "metrics": {column: getattr(row, column) for column in ("r2", "mae", "rmse")},
+            "mlflow_created_at": row.mlflow_created_at.isoformat() if row.mlflow_created_at else None,
+        },
+    )
 
 
 def _check(version: ModelVersion) -> None:

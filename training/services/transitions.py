@@ -21,7 +21,10 @@ decides, and passes the job as read: the update then applies only while nothing 
 import uuid
 from datetime import datetime
 
+from django.db import transaction
 from django.utils import timezone
+
+from core import events
 
 from ..models import TrainingJob
 
@@ -100,17 +103,33 @@ def job_succeed(job_id: int, *, metrics: dict, counts: dict, run_id: str, model_
 
 
 def job_fail(job: TrainingJob, *, code: str, message: str, extra: dict | None = None) -> bool:
-    """QUEUED or RUNNING (``job`` as read) → FAILED with the error ``code``, ``message`` and ``extra``."""
+    """QUEUED or RUNNING (``job`` as read) → FAILED with the error ``code``, ``message`` and ``extra``; told as
+    ``JOB_FAILED`` (webhooks) in the same transaction."""
     now = timezone.now()
-    return _move(
-        job,
-        status=Status.FAILED,
-        error_code=code,
-        error_message=message,
-        error_extra=extra or {},
-        finished_at=now,
-        updated_at=now,
-    )
+    with transaction.atomic():
+        failed = _move(
+            job,
+            status=Status.FAILED,
+            error_code=code,
+            error_message=message,
+            error_extra=extra or {},
+            finished_at=now,
+            updated_at=now,
+        )
+        if failed:
+            events.emit(
+                events.JOB_FAILED,
+                {
+                    "job_id": job.pk,
+                    "model_name": job.model_name,
+                    "user": TrainingJob.objects.filter(pk=job.pk)
+                    .values_list("created_by__username", flat=True)
+                    .first(),
+                    "attempts": job.attempts,
+                    "error": {"code": code, "message": message, "extra": extra or {}},
+                },
+            )
+    return failed
 
 
 def job_cancel(job_id: int) -> bool:
