@@ -68,6 +68,12 @@ def bounded(params: ml.TrainingParams, n_rows: int) -> ml.TrainingParams:
     return sizing.bounded_params(params, budget=sizing.SizeBudget(), n_samples=ml.chronological_split(n_rows, 0.2))
 
 
+def served(result: ml.TrainingResult) -> str:
+    """The estimator served, and ``+ calendar`` where its model takes the calendar features."""
+    calendar = result.data is not None and result.data.calendar_from is not None
+    return result.estimator_name + (" + calendar" if calendar else "")
+
+
 def accuracy(name: str, frame: pd.DataFrame) -> list[str]:
     lines = [
         f"\n### {name} ({len(frame)} rows)\n",
@@ -88,7 +94,7 @@ def accuracy(name: str, frame: pd.DataFrame) -> list[str]:
             else "-"
         )
         lines.append(
-            f"| {label} | {result.estimator_name} | {result.metrics['mae']:.4g} | {result.metrics['rmse']:.4g} | "
+            f"| {label} | {served(result)} | {result.metrics['mae']:.4g} | {result.metrics['rmse']:.4g} | "
             f"{spread} | {seconds:.1f} |"
         )
         print(lines[-1], flush=True)

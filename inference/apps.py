@@ -21,6 +21,12 @@ class InferenceConfig(AppConfig):
 
         aliases_moved.connect(_aliases_moved, dispatch_uid="inference-trials")
 
+        from core.metrics import collector_register
+
+        from .batch.metrics import BatchJobCollector
+
+        collector_register(BatchJobCollector())
+
 
 def _aliases_moved(*, model_name: str, **kwargs) -> None:
     from .trials.services import trial_on_challenger

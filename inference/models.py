@@ -5,6 +5,8 @@ metrics to compare with). Rows are written off the request path, in batches (``i
 deleted after ``MDS_PREDICTION_LOG_DAYS`` days; the daily reports keep the summaries for longer.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -106,6 +108,135 @@ class MonitoringReport(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.model_name} v{self.model_version} {self.since:%Y-%m-%d %H:%M} - {self.until:%Y-%m-%d %H:%M}"
+
+
+class BatchJob(BaseModel):
+    """A file scored on the workers (``inference.batch``): split into chunks, each scored by any worker, the parts
+    joined into one result object. The job row and its chunks are the outbox: a message lost with the broker, or a
+    worker lost mid-chunk, is made good by the sweeper (``batch_jobs_sweep``)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "success", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        PARQUET = "parquet", "Parquet"
+
+    class OnError(models.TextChoices):
+        FAIL = "fail", "Fail the job"
+        SKIP = "skip", "Skip the row"
+
+    # Names the job's objects in storage (batch/<key>/...).
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    model_name = models.CharField(max_length=256)
+    model_version = models.PositiveIntegerField()
+    # The engine asked for (``auto``, ``onnx``, ``sklearn``), as /predict's ``format``.
+    model_format = models.CharField(max_length=16, default="auto")
+    interval = models.FloatField(null=True, blank=True)
+    explain = models.BooleanField(default=False)
+    passthrough = models.JSONField(default=list, blank=True)
+    on_error = models.CharField(max_length=8, choices=OnError.choices, default=OnError.FAIL)
+    # The input: an object of the datasets storage, its format, size and header (CSV) or schema's columns.
+    input_name = models.CharField(max_length=500)
+    input_format = models.CharField(max_length=8, choices=Format.choices)
+    input_bytes = models.PositiveBigIntegerField(default=0)
+    input_columns = models.JSONField(default=list, blank=True)
+    # The CSV's header line as it is in the file (prefixed to every chunk's rows).
+    input_header = models.TextField(blank=True)
+    # Whether the input was uploaded for this job (and is deleted with its parts), not a stored dataset or object.
+    input_owned = models.BooleanField(default=False)
+    output_format = models.CharField(max_length=8, choices=Format.choices, default=Format.CSV)
+    result_name = models.CharField(max_length=500, blank=True)
+    errors_name = models.CharField(max_length=500, blank=True)
+    rows_total = models.PositiveBigIntegerField(null=True, blank=True)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    rows_skipped = models.PositiveBigIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    # The input's drift against the version's training profile, on a bounded sample (``inference.drift``).
+    drift = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    error_extra = models.JSONField(default=dict, blank=True)
+    # Outbox marks: when the planning message (job queued) or the join message (every chunk done) was sent.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    join_dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="batch_jobs"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("view_all_batch_jobs", "Can see every user's batch jobs")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(error_code=""), name="batch_job_failure_has_error"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="success") | ~Q(result_name=""), name="batch_job_success_has_result"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} {self.model_name} v{self.model_version} [{self.status}]"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+    @property
+    def progress(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        if not self.rows_total:
+            return 0.0
+        # The join is the last step: done rows count for at most 99 % until the result object exists.
+        return min(0.99, (self.rows_done + self.rows_skipped) / self.rows_total)
+
+
+class BatchChunk(models.Model):
+    """One chunk of a batch job's input: a byte range of whole CSV records, or a range of Parquet row groups.
+
+    Held by one execution at a time under a lease (``claim``, ``claimed_by``, ``heartbeat_at``) as training jobs
+    are; a chunk whose execution is gone is queued again and redone whole: its part object is overwritten.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    # CSV: bytes [start, end) of the input; Parquet: row groups [start, end).
+    start = models.PositiveBigIntegerField()
+    end = models.PositiveBigIntegerField()
+    # The input's data rows before this chunk (row numbers in errors count from 1 over the whole input).
+    first_row = models.PositiveBigIntegerField()
+    n_rows = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    rows_skipped = models.PositiveBigIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="batch_chunk_unique_index")]
+
+    def __str__(self) -> str:
+        return f"Batch {self.job_id} chunk {self.index} [{self.status}]"
 
 
 class Trial(BaseModel):

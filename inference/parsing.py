@@ -246,7 +246,7 @@ def _with_calendar(table: Table, names: list[str], timestamp: str) -> np.ndarray
     derived = [name for name in names if name in CALENDAR_FEATURES]
     own = [name for name in names if name not in CALENDAR_FEATURES]
     require_columns(table.columns, [*own, timestamp])
-    moments = calendar_matrix(parse_timestamps(_column_cells(table, timestamp), column=timestamp))
+    moments = calendar_matrix(parse_timestamps(column_cells(table, timestamp), column=timestamp))
     X = np.empty((len(table), len(names)), dtype=np.float32)
     X[:, : len(own)] = features(table, own)
     position_of = {name: index for index, name in enumerate(CALENDAR_FEATURES)}
@@ -255,7 +255,7 @@ def _with_calendar(table: Table, names: list[str], timestamp: str) -> np.ndarray
     return X
 
 
-def _column_cells(table: Table, name: str) -> list[Any]:
+def column_cells(table: Table, name: str) -> list[Any]:
     """The cells of one column as given (text, or what pyarrow or pandas made of it)."""
     position = table.columns.index(name)
     if table.rows is not None:
@@ -281,16 +281,16 @@ def write_csv(
     # readers take as a line break: a row holding CR is written with every cell quoted.
     quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     more = more or {}
-    _write_row(writer, quoting, [_safe_cell(name) for name in [*table.columns, column, *more]])
+    _write_row(writer, quoting, [safe_cell(name) for name in [*table.columns, column, *more]])
     if not more:
         for row, value in zip(table.iter_rows(), predictions, strict=True):
-            _write_row(writer, quoting, [*(_safe_cell(cell) for cell in row), repr(float(value))])
+            _write_row(writer, quoting, [*(safe_cell(cell) for cell in row), repr(float(value))])
         return buffer.getvalue()
     for row, value, *others in zip(table.iter_rows(), predictions, *more.values(), strict=True):
         _write_row(
             writer,
             quoting,
-            [*(_safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))],
+            [*(safe_cell(cell) for cell in row), *(repr(float(cell)) for cell in (value, *others))],
         )
     return buffer.getvalue()
 
@@ -344,7 +344,7 @@ def _number(cell: Any, column: str, row: int) -> float:
     )
 
 
-def _safe_cell(cell: Any) -> str:
+def safe_cell(cell: Any) -> str:
     """The cell as text, a ``'`` before a formula at its start or at the start of any line inside it; numbers
     (a negative prediction passed through) are left as they are."""
     text = "" if cell is None else str(cell)

@@ -1,6 +1,14 @@
 """Celery entry points of serving's monitoring (daily, by beat) and live trials: thin wrappers around the services."""
 
-from celery import shared_task
+import logging
+
+from celery import Task, shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+
+from core.errors import Unavailable
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -33,3 +41,61 @@ def trials_evaluate_task() -> None:
     from .trials.services import trials_evaluate_running
 
     trials_evaluate_running()
+
+
+class BatchTask(Task):
+    """A batch step: a transient fault (``Unavailable``: S3, MLflow or the database down) is retried with the
+    training jobs' backoff; anything else leaves the rows as they are, for the sweeper."""
+
+    autoretry_for = (Unavailable,)
+    retry_jitter = False
+
+    @property
+    def retry_backoff(self) -> float:
+        return settings.MDS_RETRY_BACKOFF
+
+    @property
+    def retry_backoff_max(self) -> float:
+        return settings.MDS_RETRY_BACKOFF_MAX
+
+    @property
+    def max_retries(self) -> int:  # type: ignore[override]
+        return settings.MDS_TRAIN_RETRIES
+
+
+@shared_task(base=BatchTask, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def batch_job_plan_task(job_id: int) -> None:
+    from .batch.services import batch_job_plan
+
+    batch_job_plan(job_id=job_id)
+
+
+@shared_task(base=BatchTask, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def batch_chunk_execute_task(self, chunk_id: int) -> None:
+    from .batch.services import batch_chunk_execute
+
+    batch_chunk_execute(chunk_id=chunk_id, heartbeat=not self.request.is_eager)
+
+
+@shared_task(base=BatchTask, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def batch_job_join_task(job_id: int) -> None:
+    from .batch.services import batch_job_join
+
+    batch_job_join(job_id=job_id)
+
+
+@shared_task(ignore_result=True)
+def batch_jobs_sweep_task() -> None:
+    """Re-send lost plan, chunk and join messages and take back chunks whose worker is gone (beat runs it)."""
+    from .batch.services import batch_jobs_sweep
+
+    batch_jobs_sweep()
+
+
+@worker_ready.connect
+def _sweep_as_the_worker_starts(sender=None, **kwargs) -> None:
+    # Chunks a dead predecessor on this machine held resume now, not once their heartbeat is stale.
+    try:
+        batch_jobs_sweep_task.delay()
+    except Exception as exc:  # the worker starts regardless; beat sweeps soon anyway
+        logger.warning("Could not queue the batch sweeper at worker start: %s", exc)

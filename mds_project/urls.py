@@ -7,6 +7,7 @@ from core.metrics import MetricsView
 from core.token_apis import TokenViewSet
 from core.webhooks.apis import DeliveryRedeliverView, WebhookViewSet
 from inference.apis import PredictionViewSet
+from inference.batch.apis import BatchJobViewSet
 from inference.mlflow_protocol import InvocationsViewSet, ping, version
 from training.apis import TrainingJobViewSet
 
@@ -21,6 +22,7 @@ router.register("train", TrainingJobViewSet, basename="training-job")
 router.register("predict", PredictionViewSet, basename="prediction")
 router.register("tokens", TokenViewSet, basename="token")
 router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("batch", BatchJobViewSet, basename="batch-job")
 
 urlpatterns = [
     path("", home, name="home"),

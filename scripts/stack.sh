@@ -91,6 +91,9 @@ MLFLOW_AUTH_CONFIG_PATH=$STACK_DIR/mlflow-auth.ini
 MLFLOW_UI_URL=$MLFLOW_TRACKING_URI
 MDS_S3_BUCKET=$STACK_DATASETS_BUCKET
 MDS_S3_ENDPOINT_URL=http://$HOST:$STACK_S3_PORT
+# Batch inputs split into 8 MiB chunks (production: 64 MiB), so a file of a few tens of MB spreads over several
+# tasks; still above the 5 MiB S3 needs to join the parts by server-side copy.
+MDS_BATCH_CHUNK_BYTES=${MDS_BATCH_CHUNK_BYTES:-8388608}
 MLFLOW_S3_ENDPOINT_URL=$MDS_S3_ENDPOINT_URL
 AWS_DEFAULT_REGION=us-east-1
 AWS_REQUEST_CHECKSUM_CALCULATION=when_required

@@ -430,8 +430,11 @@ def backtest_rows(backtest: dict) -> list[tuple[str, str]]:
     spread = " · ".join(
         f"{label} {number(backtest[key + '_mean'])} ± {number(backtest[key + '_sd'])}" for key, label in _ERRORS
     )
-    rows.append((f"{backtest['estimator']}, mean ± sd", spread))
-    rows += [(f"candidate {entry['estimator']}", errors(entry, "_mean")) for entry in backtest.get("leaderboard", [])]
+    rows.append((f"{ml.backtests.candidate_label(backtest)}, mean ± sd", spread))
+    rows += [
+        (f"candidate {ml.backtests.candidate_label(entry)}", errors(entry, "_mean"))
+        for entry in backtest.get("leaderboard", [])
+    ]
     return rows
 
 

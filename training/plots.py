@@ -7,6 +7,8 @@ import numpy as np
 
 from core.contract import PLOTS
 
+from .ml.backtest import candidate_label
+
 
 def training_figures(
     *,
@@ -65,7 +67,7 @@ def backtest_figure(backtests: list[dict[str, Any]]) -> Any:
     for metric, color in (("mae", "tab:blue"), ("rmse", "tab:orange")):
         values = [fold[metric] for fold in served["folds"]]
         mean, sd = served[f"{metric}_mean"], served[f"{metric}_sd"]
-        label = f"{served['estimator']} {metric.upper()} (mean {mean:.4g} ± {sd:.4g})"
+        label = f"{candidate_label(served)} {metric.upper()} (mean {mean:.4g} ± {sd:.4g})"
         ax.plot(folds, values, marker="o", color=color, label=label)
     for other in backtests[1:]:
         ax.plot(
@@ -73,7 +75,7 @@ def backtest_figure(backtests: list[dict[str, Any]]) -> Any:
             [fold["rmse"] for fold in other["folds"]],
             marker=".",
             linestyle="--",
-            label=f"{other['estimator']} RMSE (mean {other['rmse_mean']:.4g})",
+            label=f"{candidate_label(other)} RMSE (mean {other['rmse_mean']:.4g})",
         )
     ax.set_xticks(folds, [f"{fold['fold']}\n{fold['test_from'][:10]}" for fold in served["folds"]])
     ax.set(xlabel="fold (first scored day)", ylabel="error", title=PLOTS["backtest_error_by_fold"])

@@ -71,3 +71,8 @@ def training_job_links(job: TrainingJob) -> list[tuple[str, str, str]]:
         # The run's page needs its experiment id, which the mirror records (a job only knows the run id).
         links += [(f"MLflow {key}", ui[key], ui[key]) for key in ("run", "version") if key in ui]
     return links
+
+
+def dataset_storage_name(dataset_id: int, user) -> str | None:
+    """The storage name of dataset ``dataset_id`` if ``user`` may see it, else ``None``."""
+    return dataset_list(user=user).filter(pk=dataset_id).values_list("file", flat=True).first()

@@ -7,7 +7,8 @@ same port with ``SO_REUSEPORT`` and the kernel spreads connections among them.
 A call carries its token in the ``authorization`` metadata (``Token <key>`` or ``Bearer <key>``); model metadata,
 readiness and inference take the same role and throttle as ``/predict``; health and server metadata answer anyone.
 Errors are gRPC statuses (``STATUS_CODES``) with the message REST would give. Tensors come as ``raw_input_contents``
-or typed ``contents``; outputs always go back as ``raw_output_contents`` (float64, little-endian).
+or typed ``contents`` (a calendar version's ``BYTES`` timestamp: ``bytes_contents``, or raw as each element's
+4-byte length then its bytes); outputs always go back as ``raw_output_contents`` (float64, little-endian).
 """
 
 import logging
@@ -199,6 +200,8 @@ def _inputs(request) -> list[InputTensor]:
     for index, tensor in enumerate(request.inputs):
         if raw:
             data: Any = raw[index]
+        elif tensor.datatype == "BYTES":
+            data = list(tensor.contents.bytes_contents)
         else:
             field = CONTENTS_FIELDS.get(tensor.datatype)
             data = np.asarray(getattr(tensor.contents, field)) if field else []

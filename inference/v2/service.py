@@ -19,6 +19,7 @@ from ..prediction_log import prediction_log_answer
 from ..services import FORMATS, Prediction, loaded_version, prediction_from_features
 from .tensors import LOWER, OUTPUT_DATATYPE, PREDICTIONS, UPPER, InputTensor, OutputTensor, feature_matrix
 from .tensors import output_tensors as make_outputs
+from .timestamps import calendar_feature_matrix, metadata_inputs
 
 SERVER_NAME = "mds"
 SERVER_VERSION = "1"
@@ -48,13 +49,14 @@ def model_loaded(name: str, version: str | None) -> LoadedVersion:
 
 
 def model_metadata(name: str, version: str | None) -> dict:
-    """The inputs the version's signature names (one ``[-1]`` tensor per feature, in its order) and the outputs."""
+    """The inputs the version's signature names (one ``[-1]`` tensor per feature, in its order; for a calendar version
+    its own features and the timestamp tensor instead of the derived ones) and the outputs."""
     loaded = model_loaded(name, version)
     return {
         "name": name,
         "versions": [str(loaded.version)],
         "platform": PLATFORM,
-        "inputs": [{"name": feature, "datatype": "FP32", "shape": [-1]} for feature in loaded.feature_names],
+        "inputs": metadata_inputs(loaded.feature_names, loaded.calendar_from),
         "outputs": [{"name": output, "datatype": OUTPUT_DATATYPE, "shape": [-1]} for output in (PREDICTIONS,)],
     }
 
@@ -84,6 +86,8 @@ def infer(
     ``format`` (``onnx``, ``sklearn`` or ``auto``, the default: the engine, as ``/predict``'s). ``requested`` names
     the outputs to answer (all when ``None``).
 
+    A ``calendar=true`` version takes its timestamp tensor instead of the calendar features (``timestamps``).
+
     Raises:
         TableError: the inputs do not give the version's features (naming the tensor or the feature).
         NotFound, Conflict, TooLarge, UntrustedArtifact, ApplicationError: as ``prediction_create``.
@@ -104,7 +108,13 @@ def infer(
                 extra={"output": output, "outputs": available},
             )
     loaded = model_loaded(name, version)
-    X = feature_matrix(inputs, loaded.feature_names, max_rows=settings.MDS_PREDICT_MAX_ROWS)
+    max_rows = settings.MDS_PREDICT_MAX_ROWS
+    if loaded.calendar_from is not None:
+        X = calendar_feature_matrix(
+            inputs, loaded.feature_names, calendar_from=loaded.calendar_from, max_rows=max_rows
+        )
+    else:
+        X = feature_matrix(inputs, loaded.feature_names, max_rows=max_rows)
     prediction = prediction_from_features(loaded=loaded, X=X, model_format=model_format, interval=interval)
     prediction_log_answer(prediction, request_id=request_id, caller_id=caller_id, client_request_id=client_request_id)
     intervals = prediction.intervals

@@ -451,6 +451,22 @@ CELERY_BEAT_SCHEDULE |= {
     },
 }
 
+# --- Batch scoring (inference/batch) ----------------------------------------------------------------------------
+# A batch input is split into chunks of about this many bytes, one task each: 64 MiB keeps every CSV part above
+# S3's 5 MiB minimum for the server-side copy that joins them, and gives a 0.8 GB file a dozen tasks to spread.
+MDS_BATCH_CHUNK_BYTES = env.int("MDS_BATCH_CHUNK_BYTES", default=64 * 1024 * 1024)
+# A chunk is parsed and scored in pieces of at most this many bytes (CSV) or rows (Parquet): what a worker holds.
+MDS_BATCH_PIECE_BYTES = env.int("MDS_BATCH_PIECE_BYTES", default=8 * 1024 * 1024)
+MDS_BATCH_PIECE_ROWS = env.int("MDS_BATCH_PIECE_ROWS", default=100_000)
+# The sweeper re-sends lost plan, chunk and join messages and takes back chunks whose worker is gone.
+CELERY_BEAT_SCHEDULE |= {
+    "batch-jobs-sweep": {
+        "task": "inference.tasks.batch_jobs_sweep_task",
+        "schedule": MDS_DISPATCH_INTERVAL,
+        "options": {"expires": MDS_DISPATCH_INTERVAL},
+    },
+}
+
 # --- Metrics -------------------------------------------------------------------------------------------------
 # /metrics answers a valid API token, or any request from the loopback interface without X-Forwarded-For; set this
 # to false where a reverse proxy on the same machine would make every client look local.

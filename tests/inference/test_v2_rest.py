@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from core.calendar import CALENDAR_FEATURES
 from inference.models import PredictionLog
 from inference.prediction_log import prediction_log_flush
 from tests.factories import csv_bytes, weather_frame
@@ -191,3 +192,119 @@ def test_a_database_fault_is_503_with_retry_after():
 
     # then
     assert error.status == 503 and error.retry_after and error.body()["code"] == "database_unavailable"
+
+
+def length_prefixed(texts):
+    """BYTES as the binary tensor data extension carries them: each element's 4-byte little-endian length first."""
+    return b"".join(len(text.encode()).to_bytes(4, "little") + text.encode() for text in texts)
+
+
+@pytest.fixture
+def calendar_version(train):
+    job = train(calendar="true", backtest=0)
+    assert job["status"] == "success", job["error"]
+    return job["registered_version"]
+
+
+def calendar_rows():
+    # Times of day, offsets and formats /predict reads alike, so the hour and weekday columns vary.
+    frame = weather_frame(4, seed=5)
+    frame["timestamp"] = ["2024-03-01T03:00:00Z", "2024-03-02 15:30", "2024-07-14T23:00:00+02:00", "2025-01-01"]
+    return frame
+
+
+def test_a_calendar_version_takes_the_timestamp_as_bytes_and_answers_what_predict_answers(
+    api_client, model_name, calendar_version
+):
+    # given: the same rows through /predict (CSV with the timestamp column), per engine, with intervals
+    frame = calendar_rows()
+    stamps = list(frame["timestamp"])
+    expected = {}
+    for engine in ("onnx", "sklearn"):
+        answer = api_client.generic(
+            "POST", f"/predict?model_name={model_name}&format={engine}&interval=0.9", csv_bytes(frame), "text/csv"
+        )
+        assert answer.status_code == 200, answer.content
+        expected[engine] = answer.json()
+    by_column = {
+        "inputs": [
+            *column_request(frame)["inputs"],
+            {"name": "timestamp", "shape": [4], "datatype": "BYTES", "data": stamps},
+        ]
+    }
+    raw_stamps = length_prefixed(stamps)
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "input", "shape": [4, 8], "datatype": "FP64", "data": frame[FEATURES].to_numpy().tolist()},
+                {
+                    "name": "timestamp",
+                    "shape": [4, 1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(raw_stamps)},
+                },
+            ],
+        }
+    )
+
+    # when
+    metadata = api_client.get(f"/v2/models/{model_name}/versions/{calendar_version}")
+    answers = {}
+    for engine in ("onnx", "sklearn"):
+        parameters = {"format": engine, "interval": 0.9}
+        as_json = infer(api_client, model_name, {**by_column, "parameters": parameters})
+        binary_header = json.dumps({**json.loads(header), "parameters": parameters}).encode()
+        as_binary = infer(
+            api_client,
+            model_name,
+            binary_header + raw_stamps,
+            calendar_version,
+            HTTP_INFERENCE_HEADER_CONTENT_LENGTH=str(len(binary_header)),
+        )
+        answers[engine] = (as_json, as_binary)
+
+    # then: the metadata names the timestamp, not the derived features; every answer is /predict's
+    assert metadata.status_code == 200, metadata.content
+    assert metadata.json()["inputs"] == [
+        *({"name": name, "datatype": "FP32", "shape": [-1]} for name in FEATURES),
+        {"name": "timestamp", "datatype": "BYTES", "shape": [-1]},
+    ]
+    for engine, pair in answers.items():
+        for answer in pair:
+            assert answer.status_code == 200, answer.content
+            outputs = {output["name"]: output["data"] for output in answer.json()["outputs"]}
+            assert answer.json()["parameters"]["engine"] == engine
+            np.testing.assert_allclose(outputs["predictions"], expected[engine]["predictions"], rtol=1e-6)
+            np.testing.assert_allclose(outputs["lower"], expected[engine]["intervals"]["lower"], rtol=1e-6)
+            np.testing.assert_allclose(outputs["upper"], expected[engine]["intervals"]["upper"], rtol=1e-6)
+    assert len(set(answers["sklearn"][0].json()["outputs"][0]["data"])) > 1
+
+
+def test_a_calendar_version_refuses_a_missing_or_bad_timestamp_and_calendar_features_sent(
+    api_client, model_name, calendar_version
+):
+    # given
+    frame = calendar_rows()
+    columns = column_request(frame)["inputs"]
+    calendar = [{"name": name, "shape": [4], "datatype": "FP32", "data": [0.5] * 4} for name in CALENDAR_FEATURES]
+    bad = {"name": "timestamp", "shape": [4], "datatype": "BYTES", "data": ["2024-01-01", "2024-01-02", "soon", "x"]}
+    numeric_bytes = [
+        {**columns[0], "datatype": "BYTES", "data": ["1"] * 4},
+        *columns[1:],
+        {**bad, "data": ["2024"] * 4},
+    ]
+
+    # when
+    missing = infer(api_client, model_name, {"inputs": columns})
+    derived = infer(api_client, model_name, {"inputs": columns + calendar})
+    bad_stamp = infer(api_client, model_name, {"inputs": [*columns, bad]})
+    bytes_feature = infer(api_client, model_name, {"inputs": numeric_bytes})
+
+    # then
+    assert missing.status_code == 400 and missing.json()["code"] == "missing_columns", missing.content
+    assert "'timestamp'" in missing.json()["error"] and "BYTES" in missing.json()["error"]
+    assert derived.status_code == 400 and derived.json()["code"] == "calendar_features_sent", derived.content
+    assert "send the tensor 'timestamp'" in derived.json()["error"]
+    assert bad_stamp.status_code == 400 and bad_stamp.json()["code"] == "bad_timestamp", bad_stamp.content
+    assert "Tensor 'timestamp', element [2]: 'soon'" in bad_stamp.json()["error"]
+    assert bytes_feature.status_code == 400 and "datatype 'BYTES' is not accepted" in bytes_feature.json()["error"]

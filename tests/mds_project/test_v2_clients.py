@@ -22,6 +22,7 @@ from tests.mds_project.test_inference_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "rf_v2"
+CALENDAR_MODEL = "rf_v2_calendar"
 FEATURES = [
     "temperature_c",
     "humidity_pct",
@@ -46,15 +47,22 @@ SETUP = textwrap.dedent(
         params=ml.TrainingParams(n_estimators=10, max_depth=6))
     job = services.training_job_wait(job_id=job.pk, timeout=600)
     assert job.registered_version, (job.status, job.error_message)
+    # A calendar version (the model derives hour, weekday, ... from the timestamp), small and without a backtest.
+    calendar = services.training_job_start(file=io.BytesIO(frame.iloc[-120:].to_csv(index=False).encode()),
+        file_name="w.csv", user=user, model_name=os.environ["V2_CALENDAR_MODEL"], target="target",
+        timestamp="timestamp", params=ml.TrainingParams(n_estimators=10, max_depth=6, backtest=0, calendar=True))
+    calendar = services.training_job_wait(job_id=calendar.pk, timeout=600)
+    assert calendar.registered_version, (calendar.status, calendar.error_message)
     nobody, _ = get_user_model().objects.get_or_create(username="v2-no-role")
-    print(job.registered_version, token_create(user=nobody)[1])
+    print(job.registered_version, token_create(user=nobody)[1], calendar.registered_version)
     """
 )
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """An inference server (HTTP and gRPC) on an embedded store holding one trained version of ``MODEL``."""
+    """An inference server (HTTP and gRPC) on an embedded store holding one trained version of ``MODEL`` and one
+    of ``CALENDAR_MODEL`` (``calendar=true``)."""
     data_dir = tmp_path_factory.mktemp("v2")
     (data_dir / "tmp").mkdir()
     env = {key: value for key, value in os.environ.items() if key not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_URL")}
@@ -66,6 +74,7 @@ def server(tmp_path_factory):
         MLFLOW_DISABLE_TELEMETRY="true",
         PYTHONPATH=str(ROOT),
         V2_MODEL=MODEL,
+        V2_CALENDAR_MODEL=CALENDAR_MODEL,
     )
     env.pop("MLFLOW_TRACKING_URI", None)
     manage = [sys.executable, "manage.py"]
@@ -73,7 +82,7 @@ def server(tmp_path_factory):
     setup = subprocess.run(
         [*manage, "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
-    version, no_role_token = setup.stdout.strip().splitlines()[-1].split()
+    version, no_role_token, calendar_version = setup.stdout.strip().splitlines()[-1].split()
     token = subprocess.run(
         [*manage, "issue_token", "v2-client", "--role", "predictor"],
         cwd=ROOT,
@@ -100,6 +109,7 @@ def server(tmp_path_factory):
             "http": f"127.0.0.1:{http_port}",
             "grpc": f"127.0.0.1:{grpc_port}",
             "version": version,
+            "calendar_version": calendar_version,
             "token": token,
             "no_role_token": no_role_token,
             "log": log,
@@ -325,6 +335,66 @@ def test_grpc_and_rest_answers_are_logged_take_feedback_and_are_counted_by_proto
     assert any('protocol="mds"' in line for line in counted), counted
 
 
+def test_a_calendar_version_takes_its_timestamp_as_bytes_from_both_clients(server):
+    # given: rows with times of day in several formats, and what /predict answers for them as CSV
+    from sample_data.make_weather import make_weather
+
+    frame = make_weather(days=4, seed=9)
+    frame["timestamp"] = ["2024-03-01T03:00:00Z", "2024-03-02 15:30", "2024-07-14T23:00:00+02:00", "2025-01-01"]
+    X = frame[FEATURES].to_numpy(dtype=np.float32)
+    stamps = np.array(list(frame["timestamp"]), dtype=object)
+    predicted = requests.post(
+        f"http://{server['http']}/predict?model_name={CALENDAR_MODEL}&format=onnx",
+        data=frame.drop(columns=["target"]).to_csv(index=False),
+        headers={"Content-Type": "text/csv", "Authorization": f"Token {server['token']}"},
+        timeout=60,
+    )
+    assert predicted.status_code == 200, predicted.text
+    expected = np.array(predicted.json()["predictions"])
+    rest = httpclient.InferenceServerClient(server["http"])
+    grpc = grpcclient.InferenceServerClient(server["grpc"])
+    answers = []
+
+    # when: over REST, the timestamp as JSON strings and as binary data; over gRPC, as raw contents
+    for binary in (False, True):
+        matrix = httpclient.InferInput("input", list(X.shape), "FP32")
+        matrix.set_data_from_numpy(X, binary_data=binary)
+        timestamp = httpclient.InferInput("timestamp", [len(stamps)], "BYTES")
+        timestamp.set_data_from_numpy(stamps, binary_data=binary)
+        outputs = [httpclient.InferRequestedOutput("predictions", binary_data=binary)]
+        answer = rest.infer(
+            CALENDAR_MODEL, [matrix, timestamp], outputs=outputs, headers=auth(server), parameters={"format": "onnx"}
+        )
+        answers.append(answer.as_numpy("predictions"))
+    matrix = grpcclient.InferInput("input", list(X.shape), "FP32")
+    matrix.set_data_from_numpy(X)
+    timestamp = grpcclient.InferInput("timestamp", [len(stamps)], "BYTES")
+    timestamp.set_data_from_numpy(stamps)
+    answers.append(
+        grpc.infer(CALENDAR_MODEL, [matrix, timestamp], headers=auth(server), parameters={"format": "onnx"}).as_numpy(
+            "predictions"
+        )
+    )
+    metadata = grpc.get_model_metadata(CALENDAR_MODEL, headers=auth(server))
+    with pytest.raises(InferenceServerException) as missing:
+        rest.infer(CALENDAR_MODEL, [matrix_input(X)], headers=auth(server))
+
+    # then: every door gives /predict's predictions; the metadata asks for the timestamp, not what it derives
+    for answer in answers:
+        np.testing.assert_allclose(answer, expected, rtol=1e-6)
+    assert [(tensor.name, tensor.datatype) for tensor in metadata.inputs] == [
+        *((name, "FP32") for name in FEATURES),
+        ("timestamp", "BYTES"),
+    ]
+    assert missing.value.status() == "400" and "'timestamp'" in missing.value.message()
+
+
+def matrix_input(X):
+    matrix = httpclient.InferInput("input", list(X.shape), "FP32")
+    matrix.set_data_from_numpy(X)
+    return matrix
+
+
 TYPED_CONTENTS_CLIENT = textwrap.dedent(
     """
     import json
@@ -333,7 +403,7 @@ TYPED_CONTENTS_CLIENT = textwrap.dedent(
     import numpy as np
     from inference.v2.proto import open_inference_pb2 as pb, open_inference_pb2_grpc as pb_grpc
 
-    target, token, features, model = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+    target, token, features, model, calendar_model = sys.argv[1], sys.argv[2], sys.argv[3].split(","), *sys.argv[4:6]
     stub = pb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(target))
     Tensor = pb.ModelInferRequest.InferInputTensor
     inputs = [
@@ -347,6 +417,12 @@ TYPED_CONTENTS_CLIENT = textwrap.dedent(
     values = np.frombuffer(answer.raw_output_contents[0], dtype="<f8")
     print(answer.outputs[0].name, list(answer.outputs[0].shape), answer.parameters["client_request_id"].string_param)
     print(json.dumps(values.tolist()))
+    # A calendar version's timestamp in bytes_contents.
+    stamps = pb.InferTensorContents(bytes_contents=[b"2024-03-01T03:00:00Z", b"2024-07-14 15:00"])
+    inputs.append(Tensor(name="timestamp", datatype="BYTES", shape=[2], contents=stamps))
+    request = pb.ModelInferRequest(model_name=calendar_model, inputs=inputs)
+    answer = stub.ModelInfer(request, metadata=(("authorization", "Bearer " + token),))
+    print(json.dumps(np.frombuffer(answer.raw_output_contents[0], dtype="<f8").tolist()))
     """
 )
 
@@ -356,16 +432,23 @@ def test_grpc_typed_contents_with_the_servers_own_stubs(server):
     # loaded in this one, declare the same protobuf names)
     X = np.array([[1.5] * 7 + [3], [2.5] * 7 + [4]], dtype=np.float32)
     body = ",".join(FEATURES) + "\n" + "\n".join(",".join(str(v) for v in row) for row in X)
-    expected = requests.post(
-        f"http://{server['http']}/predict?model_name={MODEL}",
-        data=body,
-        headers={"Content-Type": "text/csv", "Authorization": f"Token {server['token']}"},
-        timeout=60,
-    ).json()["predictions"]
+    stamps = ["2024-03-01T03:00:00Z", "2024-07-14 15:00"]
+    calendar_body = ",".join([*FEATURES, "timestamp"]) + "\n"
+    calendar_body += "\n".join(",".join([*(str(v) for v in row), stamp]) for row, stamp in zip(X, stamps, strict=True))
+    expected, calendar_expected = (
+        requests.post(
+            f"http://{server['http']}/predict?model_name={model}",
+            data=data,
+            headers={"Content-Type": "text/csv", "Authorization": f"Token {server['token']}"},
+            timeout=60,
+        ).json()["predictions"]
+        for model, data in ((MODEL, body), (CALENDAR_MODEL, calendar_body))
+    )
 
     # when
     out = subprocess.run(
-        [sys.executable, "-c", TYPED_CONTENTS_CLIENT, server["grpc"], server["token"], ",".join(FEATURES), MODEL],
+        [sys.executable, "-c", TYPED_CONTENTS_CLIENT, server["grpc"], server["token"], ",".join(FEATURES)]
+        + [MODEL, CALENDAR_MODEL],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -375,6 +458,7 @@ def test_grpc_typed_contents_with_the_servers_own_stubs(server):
 
     # then
     assert out.returncode == 0, out.stderr
-    header, values = out.stdout.strip().splitlines()
+    header, values, calendar_values = out.stdout.strip().splitlines()
     assert header == "predictions [2] typed-1"
     np.testing.assert_allclose(json.loads(values), expected, rtol=1e-5)
+    np.testing.assert_allclose(json.loads(calendar_values), calendar_expected, rtol=1e-5)

@@ -118,6 +118,62 @@ def test_auto_picks_the_lowest_backtest_rmse_and_keeps_the_leaderboard():
     assert result.estimator_name == board[0]["estimator"] == result.backtest.estimator
 
 
+def seasonal_frame(days: int, *, seasonal: bool) -> pd.DataFrame:
+    """Daily rows whose target is the day of year's cycle (``seasonal``) or a function of the file's own ``x``,
+    the other being noise."""
+    rng = np.random.default_rng(3)
+    timestamps = pd.date_range("2022-01-01", periods=days, freq="D")
+    x = rng.normal(size=days)
+    cycle = 10 * np.sin(2 * np.pi * timestamps.day_of_year.to_numpy() / 365.25)
+    target = cycle + 0.1 * x if seasonal else 5 * x
+    return pd.DataFrame({"timestamp": timestamps.strftime("%Y-%m-%d"), "x": x, "target": target})
+
+
+def test_auto_with_calendar_serves_the_calendar_where_the_backtest_finds_it_helps():
+    # given: a yearly cycle only the timestamp shows
+    data = prepare(seasonal_frame(730, seasonal=True), calendar=True)
+    params = ml.TrainingParams(n_estimators=10, estimator="auto", calendar=True)
+
+    # when
+    result = ml.train(data, params)
+
+    # then: four candidates, today's default without the calendar among them, and a calendar one served
+    board = result.backtest_record(params)["leaderboard"]
+    assert len(board) == 4
+    assert any(entry["estimator"] == "random_forest" and not entry["calendar"] for entry in board)
+    assert result.backtest.calendar and board[0]["calendar"]
+    assert result.data.calendar_from == "timestamp" and result.feature_names == ["x", *CALENDAR_FEATURES]
+
+
+def test_auto_with_calendar_drops_it_where_the_backtest_finds_it_does_not_help():
+    # given: the target is the file's own feature; the calendar columns are noise to the trees
+    data = prepare(seasonal_frame(730, seasonal=False), calendar=True)
+    params = ml.TrainingParams(n_estimators=10, estimator="auto", calendar=True)
+
+    # when
+    result = ml.train(data, params)
+
+    # then: the served candidate is the board's best, and its model takes the file's own columns only
+    board = result.backtest_record(params)["leaderboard"]
+    assert board[0]["estimator"] == result.estimator_name and board[0]["calendar"] is False
+    assert result.data.calendar_from is None and result.feature_names == ["x"]
+    assert result.estimator.n_features_in_ == 1 and result.X_test.shape[1] == 1
+
+
+def test_auto_with_calendar_on_a_timestamp_alone_backtests_the_calendar_candidates_only():
+    # given: no feature but the timestamp
+    data = prepare(seasonal_frame(200, seasonal=True).drop(columns="x"), calendar=True)
+    params = ml.TrainingParams(n_estimators=5, estimator="auto", calendar=True)
+
+    # when
+    result = ml.train(data, params)
+
+    # then
+    board = result.backtest_record(params)["leaderboard"]
+    assert len(board) == 3 and all(entry["calendar"] for entry in board)
+    assert result.feature_names == list(CALENDAR_FEATURES)
+
+
 def test_auto_without_rows_for_a_backtest_serves_a_random_forest():
     # given
     data = prepare(weather_frame(30))

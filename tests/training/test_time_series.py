@@ -91,12 +91,12 @@ def test_auto_with_calendar_serves_the_best_backtested_model_from_the_timestamp(
     onnx = predict(api_client, model_name, rows, format="onnx")
     sklearn = predict(api_client, model_name, rows, format="sklearn", interval="0.9")
 
-    # then: the leaderboard holds every candidate, the served one first
+    # then: the leaderboard holds every candidate (today's default without the calendar too), the served one first
     assert job["status"] == "success", job["error"]
     board = job["backtest"]["leaderboard"]
-    assert [entry["estimator"] for entry in board][0] == job["backtest"]["estimator"]
-    assert len(board) == 3 and board == sorted(board, key=lambda entry: entry["rmse_mean"])
-    assert job["counts"]["n_features"] == len(FEATURES) + 8
+    assert (board[0]["estimator"], board[0]["calendar"]) == (job["backtest"]["estimator"], job["backtest"]["calendar"])
+    assert len(board) == 4 and board == sorted(board, key=lambda entry: entry["rmse_mean"])
+    assert job["counts"]["n_features"] == len(FEATURES) + (8 if job["backtest"]["calendar"] else 0)
     assert onnx.status_code == 200 and sklearn.status_code == 200, (onnx.json(), sklearn.json())
     np.testing.assert_allclose(onnx.json()["predictions"], sklearn.json()["predictions"], rtol=1e-4)
     assert len(sklearn.json()["intervals"]["lower"]) == 20

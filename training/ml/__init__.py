@@ -23,6 +23,7 @@ from .data import (
     chronological_split,
     prepare_data,
     with_calendar,
+    without_calendar,
 )
 from .estimators import (
     Progress,
@@ -63,6 +64,7 @@ __all__ = [
     "train",
     "tree_chunk",
     "with_calendar",
+    "without_calendar",
 ]
 
 
@@ -84,6 +86,9 @@ class TrainingResult:
     # With ``auto``: every candidate's backtest, best first.
     leaderboard: list[backtests.BacktestResult] = field(default_factory=list)
     importances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # What the served model was fit on: the data given, or it without its calendar features where ``auto`` found
+    # the calendar made the backtest worse. ``None`` only in results built by hand.
+    data: PreparedData | None = None
 
     def backtest_record(self, params: TrainingParams) -> dict[str, Any]:
         """What the job keeps of the backtest (JSON): its folds and summary, and ``auto``'s leaderboard."""
@@ -92,7 +97,10 @@ class TrainingResult:
         return {
             "gap": params.gap,
             **self.backtest.as_dict(),
-            "leaderboard": [{"estimator": result.estimator, **result.summary} for result in self.leaderboard],
+            "leaderboard": [
+                {"estimator": result.estimator, "calendar": result.calendar, **result.summary}
+                for result in self.leaderboard
+            ],
         }
 
 
@@ -124,18 +132,20 @@ def train(data: PreparedData, params: TrainingParams, progress: Progress = _no_p
     split = chronological_split(len(data.y), params.test_size)
     fit_end = calibration_split(split, params.calibration_size)
     k = backtests.folds_for(params, split)
-    candidates = ESTIMATORS if params.estimator == AUTO else (params.estimator,)
+    candidates = _candidates(params, data)
     backtest_share = min(0.6, _BACKTEST_SHARE * len(candidates)) if k else 0.0
     share = backtest_share / len(candidates)
     results = [
-        backtests.backtest(name, data, split, params, k, _span(progress, index * share, (index + 1) * share))
-        for index, name in enumerate(candidates)
+        backtests.backtest(name, served, split, params, k, _span(progress, index * share, (index + 1) * share))
+        for index, (name, served) in enumerate(candidates)
         if k
     ]
     chosen = backtests.best(results) if results else None
     name = (
         chosen.estimator if chosen is not None else (RANDOM_FOREST if params.estimator == AUTO else params.estimator)
     )
+    if chosen is not None:
+        data = next(served for (_, served), result in zip(candidates, results, strict=True) if result is chosen)
     rest = _span(progress, backtest_share, 1.0)
 
     with openmp_threads(name, split):
@@ -178,4 +188,19 @@ def train(data: PreparedData, params: TrainingParams, progress: Progress = _no_p
         backtest=chosen,
         leaderboard=sorted(results, key=lambda result: result.summary["rmse_mean"]) if len(results) > 1 else [],
         importances=importances,
+        data=data,
     )
+
+
+def _candidates(params: TrainingParams, data: PreparedData) -> list[tuple[str, PreparedData]]:
+    """The estimators to backtest, each with the data it sees. ``auto`` tries every estimator; with calendar
+    features it also tries today's default without them, first, so that ``auto`` + ``calendar=true`` serves the
+    calendar only where the backtest finds it helps, and is never judged worse than the default by it."""
+    if params.estimator != AUTO:
+        return [(params.estimator, data)]
+    candidates = [(name, data) for name in ESTIMATORS]
+    plain = without_calendar(data)
+    # A file whose only feature is its timestamp has nothing to fit without the calendar.
+    if plain is not data and plain.feature_names:
+        candidates.insert(0, (RANDOM_FOREST, plain))
+    return candidates

@@ -40,6 +40,9 @@ class BacktestResult:
     """One estimator's backtest: each fold's figures, and their mean and sample standard deviation."""
 
     estimator: str
+    # Whether the candidate had the timestamp's calendar features (``estimator=auto`` with ``calendar=true`` also
+    # tries today's default without them).
+    calendar: bool = False
     folds: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, float] = field(default_factory=dict)
 
@@ -48,7 +51,13 @@ class BacktestResult:
         return {f"backtest_{key}": value for key, value in self.summary.items()}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"estimator": self.estimator, "folds": self.folds, **self.summary}
+        return {"estimator": self.estimator, "calendar": self.calendar, "folds": self.folds, **self.summary}
+
+
+def candidate_label(record: dict[str, Any]) -> str:
+    """A backtest record's (``BacktestResult.as_dict()``, a leaderboard entry) name for people: its estimator,
+    and ``+ calendar`` where it had the calendar features."""
+    return record["estimator"] + (" + calendar" if record.get("calendar") else "")
 
 
 def max_folds(n_window: int, gap: int) -> int:
@@ -113,7 +122,7 @@ def backtest(
 def _backtest(
     name: str, data: PreparedData, n_window: int, params: TrainingParams, k: int, progress: Progress
 ) -> BacktestResult:
-    result = BacktestResult(estimator=name)
+    result = BacktestResult(estimator=name, calendar=data.calendar_from is not None)
     planned = folds(n_window, k, params.gap)
     for index, fold in enumerate(planned):
 
@@ -148,6 +157,5 @@ def _backtest(
 
 
 def best(results: list[BacktestResult]) -> BacktestResult:
-    """The result with the lowest mean RMSE; a tie goes to the earlier (``ESTIMATORS`` order: today's default
-    first)."""
+    """The result with the lowest mean RMSE; a tie goes to the earlier (today's default first)."""
     return min(results, key=lambda result: result.summary["rmse_mean"])

@@ -109,6 +109,19 @@ def with_calendar(data: PreparedData, timestamp: str) -> PreparedData:
     )
 
 
+def without_calendar(data: PreparedData) -> PreparedData:
+    """``data`` without the calendar features ``with_calendar`` appended: the table's own features only."""
+    if data.calendar_from is None:
+        return data
+    own = len(data.feature_names) - len(CALENDAR_FEATURES)
+    return replace(
+        data,
+        X=np.ascontiguousarray(data.X[:, :own]),
+        feature_names=data.feature_names[:own],
+        calendar_from=None,
+    )
+
+
 def chronological_split(n_samples: int, test_size: float) -> int:
     """Index of the first holdout row: the last ``test_size`` share of time-ordered rows is held out."""
     n_test = max(MIN_HOLDOUT_ROWS, int(round(n_samples * test_size)))

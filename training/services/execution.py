@@ -60,6 +60,8 @@ def training_job_execute(*, job_id: int, heartbeat: bool = False) -> TrainingJob
             run.start(params)
             lease.stage(TrainingJob.Stage.TRAINING, mlflow_run_id=run.run_id)
             result = ml.train(data, params, lambda done: lease.progress(_LOADED + (_TRAINED - _LOADED) * done))
+            # Without its calendar features where `auto` found they did not help.
+            data = result.data or data
             model_training_claim(name=job.model_name, user=job.created_by)
             lease.stage(TrainingJob.Stage.REGISTERING, progress=_TRAINED, backtest=result.backtest_record(params))
             # From here the gateway ends the run, FINISHED with the version or FAILED.

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inference', '0002_prediction_caller'),
+        ('inference', '0003_batch_jobs'),
         ('registry_mirror', '0007_alias_move_source_trial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
