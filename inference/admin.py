@@ -128,3 +128,7 @@ def _holdout(version: ModelVersion) -> dict:
 def version_monitoring_panels(version: ModelVersion) -> list[VersionPanel]:
     html = render_to_string("inference/version_monitoring.html", version_monitoring_context(version))
     return [VersionPanel("Live performance and drift", html)]
+
+
+# Live trials: their pages, and their panel on a version's page (registered from AppConfig.ready).
+from .trials.admin import TrialAdmin  # noqa: E402, F401

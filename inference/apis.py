@@ -20,6 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.auth import TokenAuthentication
+from core.contract import VersionRef
 from core.permissions import requires
 from core.tabular import TableError
 
@@ -38,7 +39,8 @@ from .model_cache import model_cache
 from .parsing import write_csv
 from .prediction_log import prediction_log_answer
 from .serializers import PredictionRequestSerializer, PredictionSerializer
-from .services import FORMATS, prediction_create
+from .services import FORMATS, Prediction, prediction_create
+from .trials.routing import ShadowJob, shadow_scorer, trial_answer, trial_routing
 
 # PredictionLog.client_request_id's max_length.
 CLIENT_REQUEST_ID_MAX = 128
@@ -108,15 +110,26 @@ class PredictionViewSet(viewsets.GenericViewSet):
         options = params.validated_data
         model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
         request.asked = (model_name, options["version"], options["format"])
-        prediction = prediction_create(
-            model_name=model_name,
-            version=options["version"],
-            model_format=options["format"],
-            body=body,
-            body_format=body_format,
-            interval=options.get("interval"),
-            explain=options.get("explain", False),
-        )
+
+        def predict(version: VersionRef) -> Prediction:
+            return prediction_create(
+                model_name=model_name,
+                version=version,
+                model_format=options["format"],
+                body=body,
+                body_format=body_format,
+                interval=options.get("interval"),
+                explain=options.get("explain", False),
+            )
+
+        # One cached lookup when no trial runs; see inference.trials.routing.
+        routing = trial_routing(model_name=model_name, reference=options["version"], routing_key=routing_key(request))
+        trial, shadow = None, None
+        if routing is None:
+            prediction = predict(options["version"])
+        else:
+            prediction, shadow, latency_ms = trial_answer(routing, lambda number: predict(VersionRef(number=number)))
+            trial = {"trial_id": routing.trial.trial_id, "pair_id": request.request_id, "latency_ms": latency_ms}
         request.served, request.rows = (
             (prediction.name, str(prediction.version), prediction.model_format),
             len(prediction.values),
@@ -126,9 +139,24 @@ class PredictionViewSet(viewsets.GenericViewSet):
             request_id=request.request_id,
             caller_id=request.user.pk,
             client_request_id=request.client_request_id,
+            trial=trial,
         )
+        if shadow is not None:
+            shadow_scorer().submit(
+                ShadowJob(
+                    routing=shadow,
+                    features=prediction.features,
+                    feature_names=prediction.feature_names,
+                    interval=options.get("interval"),
+                    request_id=request.request_id,
+                    caller_id=request.user.pk,
+                    client_request_id=request.client_request_id,
+                )
+            )
         # The engine that ran, also for CSV answers (which have no `model` object): the default picks per request.
         headers = {"X-Model-Version": str(prediction.version), "X-Model-Format": prediction.model_format}
+        if routing is not None:
+            headers["X-Trial"] = str(routing.trial.trial_id)
         if request.accepted_renderer.format == "csv":
             assert prediction.table is not None  # prediction_create keeps the rows it parsed
             return Response(
@@ -156,6 +184,16 @@ class PredictionViewSet(viewsets.GenericViewSet):
                 response["X-Client-Request-Id"] = request.client_request_id
             _count(request, response.status_code)
         return response
+
+
+def routing_key(request) -> str:
+    """What keeps a caller on one side of a canary: ``X-Routing-Key``, else the caller, else the client's address."""
+    key = request.META.get("HTTP_X_ROUTING_KEY", "").strip()
+    if key:
+        return "key:" + key[:256]
+    if request.user is not None and request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    return "ip:" + request.META.get("REMOTE_ADDR", "")
 
 
 def client_request_id(incoming: str | None) -> str:

@@ -12,9 +12,28 @@ class InferenceConfig(AppConfig):
         from .admin import version_monitoring_panels
 
         version_panels_register(version_monitoring_panels)
+        from .trials.admin import version_trial_panels
+
+        version_panels_register(version_trial_panels)
+
+        # A trial starts (or a stale one stops) when an alias moves: MDS_TRIAL_ON_CHALLENGER.
+        from registry_mirror.signals import aliases_moved
+
+        aliases_moved.connect(_aliases_moved, dispatch_uid="inference-trials")
 
         from core.metrics import collector_register
 
         from .batch.metrics import BatchJobCollector
 
         collector_register(BatchJobCollector())
+
+
+def _aliases_moved(*, model_name: str, **kwargs) -> None:
+    from .trials.services import trial_on_challenger
+
+    try:
+        trial_on_challenger(model_name=model_name)
+    except Exception:
+        import logging
+
+        logging.getLogger(__name__).exception("Trial check after an alias move of %s failed", model_name)

@@ -67,7 +67,8 @@ def feedback_record(*, request_id: Any, actuals: Sequence[Any], user) -> Predict
         Conflict: ``feedback_exists`` with other actuals.
     """
     key = request_id_parse(request_id)
-    logs = PredictionLog.objects.filter(request_id=key).defer("inputs")
+    # A trial's shadow scoring is not an answer: its actuals come with its answer's.
+    logs = PredictionLog.objects.filter(request_id=key, shadow=False).defer("inputs")
     if not user.has_perm("inference.feedback_all"):
         logs = logs.filter(caller_id=user.pk)
     log = logs.first()
@@ -106,7 +107,35 @@ def feedback_record(*, request_id: Any, actuals: Sequence[Any], user) -> Predict
             )
         return log
     log.refresh_from_db()
+    if log.trial_id is not None:
+        _trial_feedback(log, log.trial_id, values)
     return log
+
+
+def _trial_feedback(log: PredictionLog, trial_id: int, values: np.ndarray) -> None:
+    """The same actuals for the other version's scoring of the answer's rows (a live trial's pair), then the
+    trial's evaluation once committed (``inference.trials``)."""
+    from .trials.services import trial_feedback_arrived
+
+    for other in PredictionLog.objects.filter(pair_id=log.request_id, shadow=True, actuals__isnull=True).defer(
+        "inputs"
+    ):
+        errors = values - np.frombuffer(other.predictions, dtype="<f8")
+        covered = None
+        if other.interval_lower is not None and other.interval_upper is not None:
+            lower = np.frombuffer(other.interval_lower, dtype="<f8")
+            upper = np.frombuffer(other.interval_upper, dtype="<f8")
+            covered = int(np.count_nonzero((lower <= values) & (values <= upper)))
+        PredictionLog.objects.filter(pk=other.pk, actuals__isnull=True).update(
+            actuals=values.astype("<f8").tobytes(),
+            feedback_at=log.feedback_at,
+            abs_error_sum=float(np.abs(errors).sum()),
+            squared_error_sum=float(np.square(errors).sum()),
+            actual_sum=float(values.sum()),
+            actual_squared_sum=float(np.square(values).sum()),
+            covered=covered,
+        )
+    trial_feedback_arrived(trial_id=trial_id)
 
 
 def _actual_values(actuals: Sequence[Any], n_rows: int) -> np.ndarray:

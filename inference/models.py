@@ -59,6 +59,16 @@ class PredictionLog(models.Model):
     # Rows whose actual fell inside the interval answered with the prediction (only when one was asked for).
     covered = models.PositiveIntegerField(null=True, blank=True)
 
+    # Live trials (``inference.trials``): the trial an answer or a shadow scoring belongs to; ``pair_id`` is the
+    # answer's request id on both the answer and the other version's scoring of the same rows (``shadow``), so
+    # feedback for the answer pairs the two versions' errors. ``latency_ms``: the scoring's own time (trial rows).
+    trial = models.ForeignKey(
+        "Trial", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
+    pair_id = models.UUIDField(null=True, blank=True, db_index=True)
+    shadow = models.BooleanField(default=False)
+    latency_ms = models.FloatField(null=True, blank=True)
+
     class Meta:
         ordering = ["-predicted_at"]
         indexes = [
@@ -227,3 +237,85 @@ class BatchChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Batch {self.job_id} chunk {self.index} [{self.status}]"
+
+
+class Trial(BaseModel):
+    """A live trial of a model's ``@challenger`` against its ``@champion`` (``inference.trials``).
+
+    ``shadow``: the champion answers and the challenger scores the same rows off the request path; ``canary``:
+    ``share`` of the requests for ``@champion`` are answered by the challenger (sticky per routing key) and the
+    champion scores them in the shadow. Feedback on those requests gives both versions' errors on the same rows;
+    the evidence (``figures``) decides: ``auto`` promotes or rolls back by itself, ``manual`` waits for a maintainer.
+    A model has at most one running trial; ended ones are its decision history.
+    """
+
+    class Mode(models.TextChoices):
+        SHADOW = "shadow", "Shadow (the champion answers)"
+        CANARY = "canary", "Canary (a share answered by the challenger)"
+
+    class Policy(models.TextChoices):
+        AUTO = "auto", "Decide automatically"
+        MANUAL = "manual", "Report; a maintainer decides"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PROMOTED = "promoted", "Promoted"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+        STOPPED = "stopped", "Stopped"
+
+    model_name = models.CharField(max_length=256, db_index=True)
+    champion_version = models.PositiveIntegerField()
+    challenger_version = models.PositiveIntegerField()
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.SHADOW)
+    # Canary: the fraction of requests for @champion the challenger answers.
+    share = models.FloatField(default=0.1)
+    policy = models.CharField(max_length=8, choices=Policy.choices, default=Policy.AUTO)
+    confidence = models.FloatField(default=0.95)
+    min_paired_rows = models.PositiveIntegerField(default=200)
+    # Canary guards: rolled back at once when the challenger's live MAE exceeds this factor times the champion's
+    # (on at least ``guard_min_rows`` paired rows), or when its scorings fail more often than ``guard_error_rate``.
+    guard_error_factor = models.FloatField(default=1.5)
+    guard_error_rate = models.FloatField(default=0.05)
+    guard_min_rows = models.PositiveIntegerField(default=36)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Scorings per version (answers and shadow scorings), and those that failed: the error rates.
+    champion_scored = models.PositiveIntegerField(default=0)
+    champion_failed = models.PositiveIntegerField(default=0)
+    challenger_scored = models.PositiveIntegerField(default=0)
+    challenger_failed = models.PositiveIntegerField(default=0)
+    # The latest live comparison (``trials.evidence``), and when it was made.
+    figures = models.JSONField(default=dict, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    # How it ended: why, by whom (null: by the trial's own policy), when, and the alias move it made.
+    reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    alias_move = models.ForeignKey(
+        "registry_mirror.AliasMove", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_name"], condition=Q(status="running"), name="trial_one_running_per_model"
+            ),
+            models.CheckConstraint(condition=Q(share__gte=0) & Q(share__lte=1), name="trial_share_fraction"),
+            models.CheckConstraint(
+                condition=Q(confidence__gt=0.5) & Q(confidence__lt=1), name="trial_confidence_range"
+            ),
+            models.CheckConstraint(
+                condition=~Q(champion_version=models.F("challenger_version")), name="trial_two_versions"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="running") | Q(ended_at__isnull=False), name="trial_ended_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}: v{self.challenger_version} vs v{self.champion_version} ({self.status})"

@@ -46,6 +46,12 @@ class LoggedPrediction:
     interval_upper: np.ndarray | None = None
     caller_id: int | None = None
     client_request_id: str = ""
+    # A live trial's rows (``inference.trials``): its id, the answer's request id on both versions' rows, whether
+    # this row is the other version's scoring, and the scoring's time.
+    trial_id: int | None = None
+    pair_id: uuid.UUID | None = None
+    shadow: bool = False
+    latency_ms: float | None = None
 
     @property
     def nbytes(self) -> int:
@@ -68,6 +74,10 @@ class LoggedPrediction:
             _f8_bytes(self.interval_upper),
             self.caller_id,
             self.client_request_id,
+            self.trial_id,
+            None if self.pair_id is None else prepare.pair_id(self.pair_id),
+            self.shadow,
+            self.latency_ms,
         )
 
 
@@ -205,6 +215,10 @@ INSERT_COLUMNS = (
     "interval_upper",
     "caller",
     "client_request_id",
+    "trial",
+    "pair_id",
+    "shadow",
+    "latency_ms",
 )
 
 
@@ -218,11 +232,13 @@ def _column(model, name: str) -> str:
 
 
 class _Preparers:
-    """The database's own conversions of the three columns whose form depends on it (UUID, time, JSON)."""
+    """The database's own conversions of the columns whose form depends on it (UUID, time, JSON)."""
 
     def __init__(self, model, connection):
-        fields = {name: model._meta.get_field(name) for name in ("request_id", "predicted_at", "feature_names")}
+        names = ("request_id", "predicted_at", "feature_names", "pair_id")
+        fields = {name: model._meta.get_field(name) for name in names}
         self.request_id = lambda value: fields["request_id"].get_db_prep_value(value, connection)
+        self.pair_id = lambda value: fields["pair_id"].get_db_prep_value(value, connection)
         self.predicted_at = lambda value: fields["predicted_at"].get_db_prep_value(value, connection)
         self.feature_names = lambda value: fields["feature_names"].get_db_prep_value(value, connection)
 
@@ -291,11 +307,13 @@ def prediction_log_submit(
     intervals: Any = None,
     caller_id: int | None = None,
     client_request_id: str = "",
+    trial: dict[str, Any] | None = None,
 ) -> bool:
     """Queue one answered prediction for the log (when ``MDS_PREDICTION_LOG`` is on); never raises.
 
     ``intervals`` holds the answer's interval (``level``, ``lower``, ``upper`` attributes), if one was asked for;
-    ``caller_id`` the user who asked (who alone may send its actuals), ``client_request_id`` their own id.
+    ``caller_id`` the user who asked (who alone may send its actuals), ``client_request_id`` their own id;
+    ``trial`` a live trial's fields of the row (``trial_id``, ``pair_id``, ``shadow``, ``latency_ms``).
     """
     if not settings.MDS_PREDICTION_LOG:
         return False
@@ -311,6 +329,7 @@ def prediction_log_submit(
             predictions=predictions,
             caller_id=caller_id,
             client_request_id=client_request_id,
+            **(trial or {}),
         )
         if intervals is not None:
             entry.interval_level = float(intervals.level)
@@ -322,7 +341,14 @@ def prediction_log_submit(
         return False
 
 
-def prediction_log_answer(prediction, *, request_id: uuid.UUID, caller_id: int | None, client_request_id: str) -> bool:
+def prediction_log_answer(
+    prediction,
+    *,
+    request_id: uuid.UUID,
+    caller_id: int | None,
+    client_request_id: str,
+    trial: dict[str, Any] | None = None,
+) -> bool:
     """``prediction_log_submit`` for an answered ``inference.services.Prediction``, whichever protocol asked."""
     return prediction_log_submit(
         request_id=request_id,
@@ -335,6 +361,7 @@ def prediction_log_answer(prediction, *, request_id: uuid.UUID, caller_id: int |
         intervals=prediction.intervals,
         caller_id=caller_id,
         client_request_id=client_request_id,
+        trial=trial,
     )
 
 

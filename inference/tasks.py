@@ -1,4 +1,4 @@
-"""Celery entry points of serving's monitoring, run daily by beat: thin wrappers around the services."""
+"""Celery entry points of serving's monitoring (daily, by beat) and live trials: thin wrappers around the services."""
 
 import logging
 
@@ -25,6 +25,22 @@ def prediction_log_prune_task() -> None:
     from .monitoring import prediction_log_prune
 
     prediction_log_prune()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def trial_evaluate_task(trial_id: int) -> None:
+    """Evaluate a running trial after feedback reached it (and decide, as its policy says)."""
+    from .trials.services import trial_evaluate
+
+    trial_evaluate(trial_id=trial_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def trials_evaluate_task() -> None:
+    """Evaluate every running trial (beat)."""
+    from .trials.services import trials_evaluate_running
+
+    trials_evaluate_running()
 
 
 class BatchTask(Task):

@@ -4,6 +4,7 @@ prefix, same optional trailing slash) and are included before them."""
 from django.urls import path, re_path
 
 from .monitoring_apis import FeedbackView, VersionDriftView, VersionPerformanceView
+from .trials.apis import TrialDecideView, TrialStopView, TrialView
 
 urlpatterns = [
     path("feedback", FeedbackView.as_view(), name="feedback"),
@@ -17,4 +18,7 @@ urlpatterns = [
         VersionDriftView.as_view(),
         name="model-version-drift",
     ),
+    re_path(r"^models/(?P<name>[^/]+)/trial/?$", TrialView.as_view(), name="model-trial"),
+    re_path(r"^models/(?P<name>[^/]+)/trial/stop/?$", TrialStopView.as_view(), name="model-trial-stop"),
+    re_path(r"^models/(?P<name>[^/]+)/trial/decide/?$", TrialDecideView.as_view(), name="model-trial-decide"),
 ]

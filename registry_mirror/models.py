@@ -116,6 +116,8 @@ class AliasMove(BaseModel):
         ACCEPTED = "accepted", "Accepted from MLflow"
         # The challenger alias given to a version trained by a retraining (never the serving alias).
         RETRAIN = "retrain", "Given to a retrained version"
+        # A live trial's decision (serving's ``inference.trials``): promoted or rolled back by measured accuracy.
+        TRIAL = "trial", "Decided by a live trial"
 
     model_name = models.CharField(max_length=256, db_index=True)
     alias = models.CharField(max_length=256)

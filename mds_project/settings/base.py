@@ -427,6 +427,29 @@ CELERY_BEAT_SCHEDULE |= {
     },
 }
 
+# --- Live trials (inference.trials) -----------------------------------------------------------------------------
+# The other version's scoring of a trial's rows waits in a bounded in-process queue, drained by one thread: past
+# this many entries new ones are dropped (counted), so a trial never slows or fails an answer.
+MDS_TRIAL_SHADOW_QUEUE = env.int("MDS_TRIAL_SHADOW_QUEUE", default=1000)
+# A thread per process scores them; tests score explicitly instead (trial_shadow_flush).
+MDS_TRIAL_SHADOW_BACKGROUND = True
+# The evidence is computed on at most this many of a trial's newest paired rows, with this many bootstrap resamples:
+# 0.1-0.4 s for 5000 rows x 1000 resamples on a 2 vCPU machine: each feedback's evaluation stays bounded.
+MDS_TRIAL_MAX_ROWS = env.int("MDS_TRIAL_MAX_ROWS", default=5000)
+MDS_TRIAL_BOOTSTRAP = env.int("MDS_TRIAL_BOOTSTRAP", default=1000)
+# Beat re-evaluates every running trial this often (seconds), besides the evaluation each feedback triggers.
+MDS_TRIAL_EVALUATE_INTERVAL = env.float("MDS_TRIAL_EVALUATE_INTERVAL", default=60.0)
+# When @challenger is moved through MDS to a version other than @champion, start a trial with these options (JSON,
+# as POST /models/<name>/trial takes them, e.g. {"mode": "canary", "share": 0.1}); empty: trials start by the API.
+MDS_TRIAL_ON_CHALLENGER = env.json("MDS_TRIAL_ON_CHALLENGER", default={})
+CELERY_BEAT_SCHEDULE |= {
+    "trials-evaluate": {
+        "task": "inference.tasks.trials_evaluate_task",
+        "schedule": MDS_TRIAL_EVALUATE_INTERVAL,
+        "options": {"expires": MDS_TRIAL_EVALUATE_INTERVAL},
+    },
+}
+
 # --- Batch scoring (inference/batch) ----------------------------------------------------------------------------
 # A batch input is split into chunks of about this many bytes, one task each: 64 MiB keeps every CSV part above
 # S3's 5 MiB minimum for the server-side copy that joins them, and gives a 0.8 GB file a dozen tasks to spread.

@@ -25,3 +25,5 @@ MDS_WEBHOOK_BACKGROUND = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Logged predictions are written by the test (prediction_log_flush), inside its transaction.
 MDS_PREDICTION_LOG_BACKGROUND = False
+# And the trials' shadow scorings by the test (trial_shadow_flush).
+MDS_TRIAL_SHADOW_BACKGROUND = False
