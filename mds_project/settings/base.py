@@ -172,6 +172,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`: each choice set gets a name of its own (a batch job's are a training job's).
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "training.models.TrainingJob.Status",
+        "TrialStatusEnum": "inference.models.Trial.Status",
+        "WebhookDeliveryStatusEnum": "core.webhooks.models.WebhookDelivery.Status",
+    },
 }
 # Largest `?limit=` of a paginated list (GET /train, /models/...); larger asks get this many.
 MDS_PAGE_MAX_LIMIT = env.int("MDS_PAGE_MAX_LIMIT", default=500)
