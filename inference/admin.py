@@ -13,7 +13,7 @@ from core.errors import ApplicationError
 from core.intervals import LEVELS, level_key
 from registry_mirror import selectors
 from registry_mirror.models import ModelVersion
-from registry_mirror.panels import VersionPanel
+from registry_mirror.panels import Panel
 
 from .feedback import live_metrics
 from .models import MonitoringReport, PredictionLog
@@ -125,9 +125,9 @@ def _holdout(version: ModelVersion) -> dict:
     return {"n": n, "mae": version.mae, "rmse": version.rmse, "r2": version.r2, "interval_coverage": coverage}
 
 
-def version_monitoring_panels(version: ModelVersion) -> list[VersionPanel]:
+def version_monitoring_panels(version: ModelVersion) -> list[Panel]:
     html = render_to_string("inference/version_monitoring.html", version_monitoring_context(version))
-    return [VersionPanel("Live performance and drift", html)]
+    return [Panel("Live performance and drift", html)]
 
 
 # Live trials: their pages, and their panel on a version's page (registered from AppConfig.ready).

@@ -5,16 +5,17 @@ class InferenceConfig(AppConfig):
     name = "inference"
 
     def ready(self) -> None:
-        # Live performance and drift on a version's page, without the mirror knowing this app exists.
-        from registry_mirror.panels import version_panels_register
+        # Live performance, drift and trials on a version's and a model's page, without the mirror knowing this app.
+        from registry_mirror.panels import model_panels_register, version_panels_register
 
         from . import mlflow_protocol  # noqa: F401  (registers its system check)
         from .admin import version_monitoring_panels
 
         version_panels_register(version_monitoring_panels)
-        from .trials.admin import version_trial_panels
+        from .trials.admin import model_trial_panels, version_trial_panels
 
         version_panels_register(version_trial_panels)
+        model_panels_register(model_trial_panels)
 
         # A trial starts (or a stale one stops) when an alias moves: MDS_TRIAL_ON_CHALLENGER.
         from registry_mirror.signals import aliases_moved

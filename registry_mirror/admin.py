@@ -18,14 +18,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from core.contract import PLOTS, plot_path
-from core.display import metric_label, metric_rows, number, param_rows, when
+from core.display import metric_label, metric_rows, number, param_rows, table, when
 from core.errors import ApplicationError, NotFound
 
 from . import gateway, selectors
 from .admin_parts import AliasFilter, AliasForm, CappedCountPaginator, FormatFilter
-from .models import AliasMove, ModelVersion, RegisteredModel, ServedAlias, TrainedVersion
+from .models import AliasMove, ModelVersion, RegisteredModel, RetrainPolicy, ServedAlias, TrainedVersion
 from .origins import model_version_origin_links
-from .panels import model_version_panels
+from .panels import model_version_panels, registered_model_panels
 from .services import (
     model_access_set,
     model_alias_accept,
@@ -436,6 +436,13 @@ class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
     filter_horizontal = ["shared_with"]
     deletion = _deletion_display()
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        model = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if model is not None:
+            extra.update(panels=registered_model_panels(model), **_policy_context(request, model))
+        return super().change_view(request, object_id, form_url, extra)
+
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("registry_mirror.share_model")
 
@@ -473,6 +480,33 @@ class RegisteredModelAdmin(ReadOnlyMirrorAdmin):
     def version_list_link(self, obj: RegisteredModel) -> str:
         url = reverse("admin:registry_mirror_modelversion_changelist") + f"?registered_model__id__exact={obj.pk}"
         return format_html('<a href="{}">versions</a>', url)
+
+
+def _policy_context(request, model: RegisteredModel) -> dict:
+    """The model's retraining policy as rows, and where a maintainer edits (or sets) it."""
+    policy = RetrainPolicy.objects.filter(model_name=model.name).first()
+    if policy is None:
+        can_add = request.user.has_perm("registry_mirror.add_retrainpolicy")
+        url = reverse("admin:registry_mirror_retrainpolicy_add") + f"?model_name={model.name}" if can_add else None
+        return {"policy": None, "policy_url": url}
+    rows = [
+        ("enabled", "yes" if policy.enabled else "no"),
+        ("window", policy.window or "the whole series"),
+        ("schedule", policy.schedule or "-"),
+        ("on new data", "yes" if policy.on_new_data else "no"),
+        ("on drift", "yes" if policy.on_drift else "no"),
+        (
+            "on live MAE degradation",
+            f"× {policy.degradation_factor} (from {policy.degradation_min_rows} rows)"
+            if policy.degradation_factor
+            else "no",
+        ),
+    ]
+    return {
+        "policy": policy,
+        "policy_table": table(rows),
+        "policy_url": reverse("admin:registry_mirror_retrainpolicy_change", args=[policy.pk]),
+    }
 
 
 @admin.register(AliasMove)

@@ -39,6 +39,14 @@ def role_group(name: str) -> Group:
         importlib.import_module("training.migrations.0007_model_owners").model_access_grant(apps, None)
         importlib.import_module("core.migrations.0001_hashed_tokens").maintainers_manage_tokens(apps, None)
         importlib.import_module("inference.migrations.0002_prediction_caller").maintainers_feedback_all(apps, None)
+        importlib.import_module("core.migrations.0002_webhooks").maintainers_manage_webhooks(apps, None)
+        for granting in (
+            "registry_mirror.migrations.0008_maintainers_edit_retrain_policies",
+            "training.migrations.0010_maintainers_see_series",
+            "inference.migrations.0005_maintainers_see_trials",
+        ):
+            for operation in importlib.import_module(granting).Migration.operations:
+                operation.code(apps, None)
     return Group.objects.get(name=name)
 
 

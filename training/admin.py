@@ -12,6 +12,8 @@ from django.utils.html import format_html, format_html_join
 from core.contract import MODEL_NAME_PATTERN
 from core.display import metric_rows, number, param_rows, table, when
 from core.errors import ApplicationError, Forbidden
+from registry_mirror.models import RegisteredModel
+from registry_mirror.panels import Panel
 from registry_mirror.services import model_training_check
 
 from . import ml
@@ -542,3 +544,24 @@ class DatasetSeriesAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def model_series_panels(model: RegisteredModel) -> list[Panel]:
+    """A model's dataset series on its page in the mirror: each segment, and the retrainings it fed."""
+    series = DatasetSeries.objects.filter(model_name=model.name).first()
+    if series is None:
+        return []
+    segments = series.segments.select_related("dataset").order_by("position")
+    rows = [
+        (
+            f"#{segment.position} {segment.get_source_display().lower()}: {segment.dataset.original_name}",
+            f"{segment.n_rows} rows, {when(segment.first_timestamp)} → {when(segment.last_timestamp)}, "
+            f"appended {when(segment.created_at)}",
+        )
+        for segment in segments
+    ]
+    link = format_html(
+        '<p><a href="{}">The series and its retrainings</a></p>',
+        reverse("admin:training_datasetseries_change", args=[series.pk]),
+    )
+    return [Panel("Dataset series", format_html("{}{}", table(rows), link))]

@@ -12,6 +12,13 @@ class TrainingConfig(AppConfig):
 
         origin_links_register(model_version_origin_links)
 
+        # A model's dataset series on its page in the mirror.
+        from registry_mirror.panels import model_panels_register
+
+        from .admin import model_series_panels
+
+        model_panels_register(model_series_panels)
+
         from core.metrics import collector_register
 
         from .metrics import TrainingJobCollector

@@ -8,8 +8,8 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from registry_mirror.models import ModelVersion
-from registry_mirror.panels import VersionPanel
+from registry_mirror.models import ModelVersion, RegisteredModel
+from registry_mirror.panels import Panel
 
 from ..models import Trial
 
@@ -79,7 +79,7 @@ def trial_context(trial: Trial) -> dict[str, Any]:
     }
 
 
-def version_trial_panels(version: ModelVersion) -> list[VersionPanel]:
+def version_trial_panels(version: ModelVersion) -> list[Panel]:
     """The trials ``version`` was champion or challenger in, newest first; nothing for a version never tried."""
     from django.db.models import Q
 
@@ -93,4 +93,22 @@ def version_trial_panels(version: ModelVersion) -> list[VersionPanel]:
     html = render_to_string(
         "inference/version_trials.html", {"trials": [trial_context(trial) for trial in trials], "version": version}
     )
-    return [VersionPanel("Live trials", html)]
+    return [Panel("Live trials", html)]
+
+
+def model_trial_panels(model: RegisteredModel) -> list[Panel]:
+    """A model's running trial with its live comparison, then the trials it ended and how (its decision history),
+    newest first."""
+    trials = list(Trial.objects.filter(model_name=model.name).select_related("decided_by")[:10])
+    if not trials:
+        return []
+    running = [trial for trial in trials if trial.status == Trial.Status.RUNNING]
+    ended = [trial for trial in trials if trial.status != Trial.Status.RUNNING]
+    panels = []
+    if running:
+        html = render_to_string("inference/version_trials.html", {"trials": [trial_context(running[0])]})
+        panels.append(Panel("Running trial", html))
+    if ended:
+        html = render_to_string("inference/model_decisions.html", {"trials": [trial_context(t) for t in ended]})
+        panels.append(Panel("Trial decisions", html))
+    return panels
