@@ -11,6 +11,17 @@ class BaseModel(models.Model):
         abstract = True
 
 
+class JobStatus(models.TextChoices):
+    """Where a job (training, batch scoring) stands."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    # "success" is the word clients of the original service already parse.
+    SUCCEEDED = "success", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
 # Models of core's packages, imported here so that Django registers them with the app (and its migrations).
 from .webhooks.models import WebhookDelivery, WebhookSubscription  # noqa: E402
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from core.models import BaseModel
+from core.models import BaseModel, JobStatus
 
 
 class PredictionLog(models.Model):
@@ -115,12 +115,7 @@ class BatchJob(BaseModel):
     joined into one result object. The job row and its chunks are the outbox: a message lost with the broker, or a
     worker lost mid-chunk, is made good by the sweeper (``batch_jobs_sweep``)."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "success", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Status = JobStatus
 
     class Format(models.TextChoices):
         CSV = "csv", "CSV"

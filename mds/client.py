@@ -62,20 +62,7 @@ class ApiClient:
         ``timeout``: a server that trains in-process with background training off trains inside the request.
         Ctrl-C raises ``UploadInterrupted``, which says whether the upload was complete.
         """
-        with open(path, "rb") as file:
-            body = upload_body(fields=options, file=file, name=path.name, on_sent=on_sent)
-            try:
-                response = self._send(
-                    "POST",
-                    "/train",
-                    data=body,
-                    headers={"Content-Type": body.content_type},
-                    # (connect, read): the read timeout runs from the end of the upload to the answer.
-                    timeout=(self.timeout, self.timeout + wait),
-                )
-            except KeyboardInterrupt as interrupt:
-                raise UploadInterrupted(uploaded=body.bytes_read >= body.len) from interrupt
-        return response.json()
+        return self._upload("/train", path=path, options=options, on_sent=on_sent, wait=wait)
 
     def jobs_list(self, *, limit: int) -> list[dict]:
         """The newest ``limit`` jobs this token may see, newest first."""
@@ -101,16 +88,29 @@ class ApiClient:
         As ``training_start``: ``wait`` is the answer's budget beyond ``timeout`` (a server that scores in-process
         may answer late), and Ctrl-C raises ``UploadInterrupted``.
         """
+        return self._upload(
+            "/batch", path=path, options=options, on_sent=on_sent, wait=wait, content_type=file_content_type(path)
+        )
+
+    def _upload(
+        self,
+        endpoint: str,
+        *,
+        path: Path,
+        options: dict[str, str],
+        on_sent: Callable[[int], None],
+        wait: float,
+        content_type: str = "text/csv",
+    ) -> dict:
         with open(path, "rb") as file:
-            body = upload_body(
-                fields=options, file=file, name=path.name, on_sent=on_sent, content_type=file_content_type(path)
-            )
+            body = upload_body(fields=options, file=file, name=path.name, on_sent=on_sent, content_type=content_type)
             try:
                 response = self._send(
                     "POST",
-                    "/batch",
+                    endpoint,
                     data=body,
                     headers={"Content-Type": body.content_type},
+                    # (connect, read): the read timeout runs from the end of the upload to the answer.
                     timeout=(self.timeout, self.timeout + wait),
                 )
             except KeyboardInterrupt as interrupt:

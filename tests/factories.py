@@ -8,6 +8,7 @@ import factory
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db.migrations import RunPython
 
 from sample_data.make_weather import make_weather
 
@@ -39,14 +40,15 @@ def role_group(name: str) -> Group:
         importlib.import_module("training.migrations.0007_model_owners").model_access_grant(apps, None)
         importlib.import_module("core.migrations.0001_hashed_tokens").maintainers_manage_tokens(apps, None)
         importlib.import_module("inference.migrations.0002_prediction_caller").maintainers_feedback_all(apps, None)
-        importlib.import_module("core.migrations.0002_webhooks").maintainers_manage_webhooks(apps, None)
         for granting in (
+            "core.migrations.0002_webhooks",
             "registry_mirror.migrations.0008_maintainers_edit_retrain_policies",
             "training.migrations.0010_maintainers_see_series",
             "inference.migrations.0005_maintainers_see_trials",
         ):
             for operation in importlib.import_module(granting).Migration.operations:
-                operation.code(apps, None)
+                if isinstance(operation, RunPython):
+                    operation.code(apps, None)
     return Group.objects.get(name=name)
 
 

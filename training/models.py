@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from core.models import BaseModel
+from core.models import BaseModel, JobStatus
 
 
 def dataset_upload_to(instance: "Dataset", filename: str) -> str:
@@ -44,13 +44,7 @@ class TrainingJob(BaseModel):
         DRIFT = "drift", "Drift of the champion's inputs"
         DEGRADATION = "degradation", "The champion's live MAE degraded"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        # "success" is the word clients of the original service already parse.
-        SUCCEEDED = "success", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Status = JobStatus
 
     class Stage(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -5,8 +5,9 @@ import django.core.validators
 import django.db.models.deletion
 import uuid
 from django.conf import settings
-from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
+
+from core.grants import role_grant
 
 MAINTAINER_PERMISSIONS = (
     "view_webhooksubscription",
@@ -16,31 +17,6 @@ MAINTAINER_PERMISSIONS = (
     "view_webhookdelivery",
     "change_webhookdelivery",
 )
-
-
-def maintainers_manage_webhooks(apps, schema_editor):
-    # Django creates permissions after all migrations ran (post_migrate); the group needs them now.
-    app_config = apps.get_app_config("core")
-    models_module, app_config.models_module = getattr(app_config, "models_module", None), True
-    create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = models_module
-    group = apps.get_model("auth", "Group").objects.filter(name="maintainer").first()
-    if group is None:
-        return
-    permission_model = apps.get_model("auth", "Permission")
-    group.permissions.add(
-        *permission_model.objects.filter(content_type__app_label="core", codename__in=MAINTAINER_PERMISSIONS)
-    )
-
-
-def maintainers_manage_webhooks_undo(apps, schema_editor):
-    group = apps.get_model("auth", "Group").objects.filter(name="maintainer").first()
-    if group is not None:
-        group.permissions.remove(
-            *apps.get_model("auth", "Permission").objects.filter(
-                content_type__app_label="core", codename__in=MAINTAINER_PERMISSIONS
-            )
-        )
 
 
 class Migration(migrations.Migration):
@@ -93,5 +69,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('subscription', 'event_id'), name='webhook_delivery_once_per_event'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'delivered'), _negated=True), ('delivered_at__isnull', False), _connector='OR'), name='webhook_delivered_has_time')],
             },
         ),
-        migrations.RunPython(maintainers_manage_webhooks, maintainers_manage_webhooks_undo),
+        role_grant("core", "maintainer", MAINTAINER_PERMISSIONS),
     ]

@@ -174,7 +174,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Several models have a `status`: each choice set gets a name of its own (a batch job's are a training job's).
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "training.models.TrainingJob.Status",
+        "JobStatusEnum": "core.models.JobStatus",
         "TrialStatusEnum": "inference.models.Trial.Status",
         "WebhookDeliveryStatusEnum": "core.webhooks.models.WebhookDelivery.Status",
     },
