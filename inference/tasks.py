@@ -3,6 +3,7 @@
 import logging
 
 from celery import Task, shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_ready
 from django.conf import settings
 
@@ -70,7 +71,20 @@ def batch_job_plan_task(job_id: int) -> None:
     batch_job_plan(job_id=job_id)
 
 
-@shared_task(base=BatchTask, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+class BatchChunkTask(BatchTask):
+    def retry(self, *args, **kwargs):
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject:
+            # The broker could not take the retry either: the sweeper sends the chunk once it is back.
+            from .batch.services import batch_chunk_undispatched
+
+            (chunk_id,) = self.request.args or ()
+            batch_chunk_undispatched(chunk_id=chunk_id)
+            raise
+
+
+@shared_task(base=BatchChunkTask, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def batch_chunk_execute_task(self, chunk_id: int) -> None:
     from .batch.services import batch_chunk_execute
 

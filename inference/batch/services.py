@@ -326,10 +326,17 @@ def batch_chunk_execute(*, chunk_id: int, heartbeat: bool = True) -> None:
 
 
 def _chunk_release(chunk: BatchChunk) -> None:
+    # Its retry is on its way, so it counts as sent (as a training job's release): marked unsent, the sweeper sent
+    # it again every MDS_DISPATCH_INTERVAL, and an outage piled up one retry chain per chunk per sweep.
     with contextlib.suppress(DatabaseError):
         BatchChunk.objects.filter(pk=chunk.pk, claim=chunk.claim).update(
-            status=BatchChunk.Status.QUEUED, claim=None, claimed_by="", heartbeat_at=None, dispatched_at=None
+            status=BatchChunk.Status.QUEUED, claim=None, claimed_by="", heartbeat_at=None, dispatched_at=timezone.now()
         )
+
+
+def batch_chunk_undispatched(*, chunk_id: int) -> None:
+    """Record that the chunk's retry did not reach the broker, for the sweeper to send it once it is back."""
+    _mark("chunk", chunk_id, None)
 
 
 def batch_job_join(*, job_id: int) -> None:

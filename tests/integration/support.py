@@ -1,6 +1,9 @@
 """Clients and helpers for the integration suite: the stack's coordinates, job polling, worker control."""
 
+import contextlib
+import csv
 import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -101,18 +104,48 @@ def job_wait(http, stack: Stack, job_id: int, *, until=lambda job: job["status"]
 
     A 503 (the database briefly unavailable, as some tests make it) is polled through.
     """
+    return _poll(http, f"{stack.web_url}/train/{job_id}", until=until, timeout=timeout, every=0.2)
+
+
+def batch_wait(http, stack: Stack, url: str, *, until=lambda job: job["status"] in TERMINAL, timeout=240.0) -> dict:
+    """Poll a batch job (``url``, its ``/batch/<id>`` as POST /batch answered it) as ``job_wait`` polls one of
+    training."""
+    return _poll(http, f"{stack.web_url}{url}", until=until, timeout=timeout, every=0.1)
+
+
+def _poll(http, url: str, *, until, timeout: float, every: float) -> dict:
     deadline = time.monotonic() + timeout
     job = None
     while True:
-        response = http.get(f"{stack.web_url}/train/{job_id}", timeout=10)
+        response = http.get(url, timeout=10)
         if response.status_code != 503:
             assert response.status_code == 200, response.text
             job = response.json()
             if until(job):
                 return job
         if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} stuck after {timeout:.0f}s: {job}")
-        time.sleep(0.2)
+            pytest.fail(f"job {url} stuck after {timeout:.0f}s: {job}")
+        time.sleep(every)
+
+
+def model_train(http, stack: Stack, name: str) -> int:
+    """A small version of ``name`` (no backtest), trained through the stack; its number."""
+    from tests.factories import weather_csv
+
+    job = job_wait(http, stack, train(http, stack, weather_csv(), f"{name}.csv", model_name=name, backtest=0)["id"])
+    assert job["status"] == "success", job
+    return job["registered_version"]
+
+
+def batch_result_ids(http, stack: Stack, job: dict) -> list[int]:
+    """The ``id`` column of a finished batch job's CSV result (a job scored with ``passthrough=id``), in order."""
+    body = http.get(f"{stack.web_url}{job['result_url']}", timeout=60).content
+    return [int(row["id"]) for row in csv.DictReader(io.StringIO(body.decode()))]
+
+
+def stored_keys(s3, bucket: str, prefix: str) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
 
 def worker_pid(stack: Stack) -> int:
@@ -137,6 +170,18 @@ def worker_kill(stack: Stack, *, whole: bool) -> None:
         os.kill(child, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def worker_frozen(stack: Stack):
+    """The whole worker (main process, pool, heartbeat threads) stopped with SIGSTOP, as a hung machine's would be,
+    and woken up again at exit; yields its pid."""
+    pid = worker_pid(stack)
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+
+
 def _is_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
@@ -156,6 +201,12 @@ def stack_service(stack: Stack, action: str, service: str) -> str:
         text=True,
     )
     return result.stdout
+
+
+def own_redis(stack: Stack) -> bool:
+    """Whether the stack started its Redis itself (a shared one is used, never stopped, by scripts/stack.sh)."""
+    status = dict(line.split(None, 1) for line in stack_service(stack, "status", "redis").splitlines() if line)
+    return status["redis"].startswith("RUNNING")
 
 
 def worker_start(stack: Stack) -> None:

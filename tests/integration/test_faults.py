@@ -8,7 +8,6 @@ heartbeat (``MDS_DISPATCH_INTERVAL``, ``MDS_HEARTBEAT_STALE_AFTER``).
 
 import os
 import re
-import signal
 import threading
 import time
 import uuid
@@ -30,7 +29,16 @@ from .outcomes import (
     assert_jobs_succeed_once,
     assert_no_job_left_behind,
 )
-from .support import job_wait, stack_service, stack_token, train, worker_log, worker_pid
+from .support import (
+    job_wait,
+    own_redis,
+    stack_service,
+    stack_token,
+    stored_keys,
+    train,
+    worker_frozen,
+    worker_log,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -94,19 +102,12 @@ def predict_once_back(http, stack, name: str, version: int):
         time.sleep(1)
 
 
-def own_redis(stack) -> bool:
-    """Whether the stack started its Redis itself (a shared one is used, never stopped, by scripts/stack.sh)."""
-    status = dict(line.split(None, 1) for line in stack_service(stack, "status", "redis").splitlines() if line)
-    return status["redis"].startswith("RUNNING")
-
-
 def busy(job: dict) -> bool:
     return job["status"] in ("success", "failed") or job["stage"] in ("training", "registering")
 
 
 def dataset_keys(s3, stack) -> set[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack.datasets_bucket, Prefix="datasets/")
-    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+    return stored_keys(s3, stack.datasets_bucket, "datasets/")
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -237,19 +238,15 @@ def test_a_hung_worker_loses_its_job_to_another_one_within_two_minutes(stack, ht
     )  # fmt: skip
     running = job_wait(http, stack, accepted["id"], until=lambda job: job["stage"] == "training", timeout=90)
     assert (running["status"], running["attempts"]) == ("running", 1)
-    frozen = worker_pid(stack)
     log_before = len(worker_log(stack))
 
     # when: the worker hangs, and another worker is there
-    os.killpg(frozen, signal.SIGSTOP)
-    hung_at = time.monotonic()
-    try:
+    with worker_frozen(stack):
+        hung_at = time.monotonic()
         with TwinWorker(stack) as twin:
             resumed = job_wait(http, stack, accepted["id"], until=lambda job: job["attempts"] >= 2, timeout=150)
             resumed_after = time.monotonic() - hung_at
             job = job_wait(http, stack, accepted["id"], timeout=180)
-    finally:
-        os.killpg(frozen, signal.SIGCONT)
 
     # then: taken over within two minutes, because its heartbeat went stale, and finished once
     assert resumed_after < RECOVERY_SECONDS, resumed
