@@ -298,6 +298,8 @@ def batch_chunk_execute(*, chunk_id: int, heartbeat: bool = True) -> None:
             unavailable = faults.unavailable(exc)
             if unavailable is not None:
                 _chunk_release(chunk)
+                if unavailable is exc:
+                    raise
                 raise unavailable from exc
             # A refused version (not found, untrusted, no intervals) or a bug: the job fails rather than loop.
             batch_job_fail(job_id=job.pk, code=getattr(exc, "code", "internal_error"), message=str(exc), extra={})
