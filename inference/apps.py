@@ -18,3 +18,8 @@ class InferenceConfig(AppConfig):
         from .batch.metrics import BatchJobCollector
 
         collector_register(BatchJobCollector())
+
+        # Embedded mode: batch jobs an earlier process held are taken up again from the first request on.
+        from .batch.embedded import dispatcher_connect
+
+        dispatcher_connect()
