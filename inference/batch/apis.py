@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from core import faults
 from core.auth import TokenAuthentication
 from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VersionRef
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound, TooLarge
 from core.permissions import requires
 
 from ..models import BatchJob
@@ -29,6 +29,38 @@ from .services import BatchInput, batch_job_cancel, batch_job_create
 from .sources import dataset_object
 
 RAW_BLOCK_BYTES = 1 << 20
+# Multipart framing around the file (boundaries, part headers, the form's small fields).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def too_large(size: int, *, declared: bool = False) -> TooLarge:
+    limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
+    said = f"The request has {size} bytes" if declared else f"The upload is over {limit} bytes"
+    return TooLarge(
+        f"{said}; a batch input of at most {limit} bytes (MDS_BATCH_MAX_UPLOAD_BYTES) is accepted. Store larger "
+        "files in the datasets bucket and give `object=<key>`.",
+        extra={"size_bytes": size, "max_bytes": limit},
+    )
+
+
+class BatchUploadHandler(TemporaryFileUploadHandler):
+    """A multipart upload streamed to a temporary file, refused (413) past ``MDS_BATCH_MAX_UPLOAD_BYTES``: at once
+    when the request says it is larger, else at the first byte over."""
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
+        if content_length and content_length > limit + MULTIPART_OVERHEAD_BYTES:
+            raise too_large(content_length, declared=True)
+        self.received = 0
+        return None
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > settings.MDS_BATCH_MAX_UPLOAD_BYTES:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            raise too_large(self.received)
+        return super().receive_data_chunk(raw_data, start)
 
 
 class RawUpload:
@@ -41,9 +73,19 @@ class RawUpload:
 
 class RawBodyParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
+        request = (parser_context or {}).get("request")
+        declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+        if declared > limit:
+            raise too_large(declared, declared=True)
         upload = RawUpload(media_type or "")
+        received = 0
         if stream is not None:
             while block := stream.read(RAW_BLOCK_BYTES):
+                received += len(block)
+                if received > limit:
+                    upload.file.close()
+                    raise too_large(received)
                 upload.file.write(block)
         upload.file.flush()
         return upload
@@ -159,7 +201,7 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def initialize_request(self, request, *args, **kwargs):
         if request.method == "POST":
             # An upload streams to a temporary file (never held in memory), read only for its header here.
-            request.upload_handlers = [TemporaryFileUploadHandler(request)]
+            request.upload_handlers = [BatchUploadHandler(request)]
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):

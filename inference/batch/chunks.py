@@ -216,6 +216,8 @@ def _predict(job: BatchJob, loaded: Any, X: np.ndarray) -> dict[str, np.ndarray]
             columns["lower"] = prediction.intervals.lower
             columns["upper"] = prediction.intervals.upper
         if prediction.contributions is not None:
+            # As /predict's CSV answer: the base, then each feature's contribution (they sum to the prediction).
+            columns["contribution_base"] = np.full(len(prediction.values), prediction.contributions.base)
             for index, feature in enumerate(prediction.contributions.features):
                 columns[f"contribution_{feature}"] = prediction.contributions.values[:, index]
         for name, values in columns.items():
@@ -326,5 +328,5 @@ def output_names(job: BatchJob, feature_names: list[str]) -> list[str]:
     if job.interval is not None:
         names += ["lower", "upper"]
     if job.explain:
-        names += [f"contribution_{feature}" for feature in feature_names]
+        names += ["contribution_base", *(f"contribution_{feature}" for feature in feature_names)]
     return names
