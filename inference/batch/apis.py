@@ -25,6 +25,7 @@ from ..models import BatchJob
 from ..serializers import VersionRefField
 from ..services import FORMATS
 from . import objects
+from .selectors import batch_jobs_visible
 from .services import BatchInput, batch_job_cancel, batch_job_create
 from .sources import dataset_object
 
@@ -182,13 +183,6 @@ class BatchJobSerializer(serializers.Serializer):
         return self._url("batch-job-errors", job) if job.errors_name else None
 
 
-def batch_jobs_visible(user):
-    jobs = BatchJob.objects.order_by("-created_at")
-    if user.is_superuser or user.has_perm("inference.view_all_batch_jobs"):
-        return jobs
-    return jobs.filter(created_by=user)
-
-
 class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Predictors and trainers score files and follow their own jobs."""
 
@@ -298,7 +292,7 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 extra={"status": job.status},
             )
         media = "text/csv" if job.output_format == BatchJob.Format.CSV else "application/vnd.apache.parquet"
-        return _streamed(job.result_name, media, f"batch-{job.pk}.{job.output_format}")
+        return object_response(job.result_name, media, f"batch-{job.pk}.{job.output_format}")
 
     @extend_schema(responses={200: OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
@@ -306,12 +300,12 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         job = self._job(pk)
         if not job.errors_name:
             raise NotFound(f"Batch job {job.pk} has no rejected rows.", code="no_errors")
-        return _streamed(job.errors_name, "text/csv", f"batch-{job.pk}-errors.csv")
+        return object_response(job.errors_name, "text/csv", f"batch-{job.pk}-errors.csv")
 
 
-def _streamed(name: str, media_type: str, file_name: str) -> StreamingHttpResponse:
-    """The object streamed from storage in 1 MiB blocks; opened first, so a storage outage is a 503, not a
-    broken download."""
+def object_response(name: str, media_type: str, file_name: str) -> StreamingHttpResponse:
+    """The stored object ``name`` streamed in 1 MiB blocks as an attachment; opened first, so a storage outage is
+    a 503, not a broken download."""
     try:
         size = objects.size(name)
         stream = objects.open_range(name, 0, size)
