@@ -48,6 +48,8 @@ class BatchUploadHandler(TemporaryFileUploadHandler):
     """A multipart upload streamed to a temporary file, refused (413) past ``MDS_BATCH_MAX_UPLOAD_BYTES``: at once
     when the request says it is larger, else at the first byte over."""
 
+    received = 0
+
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
         if content_length and content_length > limit + MULTIPART_OVERHEAD_BYTES:
