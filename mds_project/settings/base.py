@@ -172,6 +172,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Training and batch jobs share their statuses; named once, beside the webhook deliveries' own `status`.
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "training.models.TrainingJob.Status"},
 }
 # Largest `?limit=` of a paginated list (GET /train, /models/...); larger asks get this many.
 MDS_PAGE_MAX_LIMIT = env.int("MDS_PAGE_MAX_LIMIT", default=500)
