@@ -28,6 +28,11 @@ class InferenceConfig(AppConfig):
 
         collector_register(BatchJobCollector())
 
+        # Embedded mode: batch jobs an earlier process held are taken up again from the first request on.
+        from .batch.embedded import dispatcher_connect
+
+        dispatcher_connect()
+
 
 def _aliases_moved(*, model_name: str, **kwargs) -> None:
     from .trials.services import trial_on_challenger

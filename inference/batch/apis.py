@@ -18,17 +18,52 @@ from rest_framework.response import Response
 from core import faults
 from core.auth import TokenAuthentication
 from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VersionRef
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound, TooLarge
 from core.permissions import requires
 
 from ..models import BatchJob
 from ..serializers import VersionRefField
 from ..services import FORMATS
 from . import objects
+from .selectors import batch_jobs_visible
 from .services import BatchInput, batch_job_cancel, batch_job_create
 from .sources import dataset_object
 
 RAW_BLOCK_BYTES = 1 << 20
+# Multipart framing around the file (boundaries, part headers, the form's small fields).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def too_large(size: int, *, declared: bool = False) -> TooLarge:
+    limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
+    said = f"The request has {size} bytes" if declared else f"The upload is over {limit} bytes"
+    return TooLarge(
+        f"{said}; a batch input of at most {limit} bytes (MDS_BATCH_MAX_UPLOAD_BYTES) is accepted. Store larger "
+        "files in the datasets bucket and give `object=<key>`.",
+        extra={"size_bytes": size, "max_bytes": limit},
+    )
+
+
+class BatchUploadHandler(TemporaryFileUploadHandler):
+    """A multipart upload streamed to a temporary file, refused (413) past ``MDS_BATCH_MAX_UPLOAD_BYTES``: at once
+    when the request says it is larger, else at the first byte over."""
+
+    received = 0
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
+        if content_length and content_length > limit + MULTIPART_OVERHEAD_BYTES:
+            raise too_large(content_length, declared=True)
+        self.received = 0
+        return None
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > settings.MDS_BATCH_MAX_UPLOAD_BYTES:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            raise too_large(self.received)
+        return super().receive_data_chunk(raw_data, start)
 
 
 class RawUpload:
@@ -41,9 +76,19 @@ class RawUpload:
 
 class RawBodyParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
+        request = (parser_context or {}).get("request")
+        declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+        if declared > limit:
+            raise too_large(declared, declared=True)
         upload = RawUpload(media_type or "")
+        received = 0
         if stream is not None:
             while block := stream.read(RAW_BLOCK_BYTES):
+                received += len(block)
+                if received > limit:
+                    upload.file.close()
+                    raise too_large(received)
                 upload.file.write(block)
         upload.file.flush()
         return upload
@@ -140,13 +185,6 @@ class BatchJobSerializer(serializers.Serializer):
         return self._url("batch-job-errors", job) if job.errors_name else None
 
 
-def batch_jobs_visible(user):
-    jobs = BatchJob.objects.order_by("-created_at")
-    if user.is_superuser or user.has_perm("inference.view_all_batch_jobs"):
-        return jobs
-    return jobs.filter(created_by=user)
-
-
 class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Predictors and trainers score files and follow their own jobs."""
 
@@ -159,7 +197,7 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def initialize_request(self, request, *args, **kwargs):
         if request.method == "POST":
             # An upload streams to a temporary file (never held in memory), read only for its header here.
-            request.upload_handlers = [TemporaryFileUploadHandler(request)]
+            request.upload_handlers = [BatchUploadHandler(request)]
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
@@ -256,7 +294,7 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 extra={"status": job.status},
             )
         media = "text/csv" if job.output_format == BatchJob.Format.CSV else "application/vnd.apache.parquet"
-        return _streamed(job.result_name, media, f"batch-{job.pk}.{job.output_format}")
+        return object_response(job.result_name, media, f"batch-{job.pk}.{job.output_format}")
 
     @extend_schema(responses={200: OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
@@ -264,12 +302,12 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         job = self._job(pk)
         if not job.errors_name:
             raise NotFound(f"Batch job {job.pk} has no rejected rows.", code="no_errors")
-        return _streamed(job.errors_name, "text/csv", f"batch-{job.pk}-errors.csv")
+        return object_response(job.errors_name, "text/csv", f"batch-{job.pk}-errors.csv")
 
 
-def _streamed(name: str, media_type: str, file_name: str) -> StreamingHttpResponse:
-    """The object streamed from storage in 1 MiB blocks; opened first, so a storage outage is a 503, not a
-    broken download."""
+def object_response(name: str, media_type: str, file_name: str) -> StreamingHttpResponse:
+    """The stored object ``name`` streamed in 1 MiB blocks as an attachment; opened first, so a storage outage is
+    a 503, not a broken download."""
     try:
         size = objects.size(name)
         stream = objects.open_range(name, 0, size)

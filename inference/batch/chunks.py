@@ -23,7 +23,7 @@ from core.errors import quoted
 from core.tabular import TableError
 
 from ..models import BatchChunk, BatchJob
-from ..parsing import Table, column_cells, features, parse_csv, safe_cell
+from ..parsing import Table, column_cells, features, float_lines, float_texts, parse_csv, safe_cell
 from ..services import prediction_from_features
 from . import objects
 from .sources import RangeFile, first_record_end
@@ -79,7 +79,7 @@ def chunk_score(*, job: BatchJob, chunk: BatchChunk, loaded: Any, checkpoint: Ca
                 outcome.rows_done += len(X)
                 outcome.rows_skipped += skipped
                 row += n_rows
-            writer.close()
+            writer.close(outcome.feature_names)
         objects.put_file(part_name(job, chunk.index), part_path)
         if outcome.rows_skipped:
             outcome.has_errors = True
@@ -216,6 +216,8 @@ def _predict(job: BatchJob, loaded: Any, X: np.ndarray) -> dict[str, np.ndarray]
             columns["lower"] = prediction.intervals.lower
             columns["upper"] = prediction.intervals.upper
         if prediction.contributions is not None:
+            # As /predict's CSV answer: the base, then each feature's contribution (they sum to the prediction).
+            columns["contribution_base"] = np.full(len(prediction.values), prediction.contributions.base)
             for index, feature in enumerate(prediction.contributions.features):
                 columns[f"contribution_{feature}"] = prediction.contributions.values[:, index]
         for name, values in columns.items():
@@ -242,6 +244,43 @@ def _passthrough(job: BatchJob, table: Table, keep: np.ndarray | None) -> dict[s
     return columns
 
 
+# A passthrough cell that safe_cell would change (a formula's first character) or that CSV must quote.
+_NEEDS_CARE = r'^[=+\-@\t\r]|[",\r\n]'
+
+
+def _plain_cells(array: Any) -> list[bytes] | None:
+    """The column's cells as CSV text when no cell needs quoting or neutralising (text or integers), else
+    ``None`` (the row by row writer does it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(array.type):
+        return [text.encode() for text in array.cast(pa.string()).fill_null("").to_pylist()]
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return None
+    array = array.fill_null("")
+    if pc.any(pc.match_substring_regex(array, _NEEDS_CARE)).as_py():
+        return None
+    return [text.encode() for text in array.to_pylist()]
+
+
+def _csv_line(cells: list[str]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(cells)
+    return text.getvalue().encode()
+
+
+def _csv_rows(passthrough: dict[str, Any], predictions: dict[str, np.ndarray]) -> bytes:
+    """Rows written cell by cell, passthrough cells through ``safe_cell`` (the slow path, for cells that need
+    it)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    cells = [[safe_cell(cell) for cell in array.to_pylist()] for array in passthrough.values()]
+    values = [[value.decode() for value in float_texts(array)] for array in predictions.values()]
+    writer.writerows(zip(*cells, *values, strict=True))
+    return text.getvalue().encode()
+
+
 class _PartWriter:
     """Writes a chunk's rows as CSV (the header only in chunk 0's part, so the parts concatenate) or as one
     Parquet file with a row group per piece."""
@@ -262,20 +301,32 @@ class _PartWriter:
                 self._parquet = pq.ParquetWriter(self.out, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
             return
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
         names = [*passthrough, *predictions]
         if self.header:
-            writer.writerow([safe_cell(name) for name in names])
+            self.out.write(_csv_line([safe_cell(name) for name in names]))
             self.header = False
-        cells = [[safe_cell(cell) for cell in array.to_pylist()] for array in passthrough.values()]
-        values = [[repr(float(value)) for value in array] for array in predictions.values()]
-        writer.writerows(zip(*cells, *values, strict=True))
-        self.out.write(text.getvalue().encode())
+        cells = [_plain_cells(array) for array in passthrough.values()]
+        if any(column is None for column in cells):
+            self.out.write(_csv_rows(passthrough, predictions))
+        elif len(names) == 1:
+            self.out.write(float_lines(next(iter(predictions.values()))))
+        else:
+            columns = [*cells, *(float_texts(values) for values in predictions.values())]
+            self.out.write(b"\n".join(map(b",".join, zip(*columns, strict=True))) + b"\n")
 
-    def close(self) -> None:
+    def close(self, feature_names: list[str]) -> None:
         if self._parquet is not None:
             self._parquet.close()
         elif self.header and self.job.output_format == BatchJob.Format.CSV:
             # Chunk 0 with every row skipped still carries the header.
-            self.out.write(b"")
+            self.out.write(_csv_line([safe_cell(name) for name in output_names(self.job, feature_names)]))
+
+
+def output_names(job: BatchJob, feature_names: list[str]) -> list[str]:
+    """The result's columns: passthrough, prediction, then the interval's and the explanation's."""
+    names = [*job.passthrough, "prediction"]
+    if job.interval is not None:
+        names += ["lower", "upper"]
+    if job.explain:
+        names += ["contribution_base", *(f"contribution_{feature}" for feature in feature_names)]
+    return names

@@ -3,21 +3,33 @@
 Embedded mode has no broker. With ``MDS_EMBEDDED_BACKGROUND_TRAINING`` (on in ``make run``) the plan, chunk and
 join messages go to this thread, in order, so ``POST /batch`` answers 202 at once and the same API follows the
 job; with it off (the tests) they run inline when their transaction commits.
+
+Messages handed to the thread live in the process's memory: a server stopped or killed mid-job takes them along.
+So, as for training jobs, from its first request on (other than a prediction or a health check) each web process
+runs a dispatcher: its first pass re-queues the chunks whose execution is gone and hands every queued plan, chunk
+and due join to this thread (``batch_jobs_resume``); then, every ``MDS_DISPATCH_INTERVAL`` seconds, it sweeps as
+beat does on the stack. A message handed out twice does its work once: chunks are claimed, plans and joins check
+the job's status.
 """
 
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import request_started
 from django.db import connection
 
 logger = logging.getLogger(__name__)
 
 _queue: queue.SimpleQueue | None = None
 _lock = threading.Lock()
+_dispatcher: threading.Thread | None = None
+# Requests that start no dispatcher: a process that only predicts or is probed scores no batch job.
+_PREDICTION_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version", "/metrics")
 
 
 def background() -> bool:
@@ -39,7 +51,53 @@ def _work(work: queue.SimpleQueue) -> None:
         try:
             fn(*args)
         except Exception:
-            # The rows say what is left to do; the sweeper (beat, or the next submit) takes it up again.
+            # The rows say what is left to do; the dispatcher's next sweep takes it up again.
             logger.exception("Batch work %s%s failed", getattr(fn, "__name__", fn), args)
         finally:
             connection.close()
+
+
+def batch_jobs_resume() -> dict[str, list[int]]:
+    """The dispatcher's first pass as this process starts: chunks of a dead execution re-queued, and every queued
+    plan and chunk and every due join handed to the batch thread (those an earlier process held are lost)."""
+    from .services import batch_jobs_sweep
+
+    return batch_jobs_sweep(resend_all=True)
+
+
+def dispatcher_connect() -> None:
+    """Start the dispatcher with this process's first request, in embedded mode with background work (not in
+    ``migrate``, a shell or the tests, which start no server)."""
+    if background():
+        request_started.connect(_dispatcher_start, dispatch_uid="batch-embedded-dispatcher")
+
+
+def _dispatcher_start(environ=None, **kwargs) -> None:
+    global _dispatcher
+    if (environ or {}).get("PATH_INFO", "").startswith(_PREDICTION_PATHS):
+        return
+    with _lock:
+        if _dispatcher is not None:
+            return
+        _dispatcher = threading.Thread(target=_dispatcher_loop, name="batch-dispatcher", daemon=True)
+    request_started.disconnect(dispatch_uid="batch-embedded-dispatcher")
+    _dispatcher.start()
+
+
+def _dispatcher_loop() -> None:
+    from .services import batch_jobs_sweep
+
+    first = True
+    while True:
+        try:
+            if first:
+                batch_jobs_resume()
+            else:
+                batch_jobs_sweep()
+            first = False
+        except Exception:
+            # The database is down for a moment: the next pass tries again.
+            logger.exception("Batch dispatcher pass failed")
+        finally:
+            connection.close()
+        time.sleep(settings.MDS_DISPATCH_INTERVAL)

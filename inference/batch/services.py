@@ -459,13 +459,20 @@ def _run_embedded(kind: str, object_id: int) -> None:
     }[kind]()
 
 
-def batch_jobs_sweep() -> dict[str, list[int]]:
+def batch_jobs_sweep(*, resend_all: bool = False) -> dict[str, list[int]]:
     """Re-send what has no message on its way: queued jobs' plans, chunks whose execution is gone (re-queued
-    first) or that were never sent, and the joins of jobs whose chunks are all done. Runs on beat."""
+    first) or that were never sent, and the joins of jobs whose chunks are all done. Runs on beat.
+
+    Args:
+        resend_all: send every queued plan, chunk and due join at once, whenever it was last sent: as an embedded
+            process starts, the messages an earlier process held in memory are gone with it.
+    """
     now = timezone.now()
     grace = now - timedelta(seconds=settings.MDS_DISPATCH_GRACE)
     resend = now - timedelta(seconds=settings.MDS_DISPATCH_RESEND_AFTER)
     due = Q(dispatched_at__isnull=True, updated_at__lt=grace) | Q(dispatched_at__lt=resend)
+    if resend_all:
+        due = Q()
     plans = list(BatchJob.objects.filter(due, status=BatchJob.Status.QUEUED).values_list("pk", flat=True))
     requeued = []
     running = BatchChunk.objects.filter(status=BatchChunk.Status.RUNNING, job__status=BatchJob.Status.RUNNING)
@@ -477,6 +484,8 @@ def batch_jobs_sweep() -> dict[str, list[int]]:
             logger.warning("Re-queuing batch job %s chunk %s: %s", chunk.job_id, chunk.index, reason)
             requeued.append(chunk.pk)
     chunk_due = Q(pk__in=requeued) | Q(dispatched_at__isnull=True, updated_at__lt=grace) | Q(dispatched_at__lt=resend)
+    if resend_all:
+        chunk_due = Q()
     chunks = list(
         BatchChunk.objects.filter(chunk_due, status=BatchChunk.Status.QUEUED, job__status=BatchJob.Status.RUNNING)
         .order_by("job", "index")
@@ -484,7 +493,7 @@ def batch_jobs_sweep() -> dict[str, list[int]]:
     )
     joins = list(
         BatchJob.objects.filter(status=BatchJob.Status.RUNNING, chunks_total__gt=0, chunks_done__gte=F("chunks_total"))
-        .filter(Q(join_dispatched_at__isnull=True) | Q(join_dispatched_at__lt=resend))
+        .filter(Q() if resend_all else Q(join_dispatched_at__isnull=True) | Q(join_dispatched_at__lt=resend))
         .values_list("pk", flat=True)
     )
     for job_id in plans:

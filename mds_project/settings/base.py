@@ -463,6 +463,9 @@ MDS_BATCH_CHUNK_BYTES = env.int("MDS_BATCH_CHUNK_BYTES", default=64 * 1024 * 102
 # A chunk is parsed and scored in pieces of at most this many bytes (CSV) or rows (Parquet): what a worker holds.
 MDS_BATCH_PIECE_BYTES = env.int("MDS_BATCH_PIECE_BYTES", default=8 * 1024 * 1024)
 MDS_BATCH_PIECE_ROWS = env.int("MDS_BATCH_PIECE_ROWS", default=100_000)
+# Largest batch input uploaded to POST /batch (file or raw body), counted as it streams to a temporary file (413
+# `too_large` at the first byte over it). Inputs already in storage (`dataset=`, `object=`) have no such cap.
+MDS_BATCH_MAX_UPLOAD_BYTES = env.int("MDS_BATCH_MAX_UPLOAD_BYTES", default=20 * 1024**3)
 # The sweeper re-sends lost plan, chunk and join messages and takes back chunks whose worker is gone.
 CELERY_BEAT_SCHEDULE |= {
     "batch-jobs-sweep": {

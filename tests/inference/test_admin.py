@@ -3,9 +3,10 @@
 import re
 
 import pytest
+from django.test import Client
 
 from core.display import number
-from inference.models import PredictionLog
+from inference.models import BatchJob, PredictionLog
 from inference.monitoring import monitoring_reports_record
 from inference.prediction_log import prediction_log_flush
 from registry_mirror import gateway
@@ -106,3 +107,42 @@ def test_the_prediction_log_is_browsable_read_only(staff_client, api_client, mod
     assert 'name="_save"' not in page.content.decode()
     assert "→" in page.content.decode()
     assert staff_client.get("/admin/inference/monitoringreport/").status_code == 200
+
+
+def test_batch_jobs_are_listed_and_their_files_download_through_the_admin_session(
+    staff_client, api_client, model_name, train, django_capture_on_commit_callbacks, settings
+):
+    # given: a finished job with one rejected row, started through the API
+    settings.MDS_BATCH_CHUNK_BYTES = 4000
+    version = train()["registered_version"]
+    frame = weather_frame(60, seed=6).astype({"temperature_c": object})
+    frame.loc[5, "temperature_c"] = "warm"
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = api_client.generic(
+            "POST",
+            f"/batch?model_name={model_name}&version={version}&on_error=skip",
+            csv_bytes(frame),
+            content_type="text/csv",
+        ).json()["id"]
+
+    # when
+    listing = staff_client.get("/admin/inference/batchjob/").content.decode()
+    page = staff_client.get(f"/admin/inference/batchjob/{job_id}/change/").content.decode()
+    result = staff_client.get(f"/admin/inference/batchjob/{job_id}/result/")
+    errors = staff_client.get(f"/admin/inference/batchjob/{job_id}/errors/")
+
+    # then: status, version, rows and progress in the list; the page links both files, which download by session
+    assert model_name in listing and "59 / 60 (1 skipped)" in listing and 'value="1.000"' in listing
+    assert f'href="/admin/inference/batchjob/{job_id}/result/"' in page
+    assert f'href="/admin/inference/batchjob/{job_id}/errors/"' in page
+    assert 'name="_save"' not in page
+    assert f"on {BatchJob.objects.get(pk=job_id).drift['n_rows']} rows (PSI threshold" in page
+    assert result.status_code == 200 and result["Content-Disposition"].startswith("attachment")
+    assert b"".join(result.streaming_content).count(b"\n") == 60
+    assert b"warm" in b"".join(errors.streaming_content)
+    # a job that is not one's own is not found, and there is no result before success
+    other = Client()
+    other.force_login(StaffUserFactory(is_superuser=False))
+    assert other.get(f"/admin/inference/batchjob/{job_id}/result/").status_code in (403, 404)
+    BatchJob.objects.filter(pk=job_id).update(status=BatchJob.Status.RUNNING)
+    assert staff_client.get(f"/admin/inference/batchjob/{job_id}/result/").status_code == 404

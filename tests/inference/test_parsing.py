@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import ApplicationError
 from core.tabular import TableError, feature_matrix, read_csv
-from inference.parsing import SMALL_CSV_BYTES, features, parse_csv, parse_json, write_csv
+from inference.parsing import SMALL_CSV_BYTES, features, float_lines, float_texts, parse_csv, parse_json, write_csv
 
 COLUMNS = ["a", "b"]
 
@@ -227,3 +227,24 @@ def test_csv_output_of_a_large_body_echoes_its_rows():
 
     # then
     assert lines[0] == "a,b,note,prediction" and lines[1] == "1,2.5,x,0.0" and len(lines) == len(table) + 1
+
+
+def test_float_texts_are_pythons_repr():
+    # given: predictions of every magnitude, float32 values widened, the boundaries of positional notation
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            rng.standard_normal(20_000) * 10.0 ** rng.integers(-12, 20, 20_000),
+            rng.normal(2000, 300, 5000).astype(np.float32).astype(np.float64),
+            np.round(rng.standard_normal(5000) * 10.0 ** rng.integers(0, 17, 5000)),
+            [0.0, -0.0, 1e-4, -1e-4, np.nextafter(1e-4, 0), 1e16, np.nextafter(1e16, 0), 5e-324, np.nan, np.inf],
+        ]
+    )
+
+    # when
+    texts = float_texts(values)
+
+    # then: what /predict's CSV answer writes, value by value
+    assert [text.decode() for text in texts] == [repr(value) for value in values.tolist()]
+    first, second = values[:2].tolist()
+    assert float_lines(values[:2]) == f"{first!r}\n{second!r}\n".encode()

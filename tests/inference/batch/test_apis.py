@@ -8,33 +8,10 @@ import numpy as np
 import pytest
 
 from inference.models import BatchChunk, BatchJob
+from inference.parsing import safe_cell
 from tests.factories import csv_bytes, weather_frame
 
 FEATURES = list(weather_frame(1).columns[1:-1])
-
-
-@pytest.fixture
-def small_chunks(settings):
-    # ~40 rows per chunk and ~10 per piece: a few hundred rows make several chunks of several pieces.
-    settings.MDS_BATCH_CHUNK_BYTES = 4000
-    settings.MDS_BATCH_PIECE_BYTES = 1000
-
-
-@pytest.fixture
-def version(train):
-    return train()["registered_version"]
-
-
-@pytest.fixture
-def batch(api_client, django_capture_on_commit_callbacks, model_name):
-    def run(body: bytes, *, client=None, content_type="text/csv", **query):
-        query = {"model_name": model_name, **query}
-        url = "/batch?" + "&".join(f"{key}={value}" for key, value in query.items())
-        with django_capture_on_commit_callbacks(execute=True):
-            response = (client or api_client).generic("POST", url, body, content_type=content_type)
-        return response
-
-    return run
 
 
 def rows_of(body: bytes) -> list[dict]:
@@ -67,6 +44,21 @@ def test_a_file_in_several_chunks_comes_back_whole_in_order(api_client, batch, v
     ).json()["predictions"]
     assert np.array_equal([float(row["prediction"]) for row in rows], predicted)
     assert BatchChunk.objects.filter(job_id=job["id"], status="done").count() == job["chunks_total"]
+
+
+def test_passthrough_cells_are_quoted_and_neutralised_as_predict_writes_them(api_client, batch, version, small_chunks):
+    # given: passthrough cells a spreadsheet would run, or that CSV must quote, among plain ones
+    frame = weather_frame(60, seed=6)
+    frame.insert(0, "note", [["=1+2", "a,b", 'say "hi"', "-5", "plain"][i % 5] for i in range(len(frame))])
+
+    # when
+    job = api_client.get(batch(csv_bytes(frame), version=version, passthrough="note").json()["url"]).json()
+
+    # then: each cell as /predict's CSV answer writes it, the plain pieces as the others
+    assert job["status"] == "success", job
+    rows = rows_of(b"".join(api_client.get(job["result_url"]).streaming_content))
+    assert [row["note"] for row in rows] == [safe_cell(note) for note in frame["note"]]
+    assert rows[3]["note"] == "-5" and rows[0]["note"] == "'=1+2"
 
 
 def test_skip_writes_bad_rows_to_the_errors_file(api_client, batch, version, small_chunks):
