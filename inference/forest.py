@@ -8,6 +8,10 @@ what it does. Pure numpy over scikit-learn's ``tree_`` arrays; no Django.
   over the trees: ``base + sum(contributions) == prediction`` exactly up to float rounding. The cost is one
   root-to-leaf path per row and tree, linear in depth (TreeSHAP is quadratic in depth, and hangs on unbounded
   forests).
+- **Boosting** (``HistGradientBoostingRegressor``): the same decomposition over its ``TreePredictor`` node arrays.
+  Its internal nodes' stored values are not the count-weighted means of their leaves, so each internal node's
+  value is recomputed bottom-up from its children's. Boosting *sums* its trees on top of a baseline:
+  ``baseline + sum(root values) + sum(contributions) == prediction``, with no division by the tree count.
 """
 
 from dataclasses import dataclass
@@ -103,3 +107,106 @@ def path_sums(trees: list, tables: list[PathTable], X: np.ndarray) -> tuple[floa
             rows * n_features + table.feature[nodes], weights=table.delta[nodes], minlength=n_rows * n_features
         )
     return sum(table.root_value for table in tables), total.reshape(n_rows, n_features)
+
+
+class CategoricalSplits(ValueError):
+    """A boosted tree splits on a categorical feature: its path through a bitset has no threshold to walk."""
+
+
+def boosting_trees(model) -> list | None:
+    """The ``TreePredictor`` of each round of a single-output ``HistGradientBoostingRegressor`` whose prediction
+    is its raw sum (identity link), else ``None``."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    if not isinstance(model, HistGradientBoostingRegressor) or model.n_trees_per_iteration_ != 1:
+        return None
+    if type(model._loss.link).__name__ != "IdentityLink":
+        return None
+    return [predictors[0] for predictors in model._predictors]
+
+
+def boosting_baseline(model) -> float:
+    """What a ``HistGradientBoostingRegressor`` predicts before its first tree."""
+    return float(np.asarray(model._baseline_prediction, dtype=np.float64).ravel()[0])
+
+
+@dataclass(frozen=True)
+class BoostedTable:
+    """One boosted tree's arrays for the walk, and per node the change of its value from its parent's (the
+    values recomputed as count-weighted means of the leaves below)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    is_leaf: np.ndarray
+    delta: np.ndarray
+    root_value: float
+
+
+def boosted_table(predictor) -> BoostedTable:
+    """The table of one ``TreePredictor``; raises ``CategoricalSplits`` if any of its splits is categorical."""
+    nodes = predictor.nodes
+    if np.any(nodes["is_categorical"]):
+        raise CategoricalSplits("a boosted tree splits on a categorical feature")
+    is_leaf = nodes["is_leaf"].astype(bool)
+    left = nodes["left"].astype(np.intp)
+    right = nodes["right"].astype(np.intp)
+    count = nodes["count"].astype(np.float64)
+    n_nodes = len(nodes)
+    # Depth of each node, level by level from the root.
+    depth = np.zeros(n_nodes, dtype=np.intp)
+    level = np.zeros(1, dtype=np.intp)
+    parent = np.full(n_nodes, -1, dtype=np.intp)
+    while len(level):
+        level = level[~is_leaf[level]]
+        children = np.concatenate([left[level], right[level]])
+        parent[children] = np.concatenate([level, level])
+        depth[children] = depth[np.concatenate([level, level])] + 1
+        level = children
+    value = np.where(is_leaf, nodes["value"].astype(np.float64), 0.0)
+    for d in range(int(depth.max()) - 1, -1, -1):
+        internal = np.flatnonzero((depth == d) & ~is_leaf)
+        lc, rc = left[internal], right[internal]
+        weight = count[lc] + count[rc]
+        weighted = (count[lc] * value[lc] + count[rc] * value[rc]) / np.where(weight > 0, weight, 1.0)
+        value[internal] = np.where(weight > 0, weighted, (value[lc] + value[rc]) / 2)
+    has_parent = parent >= 0
+    delta = np.zeros(n_nodes, dtype=np.float64)
+    delta[has_parent] = value[has_parent] - value[parent[has_parent]]
+    return BoostedTable(
+        left=left,
+        right=right,
+        feature=nodes["feature_idx"].astype(np.intp),
+        threshold=nodes["num_threshold"].astype(np.float64),
+        missing_left=nodes["missing_go_to_left"].astype(bool),
+        is_leaf=is_leaf,
+        delta=delta,
+        root_value=float(value[0]),
+    )
+
+
+def boosted_path_sums(tables: list[BoostedTable], X: np.ndarray) -> tuple[float, np.ndarray]:
+    """Summed over boosted ``tables``: the root values, and each feature's contribution for each row of ``X``
+    (rows x features). Plus the model's baseline they are its base value; the contributions are as they are.
+
+    Every row is walked at once, a level of the tree per step, as scikit-learn does: left where
+    ``x <= threshold``, and a missing (NaN) value where the split sends missing values.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n_rows = len(X)
+    total = np.zeros(X.shape, dtype=np.float64)
+    for table in tables:
+        rows = np.arange(n_rows, dtype=np.intp)
+        node = np.zeros(n_rows, dtype=np.intp)
+        while len(rows):
+            inner = ~table.is_leaf[node]
+            rows, node = rows[inner], node[inner]
+            feature = table.feature[node]
+            x = X[rows, feature]
+            go_left = np.where(np.isnan(x), table.missing_left[node], x <= table.threshold[node])
+            node = np.where(go_left, table.left[node], table.right[node])
+            # Each row once per level: no repeated (row, feature) pair in one step.
+            total[rows, feature] += table.delta[node]
+    return sum(table.root_value for table in tables), total

@@ -79,7 +79,8 @@ def prediction_create(
         UntrustedArtifact: ``format=sklearn``, ``explain`` or a ``scaled`` interval for a version whose pickle this
             service did not record, or whose artifact does not match the record.
         ApplicationError: ``invalid_input`` for a level the version's calibration cannot answer;
-            ``intervals_unavailable`` for a version without a usable calibration.
+            ``intervals_unavailable`` for a version without a usable calibration; ``unservable_model`` for
+            ``explain`` of a model with no tree paths to explain with (neither a forest nor boosting).
     """
     loaded = loaded_version(model_name=model_name, version=version)
     limits = {"max_rows": settings.MDS_PREDICT_MAX_ROWS, "max_columns": settings.MDS_MAX_COLUMNS}

@@ -17,6 +17,7 @@ from core.errors import ApplicationError
 from core.intervals import Calibration
 
 from ..engines import Engine, ForestEngine, OnnxEngine, SklearnEngine
+from ..forest import CategoricalSplits
 
 if TYPE_CHECKING:
     from .loading import PickleLoad
@@ -72,8 +73,21 @@ class LoadedVersion:
         return self.pickle.compiled or sklearn
 
     def contributions(self, X: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
-        """The forest's base value and each feature's contribution per row (``SklearnEngine.contributions``)."""
-        return self._sklearn_forest().contributions(X, threads)
+        """The model's base value and each feature's contribution per row (``SklearnEngine.contributions``): a
+        random forest's or extra trees', or boosting's."""
+        sklearn = self.pickle.load()
+        if not sklearn.explainable:
+            raise self._unservable(
+                f"Version {self.version} of {self.name!r} is a {type(sklearn.model).__name__}, not a single-output"
+                " random forest, extra-trees or gradient boosting model: it has no tree paths to explain with."
+            )
+        try:
+            return sklearn.contributions(X, threads)
+        except CategoricalSplits:
+            raise self._unservable(
+                f"Version {self.version} of {self.name!r} splits on categorical features: its tree paths have no"
+                " thresholds to explain with."
+            ) from None
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -81,11 +95,14 @@ class LoadedVersion:
     def _sklearn_forest(self) -> SklearnEngine:
         sklearn = self.pickle.load()
         if sklearn.trees is None:
-            raise ApplicationError(
+            raise self._unservable(
                 f"Version {self.version} of {self.name!r} is a {type(sklearn.model).__name__}, not a single-output"
-                " random forest or extra-trees model: it has no spread of trees to scale intervals by, nor tree paths"
-                " to explain with (its prediction intervals use the absolute method).",
-                code="unservable_model",
-                extra={"model_name": self.name, "version": self.version},
+                " random forest or extra-trees model: it has no spread of trees to scale intervals by (its prediction"
+                " intervals use the absolute method)."
             )
         return sklearn
+
+    def _unservable(self, message: str) -> ApplicationError:
+        return ApplicationError(
+            message, code="unservable_model", extra={"model_name": self.name, "version": self.version}
+        )

@@ -138,18 +138,27 @@ def test_calendar_predictions_change_with_the_time_alone(api_client, model_name,
     assert contributions["features"] == FEATURES + list(CALENDAR_FEATURES)
 
 
-def test_boosting_serves_absolute_intervals_and_says_why_it_cannot_explain(api_client, model_name, train):
+def test_boosting_serves_absolute_intervals_and_explains_its_predictions(api_client, model_name, train):
     # given
-    job = train(estimator="hist_gradient_boosting")
+    job = train(estimator="hist_gradient_boosting", backtest=0)
     rows = weather_frame(10, seed=5)
 
     # when
     intervals = predict(api_client, model_name, rows, interval="0.9")
     explain = predict(api_client, model_name, rows, explain="true")
 
-    # then
+    # then: the boosted trees' contributions, named, add up to its predictions (summed, not averaged)
     assert job["status"] == "success", job["error"]
     assert intervals.status_code == 200, intervals.json()
     assert intervals.json()["intervals"]["method"] == "absolute"
-    assert explain.status_code == 400 and explain.json()["code"] == "unservable_model"
-    assert "HistGradientBoostingRegressor" in explain.json()["message"]
+    assert explain.status_code == 200, explain.json()
+    body = explain.json()
+    contributions = body["contributions"]
+    assert body["model"]["format"] == "sklearn"
+    assert contributions["features"] == FEATURES
+    values, base = np.array(contributions["values"]), np.array(contributions["base"])
+    assert values.shape == (10, len(FEATURES)) and len(set(base)) == 1
+    np.testing.assert_allclose(base + values.sum(axis=1), body["predictions"], rtol=1e-6)
+    np.testing.assert_allclose(body["predictions"], intervals.json()["predictions"], rtol=1e-4)
+    spread = np.abs(values).mean(axis=0)
+    assert spread[FEATURES.index("temperature_c")] > spread[FEATURES.index("pressure_hpa")]

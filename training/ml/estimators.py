@@ -4,7 +4,8 @@
 - ``extra_trees``: random split thresholds; faster to grow, often smoother on noisy series. Served like a
   random forest (the same sklearn trees: the compiled walk, tree spread, explanations).
 - ``hist_gradient_boosting``: boosted shallow trees on binned features; fast on large data. Its trees are not
-  sklearn ``Tree`` objects, so it serves through ONNX or its own ``predict``, with ``absolute`` intervals only.
+  sklearn ``Tree`` objects, so it serves through ONNX or its own ``predict``, with ``absolute`` intervals only;
+  ``inference.forest`` explains it from its own node arrays.
 """
 
 import math
