@@ -363,9 +363,12 @@ def _trial_end(trial: Trial, *, action: str, reason: str, user, force: bool = Fa
                     user=user,
                     force=force,
                     source=AliasMove.Source.TRIAL,
+                    # The paired comparison on live rows judges the versions, not holdouts of different periods.
+                    live_evidence=(trial.figures or {}).get("verdict") == evidence.BETTER,
                 )
         except Conflict as exc:
-            # The holdout gate refuses: the trial keeps running and says why; a maintainer may force it.
+            # The holdout gate refuses a promotion the evidence does not support (a maintainer's decision): the
+            # trial keeps running and says why; the maintainer may force it.
             trial.reason = f"The evidence says promote, but the promotion gate refused: {exc.message}"
             trial.full_clean(validate_constraints=False)
             trial.save()

@@ -71,13 +71,17 @@ def model_alias_set(
     user,
     force: bool = False,
     source: str = AliasMove.Source.API,
+    live_evidence: bool = False,
 ) -> AliasMove | None:
     """Point ``alias`` of model ``name`` at ``version`` in MDS's promotion record (and in MLflow), with an audit row.
 
     The gate: ``version`` must be one MDS serves (trained, or adopted by a maintainer); and if the alias points at
     another version whose holdout RMSE beats ``version``'s by more than ``MDS_PROMOTION_TOLERANCE`` (or
-    ``version`` has no RMSE to compare), the move needs ``force``. MLflow is written first, so a failure there
-    changes nothing; an alias moved directly in MLflow to another version is put back where MDS's record says.
+    ``version`` has no RMSE to compare), the move needs ``force``. With ``live_evidence`` (a live trial's paired
+    comparison found ``version`` better on the same rows) that comparison replaces the holdouts': a retrained
+    version's holdout is a later period than the one it would replace, so their RMSEs score different rows.
+    MLflow is written first, so a failure there changes nothing; an alias moved directly in MLflow to another
+    version is put back where MDS's record says.
 
     Returns:
         The audit row, or ``None`` if the alias already pointed at this version (nothing moved).
@@ -100,7 +104,7 @@ def model_alias_set(
             gateway.model_alias_set(name=name, alias=alias, version=version)
             _alias_mirror(name=name, alias=alias, version=version)
         return None
-    problem = _promotion_problem(name, alias, version, current) if current is not None else None
+    problem = _promotion_problem(name, alias, version, current) if current is not None and not live_evidence else None
     if problem is not None and not force:
         raise problem
     gateway.model_alias_set(name=name, alias=alias, version=version)

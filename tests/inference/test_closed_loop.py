@@ -82,9 +82,6 @@ def test_retrain_canary_promote_then_roll_back_a_worse_version_with_signed_webho
     capture = django_capture_on_commit_callbacks
     maintainer = role_client("maintainer")
     settings.MDS_TRIAL_ON_CHALLENGER = {"mode": "canary", "share": 0.2, "policy": "auto"}
-    # The versions' holdouts are different seasons (spring for 120 days, winter for a year): the live evidence
-    # judges them, the gate's holdout comparison is widened so it does not overrule it.
-    settings.MDS_PROMOTION_TOLERANCE = 1.0
     hook = maintainer.post(
         "/webhooks",
         {"url": receiver.url, "events": ["trial.started", "trial.promoted", "trial.rolled_back"]},

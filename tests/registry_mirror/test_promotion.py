@@ -7,6 +7,7 @@ import pytest
 from inference.model_cache import model_cache
 from registry_mirror import gateway, selectors
 from registry_mirror.models import AliasMove
+from registry_mirror.services import model_alias_set
 from tests.factories import csv_bytes, weather_frame
 
 
@@ -141,3 +142,19 @@ def test_bad_promotions_are_refused_clearly(train, maintainer, model_name, url, 
     # then
     assert response.status_code == status
     assert response.json()["code"] == code
+
+
+def test_live_evidence_replaces_the_holdout_comparison_and_is_not_a_force(train, model_name, django_user_model):
+    # given: a champion, and a version whose holdout RMSE is much worse
+    train()
+    worse = train(max_depth=1)["registered_version"]
+    user = django_user_model.objects.create(username="trial-decider")
+
+    # when: a live trial's paired comparison found it better on the same rows
+    move = model_alias_set(
+        name=model_name, alias="champion", version=worse, user=user, source="trial", live_evidence=True
+    )
+
+    # then: moved, audited as the trial's, not as forced
+    assert (move.to_version, move.source, move.forced) == (worse, "trial", False)
+    assert gateway.model_aliases(name=model_name)["champion"] == worse
