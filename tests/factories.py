@@ -42,7 +42,6 @@ def role_group(name: str) -> Group:
         importlib.import_module("inference.migrations.0002_prediction_caller").maintainers_feedback_all(apps, None)
         for granting in (
             "core.migrations.0002_webhooks",
-            "registry_mirror.migrations.0008_maintainers_edit_retrain_policies",
             "training.migrations.0010_maintainers_see_series",
             "inference.migrations.0005_maintainers_see_trials",
         ):
