@@ -19,6 +19,15 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{MDS_DATA_DIR
 # https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process writes from several threads (requests, training, batch chunks, webhook sends), and two
+    # processes may share the file: WAL lets readers go on beside a writer, IMMEDIATE takes the write lock when a
+    # transaction begins (a read upgraded to a write mid-transaction fails at once instead of waiting), and a
+    # writer waits up to 20 s for another to finish.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#database-is-locked-errors
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 
 # No broker configured: run tasks in-process (eager) so the embedded mode needs no server.
 CELERY_TASK_ALWAYS_EAGER = not env.str("CELERY_BROKER_URL", default="")

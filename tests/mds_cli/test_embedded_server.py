@@ -229,7 +229,7 @@ def test_an_alias_moved_in_one_process_serves_in_another_within_two_seconds(star
                 headers=trainer,
                 timeout=180,
             )
-        assert trained.json()["status"] == "success", trained.json()
+        assert trained.status_code in (200, 201, 202) and trained.json()["status"] == "success", trained.text
     rows = "\n".join(SAMPLE.read_text().splitlines()[:3])
 
     def served_by(server: EmbeddedServer) -> int:
