@@ -16,18 +16,17 @@ import json
 import logging
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.core.signals import request_started
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ..background import periodic_on_first_request
 from .models import WebhookDelivery
 from .signing import sign
 
@@ -188,7 +187,6 @@ class SenderThread:
 
 
 _sender: SenderThread | None = None
-_sweeper: threading.Thread | None = None
 _lock = threading.Lock()
 
 
@@ -201,36 +199,12 @@ def sender() -> SenderThread:
         return _sender
 
 
-# Requests that start no sweeper: a process that only predicts or is probed sends no webhooks of its own.
-_PREDICTION_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version", "/metrics")
-
-
 def embedded_sweeper_connect() -> None:
-    """Start the sweeper with this process's first request in embedded mode (not in ``migrate``, a shell or the
-    tests, which start no server)."""
+    """Start the sweeper with this process's first request in embedded mode."""
     if background_sending():
-        request_started.connect(_sweeper_start, dispatch_uid="webhooks-embedded-sweeper")
-
-
-def _sweeper_start(environ=None, **kwargs) -> None:
-    global _sweeper
-    if (environ or {}).get("PATH_INFO", "").startswith(_PREDICTION_PATHS):
-        return
-    with _lock:
-        if _sweeper is not None:
-            return
-        _sweeper = threading.Thread(target=_sweeper_loop, name="webhook-sweeper", daemon=True)
-    request_started.disconnect(dispatch_uid="webhooks-embedded-sweeper")
-    _sweeper.start()
-
-
-def _sweeper_loop() -> None:
-    while True:
-        try:
-            deliveries_dispatch()
-        except Exception:
-            # The database is down for a moment: the next pass tries again.
-            logger.exception("Webhook sweeper pass failed")
-        finally:
-            connection.close()
-        time.sleep(settings.MDS_WEBHOOK_SWEEP_INTERVAL)
+        periodic_on_first_request(
+            name="webhook-sweeper",
+            first_pass=deliveries_dispatch,
+            every_pass=deliveries_dispatch,
+            interval=lambda: settings.MDS_WEBHOOK_SWEEP_INTERVAL,
+        )

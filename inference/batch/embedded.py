@@ -15,21 +15,18 @@ the job's status.
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import request_started
 from django.db import connection
+
+from core.background import periodic_on_first_request
 
 logger = logging.getLogger(__name__)
 
 _queue: queue.SimpleQueue | None = None
 _lock = threading.Lock()
-_dispatcher: threading.Thread | None = None
-# Requests that start no dispatcher: a process that only predicts or is probed scores no batch job.
-_PREDICTION_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version", "/metrics")
 
 
 def background() -> bool:
@@ -66,38 +63,13 @@ def batch_jobs_resume() -> dict[str, list[int]]:
 
 
 def dispatcher_connect() -> None:
-    """Start the dispatcher with this process's first request, in embedded mode with background work (not in
-    ``migrate``, a shell or the tests, which start no server)."""
+    """Start the dispatcher with this process's first request, in embedded mode with background work."""
     if background():
-        request_started.connect(_dispatcher_start, dispatch_uid="batch-embedded-dispatcher")
+        from .services import batch_jobs_sweep
 
-
-def _dispatcher_start(environ=None, **kwargs) -> None:
-    global _dispatcher
-    if (environ or {}).get("PATH_INFO", "").startswith(_PREDICTION_PATHS):
-        return
-    with _lock:
-        if _dispatcher is not None:
-            return
-        _dispatcher = threading.Thread(target=_dispatcher_loop, name="batch-dispatcher", daemon=True)
-    request_started.disconnect(dispatch_uid="batch-embedded-dispatcher")
-    _dispatcher.start()
-
-
-def _dispatcher_loop() -> None:
-    from .services import batch_jobs_sweep
-
-    first = True
-    while True:
-        try:
-            if first:
-                batch_jobs_resume()
-            else:
-                batch_jobs_sweep()
-            first = False
-        except Exception:
-            # The database is down for a moment: the next pass tries again.
-            logger.exception("Batch dispatcher pass failed")
-        finally:
-            connection.close()
-        time.sleep(settings.MDS_DISPATCH_INTERVAL)
+        periodic_on_first_request(
+            name="batch-dispatcher",
+            first_pass=batch_jobs_resume,
+            every_pass=batch_jobs_sweep,
+            interval=lambda: settings.MDS_DISPATCH_INTERVAL,
+        )

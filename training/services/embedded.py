@@ -16,22 +16,20 @@ processes runs once: its claim lets one execution run it.
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import request_started
 from django.db import DatabaseError, connection
 
+from core.background import periodic_on_first_request
 from core.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
 _training_thread: "TrainingThread | None" = None
 _lock = threading.Lock()
-_dispatcher: threading.Thread | None = None
 
 
 class TrainingThread:
@@ -122,43 +120,13 @@ def embedded_jobs_resume() -> dict[str, list[int]]:
 
 
 def embedded_dispatcher_connect() -> None:
-    """Start the dispatcher with this process's first request, in embedded mode with background training (not in
-    ``migrate``, a shell or the tests, which start no server)."""
+    """Start the dispatcher with this process's first request, in embedded mode with background training."""
     if background_training():
-        request_started.connect(_dispatcher_start, dispatch_uid="training-embedded-dispatcher")
+        from .dispatch import training_jobs_dispatch
 
-
-# Requests that start no dispatcher: a process that only predicts or is probed trains nothing, and takes no job
-# waiting in another process's training thread. (The inference server never runs one: see inference_server.py.)
-_PREDICTION_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version", "/metrics")
-
-
-def _dispatcher_start(environ=None, **kwargs) -> None:
-    global _dispatcher
-    if (environ or {}).get("PATH_INFO", "").startswith(_PREDICTION_PATHS):
-        return
-    with _lock:
-        if _dispatcher is not None:
-            return
-        _dispatcher = threading.Thread(target=_dispatcher_loop, name="training-dispatcher", daemon=True)
-    request_started.disconnect(dispatch_uid="training-embedded-dispatcher")
-    _dispatcher.start()
-
-
-def _dispatcher_loop() -> None:
-    from .dispatch import training_jobs_dispatch
-
-    first = True
-    while True:
-        try:
-            if first:
-                embedded_jobs_resume()
-            else:
-                training_jobs_dispatch()
-            first = False
-        except Exception:
-            # The database is down for a moment: the next pass tries again.
-            logger.exception("Training dispatcher pass failed")
-        finally:
-            connection.close()
-        time.sleep(settings.MDS_DISPATCH_INTERVAL)
+        periodic_on_first_request(
+            name="training-dispatcher",
+            first_pass=embedded_jobs_resume,
+            every_pass=training_jobs_dispatch,
+            interval=lambda: settings.MDS_DISPATCH_INTERVAL,
+        )
