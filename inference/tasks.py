@@ -2,12 +2,11 @@
 
 import logging
 
-from celery import Task, shared_task
+from celery import shared_task
 from celery.exceptions import Reject
 from celery.signals import worker_ready
-from django.conf import settings
 
-from core.errors import Unavailable
+from core.retries import TransientFaultTask
 
 logger = logging.getLogger(__name__)
 
@@ -44,24 +43,9 @@ def trials_evaluate_task() -> None:
     trials_evaluate_running()
 
 
-class BatchTask(Task):
-    """A batch step: a transient fault (``Unavailable``: S3, MLflow or the database down) is retried with the
-    training jobs' backoff; anything else leaves the rows as they are, for the sweeper."""
-
-    autoretry_for = (Unavailable,)
-    retry_jitter = False
-
-    @property
-    def retry_backoff(self) -> float:
-        return settings.MDS_RETRY_BACKOFF
-
-    @property
-    def retry_backoff_max(self) -> float:
-        return settings.MDS_RETRY_BACKOFF_MAX
-
-    @property
-    def max_retries(self) -> int:  # type: ignore[override]
-        return settings.MDS_TRAIN_RETRIES
+class BatchTask(TransientFaultTask):
+    """A batch step: transient faults retried as every job's are (``core.retries``); anything else leaves the rows
+    as they are, for the sweeper."""
 
 
 @shared_task(base=BatchTask, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
