@@ -8,6 +8,7 @@ from celery.exceptions import Reject
 from core.errors import StorageUnavailable
 from inference import tasks
 from inference.batch import services
+from inference.model_cache import model_cache
 from inference.models import BatchChunk, BatchJob
 from tests.factories import csv_bytes, weather_frame
 
@@ -93,3 +94,16 @@ def test_an_upload_is_planned_as_it_is_stored(
     job.refresh_from_db()
     assert (job.status, job.rows_total, job.chunks_total) == (BatchJob.Status.RUNNING, 300, len(chunks))
     assert list(job.chunks.order_by("index").values_list("pk", flat=True)) == [chunk.pk for chunk in chunks]
+
+
+def test_the_version_is_loaded_ahead_of_its_job(version, model_name):
+    # given: a process that holds no version
+    model_cache().clear()
+
+    # when: the hint sent while an upload is stored runs there
+    services.model_warm(model_name, version, "auto")
+
+    # then: the version is loaded with its pickle, as a chunk of an `auto` job needs it
+    (loaded,) = model_cache().loaded()
+    assert (loaded.name, loaded.version) == (model_name, version)
+    assert loaded.pickle.sklearn is not None
