@@ -1,8 +1,10 @@
 """Batch jobs: accept a file, plan its chunks, score them under leases, join the parts, sweep what was lost.
 
 The job and chunk rows are the outbox and the state machine, as for training jobs: a message is only a notice.
-``batch_job_create`` stores the input and the queued job, then sends the planning message once committed. The
-plan (a worker) splits the input into chunks and sends one message per chunk; any worker claims a chunk (a fresh
+``batch_job_create`` stores the input and the queued job, then sends the planning message once committed; an
+upload's chunks are split from its local copy as it is stored and saved with the job. The plan (a worker) splits a
+stored input into chunks (an upload's are already there), starts the job and sends one message per chunk; any
+worker claims a chunk (a fresh
 ``claim`` id, ``claimed_by`` host:pid, a heartbeat), scores it, stores its part and marks it done under its claim.
 The chunk that completes the job sends the join. A worker killed mid-chunk leaves a lease whose process is gone or
 whose heartbeat goes stale: its redelivered message (acks late) or the sweeper (beat, ``batch_jobs_sweep``) gives
