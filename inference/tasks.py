@@ -48,6 +48,14 @@ class BatchTask(TransientFaultTask):
     as they are, for the sweeper."""
 
 
+@shared_task(ignore_result=True)
+def batch_model_warm_task(model_name: str, number: int, model_format: str) -> None:
+    """Load a version a batch job is about to need (sent while its upload is stored; a hint, never retried)."""
+    from .batch.services import model_warm
+
+    model_warm(model_name, number, model_format)
+
+
 @shared_task(base=BatchTask, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def batch_job_plan_task(job_id: int) -> None:
     from .batch.services import batch_job_plan

@@ -1,8 +1,10 @@
 """Batch jobs: accept a file, plan its chunks, score them under leases, join the parts, sweep what was lost.
 
 The job and chunk rows are the outbox and the state machine, as for training jobs: a message is only a notice.
-``batch_job_create`` stores the input and the queued job, then sends the planning message once committed. The
-plan (a worker) splits the input into chunks and sends one message per chunk; any worker claims a chunk (a fresh
+``batch_job_create`` stores the input and the queued job, then sends the planning message once committed; an
+upload's chunks are split from its local copy as it is stored and saved with the job. The plan (a worker) splits a
+stored input into chunks (an upload's are already there), starts the job and sends one message per chunk; any
+worker claims a chunk (a fresh
 ``claim`` id, ``claimed_by`` host:pid, a heartbeat), scores it, stores its part and marks it done under its claim.
 The chunk that completes the job sends the join. A worker killed mid-chunk leaves a lease whose process is gone or
 whose heartbeat goes stale: its redelivered message (acks late) or the sweeper (beat, ``batch_jobs_sweep``) gives
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,7 +37,16 @@ from ..services import loaded_version
 from . import embedded, objects
 from .chunks import chunk_score, part_name
 from .join import errors_join, result_join
-from .sources import HEADER_MAX_BYTES, RangeFile, csv_header, csv_plan, parquet_chunks, parquet_columns
+from .sources import (
+    HEADER_MAX_BYTES,
+    Chunk,
+    RangeFile,
+    csv_header,
+    csv_plan,
+    local_plan,
+    parquet_chunks,
+    parquet_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +114,11 @@ def batch_job_create(
             header_text, columns, _ = csv_header(head)
         require_columns(columns, passthrough or [])
         input_name = source.stored_name
+        plan: list[Chunk] = []
         if source.path is not None:
             input_name = f"batch/{key.hex}/input.{input_format}"
-            objects.put_file(input_name, source.path)
+            _model_warm(model_name, number, model_format)
+            plan = _store_and_plan(source.path, input_name, input_format)
         assert input_name is not None
         size = objects.size(input_name)
         with transaction.atomic():
@@ -128,6 +142,7 @@ def batch_job_create(
             )
             job.full_clean()
             job.save()
+            _chunks_create(job, plan)
             transaction.on_commit(lambda: _dispatch("plan", job.pk))
         return job
     except Exception as exc:
@@ -135,6 +150,56 @@ def batch_job_create(
         if unavailable is None or unavailable is exc:
             raise
         raise unavailable from exc
+
+
+def _store_and_plan(path: str, name: str, input_format: str) -> list[Chunk]:
+    """Store the uploaded file as ``name`` and, meanwhile, split it into chunks from the local copy: the plan
+    costs no second read of the input from storage, and its scan hides behind the upload to storage."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-store") as pool:
+        stored = pool.submit(objects.put_file, name, path)
+        try:
+            plan = local_plan(path, input_format=input_format, chunk_bytes=settings.MDS_BATCH_CHUNK_BYTES)
+        finally:
+            # The upload's outcome (a storage fault included) comes first, whatever the scan did.
+            stored.result()
+    return plan
+
+
+def _chunks_create(job: BatchJob, plan: list[Chunk]) -> None:
+    BatchChunk.objects.bulk_create(
+        BatchChunk(job=job, index=i, start=c.start, end=c.end, first_row=c.first_row, n_rows=c.n_rows)
+        for i, c in enumerate(plan)
+    )
+
+
+def _model_warm(model_name: str, number: int, model_format: str) -> None:
+    """Ask a worker to load the version while the upload is stored, so the first chunk does not wait for it. A
+    hint: a worker that never scores this job only holds the version in its cache; a broker down loses it."""
+    if settings.CELERY_TASK_ALWAYS_EAGER and not embedded.background():
+        return  # tasks run inline: loading here would only delay the answer
+    if embedded.background():
+        embedded.submit(model_warm, model_name, number, model_format)
+        return
+    from .. import tasks
+
+    try:
+        tasks.batch_model_warm_task.apply_async(args=(model_name, number, model_format))
+    except Exception as exc:  # whatever the broker client raises: the first chunk loads the version instead
+        logger.warning("Could not send the load of %s version %s to the broker: %s", model_name, number, exc)
+
+
+def model_warm(model_name: str, number: int, model_format: str) -> None:
+    """Load the version into this process's cache (and its pickle, which chunks of ``auto`` jobs wait for), and
+    its training profile, which the first chunk's drift reads."""
+    from ..monitoring import version_profile
+
+    try:
+        loaded = loaded_version(model_name=model_name, version=VersionRef(number=number))
+        if model_format == "auto":
+            loaded.pickle.usable()
+        version_profile(model_name=model_name, version=number)
+    except Exception as exc:  # the chunks load it again and report what fails
+        logger.warning("Could not load %s version %s ahead of its batch job: %s", model_name, number, exc)
 
 
 def batch_job_cancel(*, job: BatchJob) -> BatchJob:
@@ -157,39 +222,43 @@ def batch_job_plan(*, job_id: int) -> None:
     job = BatchJob.objects.get(pk=job_id)
     if job.status != BatchJob.Status.QUEUED:
         return
+    if job.chunks.exists():
+        plan: list[Chunk] = []  # planned as the upload was stored
+    else:
+        plan = _stored_plan(job)
+    with transaction.atomic():
+        job = BatchJob.objects.select_for_update().get(pk=job_id)
+        if job.status != BatchJob.Status.QUEUED:
+            return
+        if not job.chunks.exists():
+            _chunks_create(job, plan)
+        chunks = list(job.chunks.order_by("index").values_list("pk", "n_rows"))
+        now = timezone.now()
+        BatchJob.objects.filter(pk=job_id).update(
+            status=BatchJob.Status.RUNNING,
+            rows_total=sum(n_rows for _, n_rows in chunks),
+            chunks_total=len(chunks),
+            started_at=now,
+            updated_at=now,
+        )
+        chunk_ids = [chunk_id for chunk_id, _ in chunks]
+        transaction.on_commit(lambda: [_dispatch("chunk", chunk_id) for chunk_id in chunk_ids])
+    logger.info("Batch job %s: %s chunks", job_id, len(chunks))
+
+
+def _stored_plan(job: BatchJob) -> list[Chunk]:
+    """The chunks of a job's stored input (a named object or dataset), read from storage."""
     try:
         chunk_bytes = settings.MDS_BATCH_CHUNK_BYTES
         if job.input_format == BatchJob.Format.PARQUET:
-            plan = parquet_chunks(RangeFile(job.input_name), chunk_bytes=chunk_bytes)
-        else:
-            _, _, header_end = csv_header(
-                objects.read_range(job.input_name, 0, min(HEADER_MAX_BYTES, job.input_bytes))
-            )
-            plan = csv_plan(job.input_name, header_end=header_end, chunk_bytes=chunk_bytes)
+            return parquet_chunks(RangeFile(job.input_name), chunk_bytes=chunk_bytes)
+        _, _, header_end = csv_header(objects.read_range(job.input_name, 0, min(HEADER_MAX_BYTES, job.input_bytes)))
+        return csv_plan(job.input_name, header_end=header_end, chunk_bytes=chunk_bytes)
     except Exception as exc:
         unavailable = faults.unavailable(exc)
         if unavailable is not None:
             raise unavailable from exc
         raise
-    with transaction.atomic():
-        job = BatchJob.objects.select_for_update().get(pk=job_id)
-        if job.status != BatchJob.Status.QUEUED or job.chunks.exists():
-            return
-        BatchChunk.objects.bulk_create(
-            BatchChunk(job=job, index=i, start=c.start, end=c.end, first_row=c.first_row, n_rows=c.n_rows)
-            for i, c in enumerate(plan)
-        )
-        now = timezone.now()
-        BatchJob.objects.filter(pk=job_id).update(
-            status=BatchJob.Status.RUNNING,
-            rows_total=sum(c.n_rows for c in plan),
-            chunks_total=len(plan),
-            started_at=now,
-            updated_at=now,
-        )
-        chunk_ids = list(job.chunks.order_by("index").values_list("pk", flat=True))
-        transaction.on_commit(lambda: [_dispatch("chunk", chunk_id) for chunk_id in chunk_ids])
-    logger.info("Batch job %s: %s chunks", job_id, len(plan))
 
 
 def chunk_lease_dead_reason(chunk: BatchChunk, now=None) -> str | None:

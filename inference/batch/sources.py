@@ -152,6 +152,18 @@ def csv_plan(name: str, *, header_end: int, chunk_bytes: int) -> list[Chunk]:
     return csv_chunks(objects.iter_blocks(name, header_end), start=header_end, chunk_bytes=chunk_bytes)
 
 
+def local_plan(path: str, *, input_format: str, chunk_bytes: int) -> list[Chunk]:
+    """The chunks of an uploaded file still on local disk: the same split ``csv_plan``/``parquet_chunks`` make of
+    the stored object, without reading it back from storage."""
+    if input_format == "parquet":
+        return parquet_chunks(path, chunk_bytes=chunk_bytes)
+    with open(path, "rb") as local:
+        _, _, header_end = csv_header(local.read(HEADER_MAX_BYTES))
+        local.seek(header_end)
+        blocks = iter(lambda: local.read(objects.STREAM_BLOCK_BYTES), b"")
+        return csv_chunks(blocks, start=header_end, chunk_bytes=chunk_bytes)
+
+
 def parquet_columns(source) -> list[str]:
     """The column names of a Parquet file (read from its footer)."""
     import pyarrow.parquet as pq

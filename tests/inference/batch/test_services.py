@@ -8,6 +8,7 @@ from celery.exceptions import Reject
 from core.errors import StorageUnavailable
 from inference import tasks
 from inference.batch import services
+from inference.model_cache import model_cache
 from inference.models import BatchChunk, BatchJob
 from tests.factories import csv_bytes, weather_frame
 
@@ -68,3 +69,41 @@ def test_a_retry_the_broker_refused_is_left_to_the_sweeper(planned, monkeypatch)
     monkeypatch.setattr(services, "_dispatch", lambda kind, object_id: sent.append((kind, object_id)))
     assert planned.pk in services.batch_jobs_sweep()["chunks"]
     assert sent == [("chunk", planned.pk)]
+
+
+def test_an_upload_is_planned_as_it_is_stored(
+    api_client, django_capture_on_commit_callbacks, version, model_name, small_chunks
+):
+    # given: an upload of several chunks, its plan's message not yet run
+    body = csv_bytes(weather_frame(300))
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api_client.generic("POST", f"/batch?model_name={model_name}&version={version}", body, "text/csv")
+    assert response.status_code == 202, response.content
+    job = BatchJob.objects.get(pk=response.json()["id"])
+    assert job.status == BatchJob.Status.QUEUED
+    chunks = list(job.chunks.order_by("index"))
+    assert len(chunks) > 1 and sum(chunk.n_rows for chunk in chunks) == 300
+
+    # when: the plan runs with the storage unreadable
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services.objects, "iter_blocks", storage_down)
+        patch.setattr(services.objects, "read_range", storage_down)
+        services.batch_job_plan(job_id=job.pk)
+
+    # then: the job starts with the chunks planned at the upload: nothing was read back
+    job.refresh_from_db()
+    assert (job.status, job.rows_total, job.chunks_total) == (BatchJob.Status.RUNNING, 300, len(chunks))
+    assert list(job.chunks.order_by("index").values_list("pk", flat=True)) == [chunk.pk for chunk in chunks]
+
+
+def test_the_version_is_loaded_ahead_of_its_job(version, model_name):
+    # given: a process that holds no version
+    model_cache().clear()
+
+    # when: the hint sent while an upload is stored runs there
+    services.model_warm(model_name, version, "auto")
+
+    # then: the version is loaded with its pickle, as a chunk of an `auto` job needs it
+    (loaded,) = model_cache().loaded()
+    assert (loaded.name, loaded.version) == (model_name, version)
+    assert loaded.pickle.sklearn is not None

@@ -5,7 +5,8 @@ import io
 
 import pytest
 
-from inference.batch.sources import RecordCounter, csv_chunks, csv_header
+from inference.batch import objects
+from inference.batch.sources import RecordCounter, csv_chunks, csv_header, csv_plan, local_plan
 
 
 def blocks(data: bytes, size: int):
@@ -48,3 +49,22 @@ def test_blank_lines_are_no_rows():
 def test_header_is_read_and_checked():
     text, columns, end = csv_header(b'a, b,"c"\r\n1,2,3\n')
     assert (text, columns, end) == ('a, b,"c"', ["a", "b", "c"], 10)
+
+
+@pytest.mark.django_db
+def test_an_upload_is_planned_from_its_local_copy_as_from_storage(tmp_path, settings):
+    # given: a CSV with quoted newlines and blank lines, on local disk and stored
+    rows = [f'{i},"line {i}{chr(10) if i % 7 == 0 else ""} end",{i}'.encode() for i in range(3000)]
+    data = b"a,b,c\n" + b"\n".join(rows[:1500]) + b"\n\n" + b"\n".join(rows[1500:]) + b"\n"
+    path = tmp_path / "upload.csv"
+    path.write_bytes(data)
+    objects.put_file("batch/test/input.csv", str(path))
+
+    # when: the web process plans it from its copy
+    local = local_plan(str(path), input_format="csv", chunk_bytes=5000)
+
+    # then: the chunks a worker reading the stored object would make
+    stored = csv_plan("batch/test/input.csv", header_end=len(b"a,b,c\n"), chunk_bytes=5000)
+    assert len(local) > 5
+    assert local == stored
+    assert sum(chunk.n_rows for chunk in local) == 3000
