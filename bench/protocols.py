@@ -8,34 +8,44 @@ service (``bench/predict.py``'s ``prepare``), starts one inference server servin
     1-row p50 latency (1 connection) and requests/s at 8 connections, for /predict, V2 REST and gRPC;
     10k-row batches, rows/s at 1 connection, for /predict's CSV and gRPC's raw_input_contents.
 
-HTTP load comes from wrk; gRPC load from grpc.aio in this process (one channel per connection, each with one call in
-flight), which spends some of the same 2 vCPUs as the server: gRPC's numbers are, if anything, low.
+Load comes from two C programs outside this process: wrk for HTTP/1.1, h2load (nghttp2's) for gRPC, which is HTTP/2:
+each of its clients posts the same framed ModelInferRequest to ``/inference.GRPCInferenceService/ModelInfer``, one
+call in flight per connection. h2load counts HTTP statuses, and a gRPC error is an HTTP 200 with a non-zero
+``grpc-status`` trailer, so every gRPC measurement is checked: a real gRPC call with the same request bytes must give
+V2 REST's predictions before it, and after it h2load's response bytes must be its successes times that answer's size
+and the server's ``mds_predictions`` count for ``v2-grpc`` must have grown by them alone (status 200). p50 is the
+median of h2load's per-request times (``--log-file``).
 
 Targets: V2 REST's 1-row p50 and requests/s within 10 % of /predict's; gRPC's 1-row requests/s at least V2 REST's;
 gRPC's 10k-row rows/s at least /predict CSV's. Prints a table and exits 1 if a target is missed.
 
+    apt-get install wrk nghttp2-client
     .venv/bin/python bench/protocols.py [--days 12000] [--duration 6] [--rounds 3] [--port-base 18100] [--keep]
 """
 
 import argparse
-import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import predict  # noqa: E402  (bench/predict.py: training, wrk, server start and stop)
 
+GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
 # (metric, baseline, candidate, least candidate/baseline ratio or None, most ratio or None)
 TARGETS = [
     ("1-row p50 latency (ms)", "/predict", "V2 REST", None, 1.10),
@@ -53,8 +63,9 @@ def main() -> int:
     parser.add_argument("--port-base", type=int, default=18100, help="HTTP on this + 1, gRPC on this + 2")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is missing: apt-get install wrk")
+    for program, package in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(program) is None:
+            sys.exit(f"{program} is missing: apt-get install {package}")
     http_port, grpc_port = args.port_base + 1, args.port_base + 2
 
     data_dir = Path(tempfile.mkdtemp(prefix="mds-bench-protocols-"))
@@ -101,11 +112,19 @@ def main() -> int:
         )
         print(f"server answered its first prediction after {cold:.1f} s")
         settle(urls["/predict"], token, bodies)
-        grpc_target = f"127.0.0.1:{grpc_port}"
-        grpc_one = infer_request(name, version, one)
-        grpc_batch = infer_request(name, version, batch)
-        metadata = (("authorization", f"Token {token}"),)
-        asyncio.run(grpc_load(grpc_target, grpc_batch, metadata, connections=1, duration=1))
+        grpc_url = f"http://127.0.0.1:{grpc_port}{GRPC_PATH}"
+        loads = {
+            rows: GrpcLoad.checked(
+                grpc_url,
+                token,
+                infer_request(name, version, X),
+                expected=v2_predictions(urls["V2 REST"], token, X),
+                body=data_dir / f"grpc_{rows}.bin",
+                metrics_url=f"{base}/metrics",
+            )
+            for rows, X in (("one", one), ("batch", batch))
+        }
+        loads["batch"].run(connections=1, duration=1)
 
         samples: dict[str, dict[str, list[float]]] = {"/predict": {}, "V2 REST": {}, "gRPC": {}}
 
@@ -118,13 +137,13 @@ def main() -> int:
                 add(label, "1-row p50 latency (ms)", latency["p50_ms"])
                 load = predict.wrk(urls[label], token, bodies[body], connections=8, duration=args.duration)
                 add(label, "1-row throughput, 8 connections (req/s)", load["rps"])
-            latency = asyncio.run(grpc_load(grpc_target, grpc_one, metadata, connections=1, duration=args.duration))
+            latency = loads["one"].run(connections=1, duration=args.duration)
             add("gRPC", "1-row p50 latency (ms)", latency["p50_ms"])
-            load = asyncio.run(grpc_load(grpc_target, grpc_one, metadata, connections=8, duration=args.duration))
+            load = loads["one"].run(connections=8, duration=args.duration)
             add("gRPC", "1-row throughput, 8 connections (req/s)", load["rps"])
             rows = predict.wrk(urls["/predict"], token, bodies["batch"], connections=1, duration=args.duration)
             add("/predict", "10k-row batches, 1 connection (rows/s)", rows["rps"] * len(batch))
-            rows = asyncio.run(grpc_load(grpc_target, grpc_batch, metadata, connections=1, duration=args.duration))
+            rows = loads["batch"].run(connections=1, duration=args.duration)
             add("gRPC", "10k-row batches, 1 connection (rows/s)", rows["rps"] * len(batch))
         return report(samples)
     finally:
@@ -159,33 +178,97 @@ def infer_request(name: str, version: int, X: np.ndarray):
     )
 
 
-async def grpc_load(target: str, request, metadata, *, connections: int, duration: float) -> dict[str, float]:
-    """``connections`` channels, each with one ModelInfer in flight at a time, for ``duration`` seconds."""
-    import grpc
+def v2_predictions(url: str, token: str, X: np.ndarray) -> list[float]:
+    """What V2 REST answers for these rows (the reference a gRPC answer must match)."""
+    body = {"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
+    response = requests.post(url, json=body, headers={"Authorization": f"Token {token}"}, timeout=120)
+    response.raise_for_status()
+    return response.json()["outputs"][0]["data"]
 
-    from inference.v2.proto import open_inference_pb2_grpc as pb_grpc
 
-    # A channel of its own per connection (grpc shares one connection among channels unless told not to).
-    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
-    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(connections)]
-    latencies: list[float] = []
-    end = time.perf_counter() + duration
+@dataclass
+class GrpcLoad:
+    """h2load posting one ModelInfer call, again and again, with checks that every call succeeded."""
 
-    async def drive(channel) -> None:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        while time.perf_counter() < end:
-            started = time.perf_counter()
-            await stub.ModelInfer(request, metadata=metadata)
-            latencies.append(time.perf_counter() - started)
+    url: str
+    token: str
+    body: Path
+    answer_bytes: int  # DATA bytes of one good answer: its frame header and message
+    metrics_url: str
 
-    started = time.perf_counter()
-    try:
-        await asyncio.gather(*(drive(channel) for channel in channels))
-    finally:
-        for channel in channels:
-            await channel.close()
-    elapsed = time.perf_counter() - started
-    return {"p50_ms": statistics.median(latencies) * 1000, "rps": len(latencies) / elapsed}
+    @classmethod
+    def checked(cls, url: str, token: str, request, *, expected: list[float], body: Path, metrics_url: str):
+        """Write ``request`` as gRPC frames it, and check that a real gRPC call with it predicts ``expected``."""
+        import grpc
+
+        from inference.v2.proto import open_inference_pb2 as pb
+        from inference.v2.proto import open_inference_pb2_grpc as pb_grpc
+
+        message = request.SerializeToString()
+        # gRPC's length-prefixed message: not compressed (0), then the length as 4 bytes, big-endian.
+        body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)
+        target = url.split("://", 1)[1].split("/", 1)[0]
+        with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", -1)]) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            sent = pb.ModelInferRequest.FromString(body.read_bytes()[5:])
+            answer = stub.ModelInfer(sent, metadata=(("authorization", f"Token {token}"),), timeout=120)
+        got = np.frombuffer(answer.raw_output_contents[0], dtype="<f8")
+        if not np.array_equal(got, np.asarray(expected, dtype=np.float64)):
+            sys.exit(
+                f"gRPC answered other predictions than V2 REST for the same rows: {got[:5]} against {expected[:5]}"
+            )
+        return cls(url, token, body, 5 + len(answer.SerializeToString()), metrics_url)
+
+    def run(self, *, connections: int, duration: int) -> dict[str, float]:
+        """``connections`` HTTP/2 connections, each with one call in flight, for ``duration`` seconds."""
+        log = self.body.with_suffix(".log")
+        before = self.grpc_answers()
+        out = subprocess.run(
+            ["h2load", f"-c{connections}", "-m1", f"-D{duration}", f"--log-file={log}", "-d", str(self.body)]
+            + ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+            + ["-H", f"authorization: Token {self.token}", self.url],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+        ).stdout
+        after = self.grpc_answers()
+        started, done, succeeded = (int(_found(rf"(\d+) {word}", out)) for word in ("started", "done", "succeeded"))
+        data = int(_found(r"\((\d+)\) data", out))
+        grown = {status: after.get(status, 0) - before.get(status, 0) for status in after}
+        answered = grown.pop("200", 0)
+        # Calls still in flight when the time is up are cut by h2load, but may still be answered by the server.
+        if (
+            not succeeded
+            or done != succeeded
+            or data != succeeded * self.answer_bytes
+            or not succeeded <= answered <= started
+            or any(grown.values())
+        ):
+            sys.exit(
+                f"h2load saw failed gRPC calls ({succeeded} succeeded, {data} bytes of answers for "
+                f"{self.answer_bytes} each; the server counted {answered} answers and {grown} errors):\n{out}"
+            )
+        times = [int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.split("\t")[1] == "200"]
+        rps = float(_found(r"finished in [\d.]+m?s, ([\d.]+) req/s", out))
+        return {"p50_ms": statistics.median(times) / 1000, "rps": rps}
+
+    def grpc_answers(self) -> dict[str, float]:
+        """The server's count of gRPC inference answers, by status."""
+        text = requests.get(self.metrics_url, timeout=30).text
+        counts: dict[str, float] = {}
+        for labels, value in re.findall(r"^mds_predictions_total\{(.*)\} (\S+)$", text, re.MULTILINE):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            if fields.get("protocol") == "v2-grpc":
+                counts[fields["status"]] = counts.get(fields["status"], 0) + float(value)
+        return counts
+
+
+def _found(pattern: str, out: str) -> str:
+    match = re.search(pattern, out)
+    if match is None:
+        sys.exit(f"h2load's output has no {pattern!r}:\n{out}")
+    return match.group(1)
 
 
 def report(samples: dict[str, dict[str, list[float]]]) -> int:
