@@ -27,7 +27,7 @@ from ..serializers import VersionRefField
 from ..services import FORMATS
 from . import objects
 from .selectors import batch_jobs_visible
-from .services import BatchInput, batch_job_cancel, batch_job_create
+from .services import BatchInput, batch_job_cancel, batch_job_create, batch_model_warm_early
 from .sources import dataset_object
 
 RAW_BLOCK_BYTES = 1 << 20
@@ -293,6 +293,7 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         handler = next((h for h in request.upload_handlers if isinstance(h, BatchUploadHandler)), None)
         upload: RawUpload | None = None
         job = None
+        warmed = self._warm_early(request)
         try:
             data = request.data
             upload = data if isinstance(data, RawUpload) else None
@@ -301,9 +302,10 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             params.is_valid(raise_exception=True)
             options = params.validated_data
             source = self._source(request, options, upload)
+            model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
             job = batch_job_create(
                 user=request.user,
-                model_name=options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
+                model_name=model_name,
                 version=options["version"],
                 model_format=options["format"],
                 source=source,
@@ -312,6 +314,8 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 explain=options["explain"],
                 passthrough=options["passthrough"],
                 on_error=options["on_error"],
+                # The hint sent as the request began holds unless the form named another version.
+                warm_sent=warmed == (model_name, options["version"], options["format"]),
             )
         finally:
             follower = upload.follower if upload is not None else handler.follower if handler is not None else None
@@ -359,6 +363,21 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 raise NotFound(f"No dataset {options['dataset']}.", extra={"dataset": options["dataset"]})
             return BatchInput(stored_name=name, input_format=input_format)
         return BatchInput(stored_name=options["object"], input_format=input_format)
+
+    @staticmethod
+    def _warm_early(request) -> tuple | None:
+        """An upload naming its version in the query string has it loaded while the body arrives; what was asked
+        for (model, version, format), or ``None``."""
+        media = request.content_type.split(";")[0].strip()
+        if media not in ("multipart/form-data", *(p.media_type for p in (CSVUploadParser, ParquetUploadParser))):
+            return None
+        params = BatchRequestSerializer(data=request.query_params.dict())
+        if not params.is_valid() or "dataset" in params.validated_data or "object" in params.validated_data:
+            return None
+        options = params.validated_data
+        wanted = (options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME, options["version"], options["format"])
+        sent = batch_model_warm_early(model_name=wanted[0], version=wanted[1], model_format=wanted[2])
+        return wanted if sent else None
 
     @staticmethod
     def _followed(follower: _Follower | None, path: str) -> dict:

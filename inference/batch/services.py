@@ -89,6 +89,7 @@ def batch_job_create(
     explain: bool = False,
     passthrough: list[str] | None = None,
     on_error: str = "fail",
+    warm_sent: bool = False,
 ) -> BatchJob:
     """Check the request against the input's header (never reading its rows), store the input if it was uploaded,
     and queue the job; its planning message is sent once committed.
@@ -121,7 +122,8 @@ def batch_job_create(
         plan: list[Chunk] = []
         if source.path is not None:
             input_name = f"batch/{key.hex}/input.{input_format}"
-            _model_warm(model_name, number, model_format)
+            if not warm_sent:
+                _model_warm(model_name, number, model_format)
             if source.followed is not None:
                 input_name = source.followed.name
             # From here, a failure removes what was stored (deleting what is not there is no error).
@@ -194,6 +196,18 @@ def _chunks_create(job: BatchJob, plan: list[Chunk]) -> None:
         BatchChunk(job=job, index=i, start=c.start, end=c.end, first_row=c.first_row, n_rows=c.n_rows)
         for i, c in enumerate(plan)
     )
+
+
+def batch_model_warm_early(*, model_name: str, version: VersionRef, model_format: str) -> bool:
+    """Send the load hint for an upload's version as its request starts, before its body arrives, so the load
+    overlaps the whole upload; whether it was sent. An unknown version sends nothing: the request is refused later,
+    once its body is read, with the usual error."""
+    try:
+        number = model_cache().resolve(model_name, version)
+    except Exception:  # NotFound, a registry down...: batch_job_create reports it
+        return False
+    _model_warm(model_name, number, model_format)
+    return True
 
 
 def _model_warm(model_name: str, number: int, model_format: str) -> None:
