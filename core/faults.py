@@ -35,11 +35,12 @@ def _is_database_fault(exc: BaseException) -> bool:
 
 def _is_storage_fault(exc: BaseException) -> bool:
     try:
-        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
         from botocore.exceptions import ConnectionError as BotoConnectionError
     except ImportError:  # pragma: no cover - boto3 is a dependency, but only S3 deployments need it
         return False
-    if isinstance(exc, BotoConnectionError | HTTPClientError):
+    # IncompleteReadError: an object's body cut short mid-read (the server stopped while it was sent).
+    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
         return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0

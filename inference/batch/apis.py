@@ -2,6 +2,7 @@
 
 import contextlib
 import tempfile
+import uuid
 
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
@@ -26,7 +27,7 @@ from ..serializers import VersionRefField
 from ..services import FORMATS
 from . import objects
 from .selectors import batch_jobs_visible
-from .services import BatchInput, batch_job_cancel, batch_job_create
+from .services import BatchInput, batch_job_cancel, batch_job_create, batch_model_warm_early
 from .sources import dataset_object
 
 RAW_BLOCK_BYTES = 1 << 20
@@ -44,11 +45,44 @@ def too_large(size: int, *, declared: bool = False) -> TooLarge:
     )
 
 
+def upload_name(key: uuid.UUID) -> str:
+    """Where an upload is stored, named before its format is known: it is sent to storage as it arrives."""
+    return f"batch/{key.hex}/input"
+
+
+class _Follower:
+    """Hands a growing temporary file to ``objects.upload_follow`` part by part, flushed first."""
+
+    def __init__(self, file) -> None:
+        self.key = uuid.uuid4()
+        self._file = file
+        self.upload = objects.upload_follow(upload_name(self.key), file.name)
+        self._written, self._announced = 0, 0
+
+    def wrote(self, size: int) -> None:
+        self._written += size
+        if self.upload is not None and self._written - self._announced >= objects.FOLLOW_PART_BYTES:
+            self._file.flush()
+            self._announced = self._written
+            self.upload.written(self._written)
+
+    def finish(self) -> None:
+        self._file.flush()
+        if self.upload is not None:
+            self.upload.written(self._written)
+
+    def abort(self) -> None:
+        if self.upload is not None:
+            self.upload.abort()
+
+
 class BatchUploadHandler(TemporaryFileUploadHandler):
-    """A multipart upload streamed to a temporary file, refused (413) past ``MDS_BATCH_MAX_UPLOAD_BYTES``: at once
-    when the request says it is larger, else at the first byte over."""
+    """A multipart upload streamed to a temporary file and, on S3, to storage as it arrives (``follower``);
+    refused (413) past ``MDS_BATCH_MAX_UPLOAD_BYTES``: at once when the request says it is larger, else at the first
+    byte over."""
 
     received = 0
+    follower: "_Follower | None" = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         limit = settings.MDS_BATCH_MAX_UPLOAD_BYTES
@@ -57,21 +91,43 @@ class BatchUploadHandler(TemporaryFileUploadHandler):
         self.received = 0
         return None
 
+    def new_file(self, field_name, *args, **kwargs):
+        super().new_file(field_name, *args, **kwargs)
+        # Only the first `file` is followed: the view stores any other way it is given whole.
+        self._following = field_name == "file" and self.follower is None
+        if self._following:
+            self.follower = _Follower(self.file.file)
+
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
         if self.received > settings.MDS_BATCH_MAX_UPLOAD_BYTES:
+            self.upload_interrupted()
             with contextlib.suppress(OSError):
                 self.file.close()
             raise too_large(self.received)
-        return super().receive_data_chunk(raw_data, start)
+        super().receive_data_chunk(raw_data, start)
+        if self._following and self.follower is not None:
+            self.follower.wrote(len(raw_data))
+
+    def file_complete(self, file_size):
+        if self._following and self.follower is not None:
+            self.follower.finish()
+        return super().file_complete(file_size)
+
+    def upload_interrupted(self):
+        if self.follower is not None:
+            self.follower.abort()
+        return super().upload_interrupted()
 
 
 class RawUpload:
-    """A raw request body (text/csv, Parquet, octet-stream) streamed to a temporary file as it arrives."""
+    """A raw request body (text/csv, Parquet, octet-stream) streamed to a temporary file as it arrives, and on S3 to
+    storage too (``follower``)."""
 
     def __init__(self, content_type: str):
         self.content_type = content_type
         self.file = tempfile.NamedTemporaryFile(prefix="mds-batch-upload-")  # noqa: SIM115 - closed with the request
+        self.follower = _Follower(self.file)
 
 
 class RawBodyParser(BaseParser):
@@ -83,14 +139,27 @@ class RawBodyParser(BaseParser):
             raise too_large(declared, declared=True)
         upload = RawUpload(media_type or "")
         received = 0
-        if stream is not None:
-            while block := stream.read(RAW_BLOCK_BYTES):
-                received += len(block)
-                if received > limit:
-                    upload.file.close()
-                    raise too_large(received)
-                upload.file.write(block)
-        upload.file.flush()
+        try:
+            if stream is not None:
+                while block := stream.read(RAW_BLOCK_BYTES):
+                    received += len(block)
+                    if received > limit:
+                        raise too_large(received)
+                    upload.file.write(block)
+                    upload.follower.wrote(len(block))
+            if received < declared:
+                # The server's reader ends a body cut short as if it were whole.
+                raise ApplicationError(
+                    f"The upload ended after {received} of its {declared} bytes.",
+                    code="incomplete_upload",
+                    extra={"received_bytes": received, "declared_bytes": declared},
+                )
+            upload.follower.finish()
+        except BaseException:
+            # Too large, or the client gone: nothing is stored.
+            upload.follower.abort()
+            upload.file.close()
+            raise
         return upload
 
 
@@ -221,17 +290,22 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         "query string or as form fields. 202 with the queued job; follow it at `url`.",
     )
     def create(self, request):
-        data = request.data
-        upload = data if isinstance(data, RawUpload) else None
-        form = {} if upload is not None else {k: v for k, v in data.items() if k != "file"}
+        handler = next((h for h in request.upload_handlers if isinstance(h, BatchUploadHandler)), None)
+        upload: RawUpload | None = None
+        job = None
+        warmed = self._warm_early(request)
         try:
+            data = request.data
+            upload = data if isinstance(data, RawUpload) else None
+            form = {} if upload is not None else {k: v for k, v in data.items() if k != "file"}
             params = BatchRequestSerializer(data={**request.query_params.dict(), **form})
             params.is_valid(raise_exception=True)
             options = params.validated_data
             source = self._source(request, options, upload)
+            model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
             job = batch_job_create(
                 user=request.user,
-                model_name=options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME,
+                model_name=model_name,
                 version=options["version"],
                 model_format=options["format"],
                 source=source,
@@ -240,8 +314,15 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 explain=options["explain"],
                 passthrough=options["passthrough"],
                 on_error=options["on_error"],
+                # The hint sent as the request began holds unless the form named another version.
+                warm_sent=warmed == (model_name, options["version"], options["format"]),
             )
         finally:
+            follower = upload.follower if upload is not None else handler.follower if handler is not None else None
+            if follower is not None:
+                # Unless the job stored it: refused (a bad header, too large, the client gone...), the upload sent
+                # so far is dropped.
+                follower.abort()
             if upload is not None:
                 with contextlib.suppress(OSError):
                     upload.file.close()
@@ -260,13 +341,21 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             )
         input_format = options.get("input_format")
         if upload is not None:
-            return BatchInput(path=upload.file.name, content_type=upload.content_type, input_format=input_format)
-        if files is not None:
             return BatchInput(
-                path=files.temporary_file_path(),
+                path=upload.file.name,
+                content_type=upload.content_type,
+                input_format=input_format,
+                **self._followed(upload.follower, upload.file.name),
+            )
+        if files is not None:
+            path = files.temporary_file_path()
+            handler = next((h for h in request.upload_handlers if isinstance(h, BatchUploadHandler)), None)
+            return BatchInput(
+                path=path,
                 file_name=files.name or "",
                 content_type=files.content_type or "",
                 input_format=input_format,
+                **self._followed(handler.follower if handler is not None else None, path),
             )
         if "dataset" in options:
             name = dataset_object(options["dataset"], request.user)
@@ -274,6 +363,28 @@ class BatchJobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 raise NotFound(f"No dataset {options['dataset']}.", extra={"dataset": options["dataset"]})
             return BatchInput(stored_name=name, input_format=input_format)
         return BatchInput(stored_name=options["object"], input_format=input_format)
+
+    @staticmethod
+    def _warm_early(request) -> tuple | None:
+        """An upload naming its version in the query string has it loaded while the body arrives; what was asked
+        for (model, version, format), or ``None``."""
+        media = request.content_type.split(";")[0].strip()
+        if media not in ("multipart/form-data", *(p.media_type for p in (CSVUploadParser, ParquetUploadParser))):
+            return None
+        params = BatchRequestSerializer(data=request.query_params.dict())
+        if not params.is_valid() or "dataset" in params.validated_data or "object" in params.validated_data:
+            return None
+        options = params.validated_data
+        wanted = (options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME, options["version"], options["format"])
+        sent = batch_model_warm_early(model_name=wanted[0], version=wanted[1], model_format=wanted[2])
+        return wanted if sent else None
+
+    @staticmethod
+    def _followed(follower: _Follower | None, path: str) -> dict:
+        """The upload already on its way to storage, when it is this file (else the file is stored whole)."""
+        if follower is None or follower.upload is None or follower.upload.path != path:
+            return {}
+        return {"key": follower.key, "followed": follower.upload}
 
     def retrieve(self, request, pk=None):
         return Response(self.get_serializer(self._job(pk)).data)

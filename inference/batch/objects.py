@@ -5,17 +5,23 @@ batch scoring needs byte ranges, streams, overwrites and S3's server-side copy, 
 storage's own client for them. Every other module goes through here: it is the seam faults are injected at.
 """
 
+import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
 from django.core.files.storage import storages
 
+logger = logging.getLogger(__name__)
+
 # S3 refuses an UploadPartCopy source under 5 MiB for every part but the last.
 S3_MIN_PART_BYTES = 5 * 1024 * 1024
 STREAM_BLOCK_BYTES = 1 << 20
+# An upload followed to S3 goes in parts of this size (10 000 parts: up to 80 GiB).
+FOLLOW_PART_BYTES = 8 * 1024 * 1024
 
 
 def _storage() -> Any:
@@ -112,37 +118,166 @@ def delete(name: str) -> None:
 
 def concatenate(names: list[str], target: str) -> str:
     """Store the objects ``names`` one after the other as ``target``; returns how: ``copy`` (S3 multipart upload
-    of server-side part copies: no byte passes through this process), ``stream`` (re-written through this process
-    in blocks: a part under S3's 5 MiB minimum), or ``local`` (files appended)."""
+    of server-side part copies: no byte passes through this process), ``mixed`` (the same, but runs of parts
+    under S3's 5 MiB minimum are read through this process and uploaded as one part each), ``stream`` (every
+    byte through this process) or ``local`` (files appended)."""
     if is_s3():
-        sizes = [size(name) for name in names]
-        if names and all(part >= S3_MIN_PART_BYTES for part in sizes[:-1]) and sizes[-1] > 0:
-            _s3_copy_join(names, target)
-            return "copy"
+        sized = [(name, size(name)) for name in names]
+        sized = [(name, length) for name, length in sized if length > 0]  # an empty part adds nothing
+        groups = _join_groups(sized)
+        if any(_copied(group, last=i == len(groups) - 1) for i, group in enumerate(groups)):
+            return _s3_multipart_join(groups, target)
     put_stream(target, _Chained(names))
     return "stream" if is_s3() else "local"
 
 
-def _s3_copy_join(names: list[str], target: str) -> None:
+def _join_groups(sized: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    """The parts of a multipart join: a part of at least 5 MiB alone (copied), else a run of neighbours that
+    together reach 5 MiB (or end the file), uploaded as one part."""
+    groups: list[list[tuple[str, int]]] = []
+    run: list[tuple[str, int]] = []
+    for name, length in sized:
+        if not run and length >= S3_MIN_PART_BYTES:
+            groups.append([(name, length)])
+            continue
+        run.append((name, length))
+        if sum(part for _, part in run) >= S3_MIN_PART_BYTES:
+            groups.append(run)
+            run = []
+    if run:
+        groups.append(run)
+    return groups
+
+
+def _copied(group: list[tuple[str, int]], *, last: bool) -> bool:
+    """A group S3 copies server-side: one part, of 5 MiB or more unless it ends the file."""
+    return len(group) == 1 and (group[0][1] >= S3_MIN_PART_BYTES or last)
+
+
+def _s3_multipart_join(groups: list[list[tuple[str, int]]], target: str) -> str:
     client, bucket = _s3()
-    upload = client.create_multipart_upload(Bucket=bucket, Key=_key(target))
+    key = _key(target)
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)
+    streamed = False
     try:
         parts = []
-        for number, name in enumerate(names, start=1):
-            copied = client.upload_part_copy(
-                Bucket=bucket,
-                Key=_key(target),
-                UploadId=upload["UploadId"],
-                PartNumber=number,
-                CopySource={"Bucket": bucket, "Key": _key(name)},
-            )
-            parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        for number, group in enumerate(groups, start=1):
+            common = {"Bucket": bucket, "Key": key, "UploadId": upload["UploadId"], "PartNumber": number}
+            if _copied(group, last=number == len(groups)):
+                copied = client.upload_part_copy(**common, CopySource={"Bucket": bucket, "Key": _key(group[0][0])})
+                etag = copied["CopyPartResult"]["ETag"]
+            else:
+                streamed = True
+                with tempfile.TemporaryFile(prefix="mds-batch-join-") as run:
+                    for name, _ in group:
+                        for block in iter_blocks(name):
+                            run.write(block)
+                    run.seek(0)
+                    etag = client.upload_part(**common, Body=run)["ETag"]
+            parts.append({"PartNumber": number, "ETag": etag})
         client.complete_multipart_upload(
-            Bucket=bucket, Key=_key(target), UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+            Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
         )
     except BaseException:
-        client.abort_multipart_upload(Bucket=bucket, Key=_key(target), UploadId=upload["UploadId"])
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
         raise
+    return "mixed" if streamed else "copy"
+
+
+class FollowedUpload:
+    """A local file stored on S3 as it is written: a thread sends each part of ``FOLLOW_PART_BYTES`` of a multipart
+    upload as soon as the writer has flushed it, so the object is complete shortly after the last byte is written.
+    Nothing is visible under ``name`` until ``complete()``; ``abort()`` (also after a failure) leaves nothing."""
+
+    def __init__(self, name: str, path: str):
+        self.name, self.path = name, path
+        self._written, self._ended, self._cancelled, self._completed = 0, False, False, False
+        self._changed = threading.Condition()
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._send, name="batch-upload-follow", daemon=True)
+        self._thread.start()
+
+    def written(self, size: int) -> None:
+        """The file holds (flushed) its first ``size`` bytes."""
+        with self._changed:
+            self._written = size
+            self._changed.notify()
+
+    def complete(self) -> None:
+        """Wait for the last part, then make the object (the file is whole: its writer is done)."""
+        with self._changed:
+            self._ended = True
+            self._changed.notify()
+        self._thread.join()
+        if self._error is not None:
+            self.abort()
+            raise self._error
+        client, bucket = _s3()
+        if self._upload_id is None:
+            client.put_object(Bucket=bucket, Key=_key(self.name), Body=b"")
+        else:
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=_key(self.name),
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._completed = True
+
+    def abort(self) -> None:
+        """Stop sending and drop the parts sent; nothing is stored. Does nothing once completed."""
+        if self._completed:
+            return
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify()
+        self._thread.join()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            client, bucket = _s3()
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=_key(self.name), UploadId=upload_id)
+            except Exception as exc:  # S3 down: its lifecycle rule for incomplete uploads removes the parts
+                logger.warning("Could not abort the upload of %s: %s", self.name, exc)
+
+    def _next_part(self, sent: int) -> int:
+        """The size of the next part to send once it is written (0: nothing more), or -1 when cancelled."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._cancelled or self._ended or self._written - sent >= FOLLOW_PART_BYTES)
+            if self._cancelled:
+                return -1
+            return min(FOLLOW_PART_BYTES, self._written - sent)
+
+    def _send(self) -> None:
+        client, bucket = _s3()
+        try:
+            with open(self.path, "rb") as source:
+                sent = 0
+                while (size := self._next_part(sent)) > 0:
+                    if self._upload_id is None:
+                        created = client.create_multipart_upload(Bucket=bucket, Key=_key(self.name))
+                        self._upload_id = created["UploadId"]
+                    number = len(self._parts) + 1
+                    source.seek(sent)
+                    answer = client.upload_part(
+                        Bucket=bucket,
+                        Key=_key(self.name),
+                        UploadId=self._upload_id,
+                        PartNumber=number,
+                        Body=source.read(size),
+                    )
+                    self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                    sent += size
+        except BaseException as exc:  # handed to complete(), which raises it in the request
+            self._error = exc
+
+
+def upload_follow(name: str, path: str) -> FollowedUpload | None:
+    """A ``FollowedUpload`` of the file at ``path`` to ``name`` on S3; ``None`` on local storage (embedded mode),
+    where the file is copied once whole."""
+    return FollowedUpload(name, path) if is_s3() else None
 
 
 class _Bytes:

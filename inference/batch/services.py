@@ -63,6 +63,9 @@ class BatchInput:
     file_name: str = ""
     content_type: str = ""
     input_format: str | None = None
+    # An upload already on its way to storage as it arrived (S3), under ``batch/<key>/``.
+    key: uuid.UUID | None = None
+    followed: objects.FollowedUpload | None = None
 
 
 def input_format_of(source: BatchInput, head: bytes) -> str:
@@ -86,6 +89,7 @@ def batch_job_create(
     explain: bool = False,
     passthrough: list[str] | None = None,
     on_error: str = "fail",
+    warm_sent: bool = False,
 ) -> BatchJob:
     """Check the request against the input's header (never reading its rows), store the input if it was uploaded,
     and queue the job; its planning message is sent once committed.
@@ -96,7 +100,8 @@ def batch_job_create(
         StorageUnavailable, DatabaseUnavailable: nothing is kept; try again.
     """
     number = model_cache().resolve(model_name, version)
-    key = uuid.uuid4()
+    key = source.key or uuid.uuid4()
+    stored: str | None = None
     try:
         if source.path is not None:
             with open(source.path, "rb") as local:
@@ -117,8 +122,16 @@ def batch_job_create(
         plan: list[Chunk] = []
         if source.path is not None:
             input_name = f"batch/{key.hex}/input.{input_format}"
-            _model_warm(model_name, number, model_format)
-            plan = _store_and_plan(source.path, input_name, input_format)
+            if not warm_sent:
+                _model_warm(model_name, number, model_format)
+            if source.followed is not None:
+                input_name = source.followed.name
+            # From here, a failure removes what was stored (deleting what is not there is no error).
+            stored = input_name
+            if source.followed is not None:
+                plan = _plan_while_followed(source.path, source.followed, input_format)
+            else:
+                plan = _store_and_plan(source.path, input_name, input_format)
         assert input_name is not None
         size = objects.size(input_name)
         with transaction.atomic():
@@ -146,6 +159,9 @@ def batch_job_create(
             transaction.on_commit(lambda: _dispatch("plan", job.pk))
         return job
     except Exception as exc:
+        if stored is not None:
+            with contextlib.suppress(Exception):  # storage down: the object stays, as an orphan
+                objects.delete(stored)
         unavailable = faults.unavailable(exc)
         if unavailable is None or unavailable is exc:
             raise
@@ -165,11 +181,33 @@ def _store_and_plan(path: str, name: str, input_format: str) -> list[Chunk]:
     return plan
 
 
+def _plan_while_followed(path: str, followed: objects.FollowedUpload, input_format: str) -> list[Chunk]:
+    """Split the upload from its local copy while its last parts reach storage, then complete the object."""
+    try:
+        plan = local_plan(path, input_format=input_format, chunk_bytes=settings.MDS_BATCH_CHUNK_BYTES)
+    finally:
+        # The upload's outcome (a storage fault included) comes first, whatever the scan did.
+        followed.complete()
+    return plan
+
+
 def _chunks_create(job: BatchJob, plan: list[Chunk]) -> None:
     BatchChunk.objects.bulk_create(
         BatchChunk(job=job, index=i, start=c.start, end=c.end, first_row=c.first_row, n_rows=c.n_rows)
         for i, c in enumerate(plan)
     )
+
+
+def batch_model_warm_early(*, model_name: str, version: VersionRef, model_format: str) -> bool:
+    """Send the load hint for an upload's version as its request starts, before its body arrives, so the load
+    overlaps the whole upload; whether it was sent. An unknown version sends nothing: the request is refused later,
+    once its body is read, with the usual error."""
+    try:
+        number = model_cache().resolve(model_name, version)
+    except Exception:  # NotFound, a registry down...: batch_job_create reports it
+        return False
+    _model_warm(model_name, number, model_format)
+    return True
 
 
 def _model_warm(model_name: str, number: int, model_format: str) -> None:

@@ -2,7 +2,7 @@
 
 import knox.models
 import pytest
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, IncompleteReadError
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -24,6 +24,7 @@ def s3_error(status: int, code: str) -> ClientError:
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "storage_unavailable"),
         (ConnectionClosedError(endpoint_url="http://127.0.0.1:9"), "storage_unavailable"),
         (s3_error(503, "ServiceUnavailable"), "storage_unavailable"),
+        (IncompleteReadError(actual_bytes=7993166, expected_bytes=8388664), "storage_unavailable"),
         (KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused."), "broker_unavailable"),
         (RedisConnectionError("Connection refused"), "broker_unavailable"),
         (MlflowUnavailable("MLflow is unreachable"), "mlflow_unavailable"),

@@ -32,6 +32,8 @@ class Stack:
     directory: Path
     visibility_timeout: int
     database_url: str
+    # Production's 64 MiB unless the stack was started with another MDS_BATCH_CHUNK_BYTES (CI: 8 MiB).
+    batch_chunk_bytes: int = 64 * 1024 * 1024
 
     @property
     def auth(self) -> dict[str, str]:
@@ -53,7 +55,21 @@ def stack_from_env() -> Stack:
         directory=Path(env["MDS_STACK_DIR"]),
         visibility_timeout=int(env.get("MDS_STACK_VISIBILITY_TIMEOUT", "3600")),
         database_url=env.get("MDS_STACK_DATABASE_URL", ""),
+        batch_chunk_bytes=int(env.get("MDS_STACK_BATCH_CHUNK_BYTES", 64 * 1024 * 1024)),
     )
+
+
+def batch_rows(stack: Stack, chunks: float) -> int:
+    """Rows of ``tests.factories.weather_frame`` (with an ``id`` column in front) whose CSV fills about ``chunks``
+    of the stack's batch chunks: the suite's multi-chunk files follow the stack's MDS_BATCH_CHUNK_BYTES."""
+    import numpy as np
+
+    from tests.factories import csv_bytes, weather_frame
+
+    sample = weather_frame(2_000, seed=1)
+    sample.insert(0, "id", np.arange(1_000_000, 1_000_000 + len(sample)))
+    bytes_per_row = len(csv_bytes(sample)) / len(sample)
+    return int(chunks * stack.batch_chunk_bytes / bytes_per_row) + 1
 
 
 def s3_client(stack: Stack, access_key: str, secret_key: str):

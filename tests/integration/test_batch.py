@@ -9,15 +9,15 @@ import pytest
 
 from tests.factories import csv_bytes, weather_frame
 
-from .support import batch_result_ids, batch_wait, model_train, worker_children, worker_kill, worker_pid
+from .support import batch_result_ids, batch_rows, batch_wait, model_train, worker_children, worker_kill, worker_pid
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def big_csv() -> bytes:
-    # ~27 MB: four chunks of the stack's 8 MiB.
-    frame = weather_frame(300_000, seed=11)
+def big_csv(stack) -> bytes:
+    # Four chunks of the stack's MDS_BATCH_CHUNK_BYTES (CI's 8 MiB: ~28 MB).
+    frame = weather_frame(batch_rows(stack, 3.3), seed=11)
     frame.insert(0, "id", np.arange(len(frame)))
     return csv_bytes(frame)
 
@@ -48,8 +48,9 @@ def test_multi_chunk_job_with_a_worker_killed_mid_chunk(stack, http, unique_mode
     # then: the job completes with exactly the input's rows, in order
     job = batch_wait(http, stack, url)
     assert job["status"] == "success", job
-    assert job["rows_done"] == job["rows_total"] == 300_000
-    assert batch_result_ids(http, stack, job) == list(range(300_000))
+    n_rows = big_csv.count(b"\n") - 1
+    assert job["rows_done"] == job["rows_total"] == n_rows
+    assert batch_result_ids(http, stack, job) == list(range(n_rows))
     assert pool_process not in worker_children(worker_pid(stack))
 
 

@@ -20,6 +20,7 @@ from tests.factories import csv_bytes, weather_frame
 from .outcomes import RECOVERY_SECONDS, answer
 from .support import (
     batch_result_ids,
+    batch_rows,
     batch_wait,
     model_train,
     own_redis,
@@ -32,8 +33,8 @@ from .support import (
 pytestmark = pytest.mark.integration
 
 SMALL_ROWS = 2_000
-# Just over the stack's MDS_BATCH_CHUNK_BYTES (8 MiB): two chunks, the first a full one.
-TWO_CHUNK_ROWS = 150_000
+# About 1.6 of the stack's MDS_BATCH_CHUNK_BYTES: two chunks, the first a full one.
+TWO_CHUNKS = 1.6
 
 
 def rows(n: int, seed: int) -> bytes:
@@ -135,7 +136,8 @@ def test_s3_down_when_a_batch_job_arrives(stack, http, s3, version, small_csv):
 
 def test_s3_down_while_chunks_run(stack, http, version):
     # given: a job of two chunks, running, its worker frozen with a chunk in hand
-    data = rows(TWO_CHUNK_ROWS, seed=42)
+    n_rows = batch_rows(stack, TWO_CHUNKS)
+    data = rows(n_rows, seed=42)
     accepted = batch_post(http, stack, version, data)
     assert accepted.status_code == 202, accepted.text
     url = accepted.json()["url"]
@@ -155,7 +157,7 @@ def test_s3_down_while_chunks_run(stack, http, version):
 
     # then: once the storage is back, the job ends with every row, none doubled
     job = batch_wait(http, stack, url, timeout=RECOVERY_SECONDS)
-    assert_every_row(http, stack, job, TWO_CHUNK_ROWS)
+    assert_every_row(http, stack, job, n_rows)
 
 
 def test_mlflow_down_when_a_batch_job_starts(stack, http, small_csv, unique_model_name):

@@ -30,6 +30,7 @@ import psycopg
 import redis
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
@@ -317,6 +318,8 @@ class Command(BaseCommand):
             "MDS_STACK_DATASETS_BUCKET": _env("STACK_DATASETS_BUCKET"),
             "MDS_STACK_ARTIFACTS_BUCKET": _env("STACK_ARTIFACTS_BUCKET"),
             "MDS_STACK_VISIBILITY_TIMEOUT": _env("CELERY_VISIBILITY_TIMEOUT"),
+            # The size batch inputs are split at: the suite sizes its multi-chunk files from it.
+            "MDS_STACK_BATCH_CHUNK_BYTES": str(settings.MDS_BATCH_CHUNK_BYTES),
             # The services' own database: the fault suite cuts their connections to it.
             "MDS_STACK_DATABASE_URL": _env("DATABASE_URL"),
         }
