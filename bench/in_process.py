@@ -25,9 +25,11 @@ class TrainedVersion:
 
 
 @contextlib.contextmanager
-def embedded_store(prefix: str) -> Iterator[None]:
-    """Django on local settings over a temporary data directory, migrated; removed afterwards."""
-    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+def embedded_store(prefix: str, directory: Path | None = None) -> Iterator[None]:
+    """Django on local settings over a temporary data directory, migrated; removed afterwards. ``directory``
+    instead is kept, for another run to use again."""
+    data_dir = directory or Path(tempfile.mkdtemp(prefix=prefix))
+    data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(
         MDS_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="mds_project.settings.local", DJANGO_DEBUG="false"
     )
@@ -41,7 +43,8 @@ def embedded_store(prefix: str) -> Iterator[None]:
         call_command("migrate", verbosity=0)
         yield
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if directory is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def version_train(*, model_name: str, days: int, max_depth: int | None = None) -> TrainedVersion:

@@ -33,6 +33,7 @@ from .api_parts import (
     QualityNegotiation,
     UploadParser,
     body_too_large,
+    small_upload,
 )
 from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
 from .model_cache import model_cache
@@ -239,6 +240,9 @@ def _csv_columns(prediction) -> dict | None:
 
 def _request_body(request) -> tuple[bytes, str, dict]:
     """The body as bytes, its format (``csv`` or ``json``) and any form fields of a multipart upload."""
+    upload = small_upload(request)
+    if upload is not None:
+        return upload[0], "csv", upload[1]
     data = request.data
     if isinstance(data, bytes):
         return data, "json" if request.content_type.startswith("application/json") else "csv", {}

@@ -11,8 +11,10 @@ through the full chain, so this server still answers the whole API.
 import os
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.core.wsgi import get_wsgi_application
+
+from inference.multipart import plain_form_boundary
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mds_project.settings.production")
 
@@ -20,7 +22,24 @@ LEAN_MIDDLEWARE = ("django.middleware.security.SecurityMiddleware", "django.midd
 LEAN_PATHS = ("/predict", "/health", "/v2", "/invocations", "/ping", "/version")
 
 
+class LeanRequest(WSGIRequest):
+    """Django's request, which reads the ``curl -F`` Content-Type with one regular expression: Django's parse of
+    any header with parameters goes through ``email.message`` (~12 µs, a tenth of what a 1-row upload cost more
+    than the same rows as text/csv). Any other Content-Type is Django's to read."""
+
+    def _set_content_type_params(self, meta):
+        content_type = meta.get("CONTENT_TYPE", "")
+        # Without parameters, Django's parse is quick.
+        boundary = plain_form_boundary(content_type) if ";" in content_type else None
+        if boundary is None:
+            super()._set_content_type_params(meta)  # type: ignore[misc]  # Django's, which its stubs leave out
+        else:
+            self.content_type, self.content_params = "multipart/form-data", {"boundary": boundary}
+
+
 class LeanWSGIHandler(WSGIHandler):
+    request_class = LeanRequest
+
     def load_middleware(self, is_async=False):
         # Django builds the chain from settings.MIDDLEWARE; swap it only while this handler is built (at import).
         full = settings.MIDDLEWARE

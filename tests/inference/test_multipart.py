@@ -6,8 +6,12 @@ import io
 import pytest
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http.multipartparser import MultiPartParser
+from django.test import RequestFactory
+from django.utils.http import parse_header_parameters
+from rest_framework.request import Request
 
-from inference.multipart import form_boundary, form_split
+from inference.api_parts import UploadParser, small_upload
+from inference.multipart import form_boundary, form_split, plain_form_boundary
 from tests.factories import csv_bytes, weather_frame
 
 ROWS = weather_frame(3)
@@ -145,6 +149,120 @@ def test_a_content_type_django_refuses_has_no_boundary():
     assert form_boundary("multipart/form-data; charset=utf-8; boundary=x") == b"x"
 
 
+CONTENT_TYPES = [
+    "multipart/form-data; boundary=b1",
+    "multipart/form-data; boundary=------------------------d74496d66958873e",
+    'multipart/form-data; boundary="a b=c"',
+    'multipart/form-data; boundary="a;b"',
+    "Multipart/Form-Data;BOUNDARY=x",
+    "multipart/form-data ;  boundary=x  ",
+    "multipart/form-data; boundary=<x>",
+    'multipart/form-data; boundary="<x>"',
+    "multipart/form-data; boundary=<",
+    "multipart/form-data; boundary=a(b)",
+    "multipart/form-data; boundary=x; charset=utf-8",
+    "multipart/form-data; boundary=",
+    "multipart/form-data; boundary",
+    "multipart/mixed; boundary=x",
+    "multipart/form-data",
+    " multipart/form-data; boundary=x",
+    "text/csv",
+]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+def test_a_plain_form_content_type_is_read_as_django_reads_it(content_type):
+    # when
+    ours = plain_form_boundary(content_type)
+    main, params = parse_header_parameters(content_type)
+
+    # then: the boundary Django reads, or None and Django's parse decides
+    if ours is not None:
+        assert (main, params) == ("multipart/form-data", {"boundary": ours})
+
+
+def test_the_curl_content_type_is_read_without_djangos_parse():
+    # then
+    assert plain_form_boundary("multipart/form-data; boundary=------------------------d74496d66958873e") == (
+        "------------------------d74496d66958873e"
+    )
+    assert plain_form_boundary('multipart/form-data; boundary="a b=c"') == "a b=c"
+    assert plain_form_boundary("multipart/form-data; boundary=<x>") is None
+
+
+def drf_request(body: bytes, content_type: str) -> Request:
+    """A request as /predict's view sees it: Django's, wrapped by DRF with the view's multipart parser."""
+    return Request(RequestFactory().generic("POST", "/predict", body, content_type=content_type), [UploadParser()])
+
+
+def through_request_data(body: bytes, content_type: str) -> tuple[bytes, dict] | None:
+    """What /predict takes from ``request.data``: the ``file``, the other fields (the last value of each)."""
+    request = drf_request(body, content_type)
+    data = request.data
+    upload = request.FILES.get("file")
+    return None if upload is None else (upload.read(), {key: value for key, value in data.items() if key != "file"})
+
+
+@pytest.mark.parametrize("case", SPLIT_AS_DJANGO)
+def test_a_small_upload_gives_predict_what_request_data_gives(case):
+    # given
+    boundary, parts, options = SPLIT_AS_DJANGO[case]
+    body = form(boundary, parts, preamble=options.get("preamble", b""))
+    content_type = f'multipart/form-data; boundary="{boundary}"'
+
+    # when
+    ours = small_upload(drf_request(body, content_type))
+
+    # then: None where there is no file named `file` (request.data's path then says so) or other files (which
+    # request.data holds among the fields)
+    if ours is None:
+        assert case in ("an empty file name (a field, as for Django)", "two files")
+    else:
+        assert ours == through_request_data(body, content_type)
+
+
+def test_form_fields_are_read_in_the_requests_charset():
+    # given
+    body = form("b1", [field("note", "x"), file_part()]).replace(b"x\r\n", "température\r\n".encode("latin-1"))
+    content_type = "multipart/form-data; boundary=b1; charset=latin-1"
+
+    # when
+    ours = small_upload(drf_request(body, content_type))
+
+    # then
+    assert ours == (CSV, {"note": "température"}) == through_request_data(body, content_type)
+
+
+@pytest.mark.parametrize("case", HANDED_TO_DJANGO)
+def test_what_the_split_declines_request_data_still_parses(case):
+    # given
+    body = HANDED_TO_DJANGO[case]
+    request = drf_request(body, "multipart/form-data; boundary=b1")
+
+    # when
+    ours = small_upload(request)
+
+    # then: the body Django kept is parsed as if nothing had read it
+    assert ours is None
+    request_data = request.FILES.get("file")
+    expected = through_request_data(body, "multipart/form-data; boundary=b1")
+    assert (request_data.read() if request_data else None) == (expected[0] if expected else None)
+
+
+def test_a_large_or_chunked_upload_is_left_to_request_data(settings):
+    # given
+    body = form("b1", [file_part()])
+    chunked = drf_request(body, "multipart/form-data; boundary=b1")
+    chunked._request.META["HTTP_TRANSFER_ENCODING"] = "chunked"
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body) - 1
+    large = drf_request(body, "multipart/form-data; boundary=b1")
+
+    # then
+    assert small_upload(chunked) is None
+    assert small_upload(large) is None
+    assert large.FILES["file"].read() == CSV
+
+
 def upload(api_client, body: bytes, boundary: str = "b1", query: str = ""):
     content_type = f'multipart/form-data; boundary="{boundary}"'
     return api_client.generic("POST", f"/predict{query}", body, content_type=content_type)
@@ -213,3 +331,15 @@ def test_fields_over_djangos_form_limits_are_refused_in_the_apis_error_format(ap
     # then
     assert too_large.status_code == 413 and too_large.json()["code"] == "too_large"
     assert too_many.status_code == 400 and too_many.json()["code"] == "parse_error"
+
+
+def test_more_files_than_django_takes_are_refused_as_django_refuses_them(api_client, settings, db):
+    # given
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 1
+    body = form("b1", [file_part(), file_part(name="other")])
+
+    # when
+    answer = upload(api_client, body)
+
+    # then
+    assert answer.status_code == 400 and answer.json()["code"] == "parse_error"

@@ -4,12 +4,15 @@ import io
 import json
 from wsgiref.util import setup_testing_defaults
 
+import pytest
 from django.conf import settings
+from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from mds_project import inference_wsgi
 from tests.factories import csv_bytes, weather_frame
+from tests.inference.test_multipart import CONTENT_TYPES, field, file_part, form
 
 
 def call(path: str, *, body: bytes = b"", headers: dict | None = None, query: str = "") -> tuple[str, dict, bytes]:
@@ -58,6 +61,50 @@ def test_predict_goes_through_the_short_chain_and_answers(train, api_client, mod
     assert headers["X-Model-Version"] == str(version)
     assert len(json.loads(content)["predictions"]) == 3
     assert "Set-Cookie" not in headers
+
+
+def test_a_curl_upload_and_its_form_fields_are_answered_as_the_same_rows_as_text_csv(train, api_client, model_name):
+    # given: the rows as curl -F sends them, and the options in the form
+    version = train()["registered_version"]
+    token = api_client._credentials["HTTP_AUTHORIZATION"]
+    rows = csv_bytes(weather_frame(3))
+    boundary = "------------------------d74496d66958873e"
+    body = form(boundary, [field("version", str(version)), field("format", "onnx"), file_part(rows)])
+
+    # when
+    _, _, uploaded = call(
+        "/predict",
+        body=body,
+        headers={"CONTENT_TYPE": f"multipart/form-data; boundary={boundary}", "HTTP_AUTHORIZATION": token},
+        query=f"model_name={model_name}&version=0",
+    )
+    _, _, sent = call(
+        "/predict",
+        body=rows,
+        headers={"CONTENT_TYPE": "text/csv", "HTTP_AUTHORIZATION": token},
+        query=f"model_name={model_name}&version={version}&format=onnx",
+    )
+
+    # then
+    assert json.loads(uploaded)["model"] == {"name": model_name, "version": version, "format": "onnx"}
+    assert json.loads(uploaded)["predictions"] == json.loads(sent)["predictions"]
+
+
+@pytest.mark.parametrize("content_type", [*CONTENT_TYPES, "text/csv; charset=latin-1", "", "TEXT/CSV"])
+def test_the_short_chains_request_reads_the_content_type_as_djangos(content_type):
+    # given
+    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type}
+    setup_testing_defaults(environ)
+
+    # when
+    ours, djangos = inference_wsgi.LeanRequest(environ), WSGIRequest(environ)
+
+    # then
+    assert (ours.content_type, ours.content_params, ours.encoding) == (
+        djangos.content_type,
+        djangos.content_params,
+        djangos.encoding,
+    )
 
 
 def test_only_security_and_common_middleware_serve_predict():
