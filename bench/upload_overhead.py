@@ -63,6 +63,7 @@ def run(args) -> int:
     deadline = time.monotonic() + 600
     while calls["csv"]()["X-Model-Format"] == "onnx" and time.monotonic() < deadline:
         time.sleep(0.2)  # the default engine answers ONNX until the forest has loaded
+    print(f"engine: {calls['csv']()['X-Model-Format']}")
     for call in calls.values():
         for _ in range(200):
             call()
