@@ -3,11 +3,14 @@ short per-process cache.
 
 The hot path of an inference server is small requests, and a token lookup costs as much as the model, so a
 checked token is remembered for ``MDS_TOKEN_CACHE_TTL`` seconds (default 5): a revoked token is refused by every
-process within that time. The cache is keyed by the token's digest (what the database stores), never the token
+process within that time. While the database cannot be reached, a token checked in the last
+``MDS_TOKEN_OUTAGE_GRACE`` seconds (default 300) is still trusted, so that loaded versions keep serving through an
+outage. The cache is keyed by the token's digest (what the database stores), never the token
 itself, and a token's expiry is checked on every request, cached or not.
 """
 
 import binascii
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,36 +29,49 @@ if TYPE_CHECKING:
 # The scheme of the Authorization header, as DRF's tokens had it (REST_KNOX["AUTH_HEADER_PREFIX"]).
 KEYWORD = "Token"
 
+logger = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _cache: "TTLCache[str, Any] | None" = None
-_cache_ttl: float | None = None
+_fallback: "TTLCache[str, Any] | None" = None
+_cache_settings: tuple[float, float] | None = None
 
 
 def token_cache():
     """This process's checked tokens, ``digest → AuthToken`` (its user loaded), rebuilt when the TTL setting
     changes (tests)."""
+    return _caches()[0]
+
+
+def _caches() -> tuple["TTLCache[str, Any]", "TTLCache[str, Any]"]:
+    """The checked tokens, and the same for ``MDS_TOKEN_OUTAGE_GRACE`` seconds: what a request may still trust
+    while the database cannot be reached."""
     from cachetools import TTLCache
 
-    global _cache, _cache_ttl
-    ttl = settings.MDS_TOKEN_CACHE_TTL
+    global _cache, _fallback, _cache_settings
+    ttl, grace = settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE
     with _lock:
-        if _cache is None or _cache_ttl != ttl:
+        if _cache is None or _fallback is None or _cache_settings != (ttl, grace):
             # TTLCache needs a positive TTL; with 0 nothing is put in it (TokenAuthentication).
-            _cache, _cache_ttl = TTLCache(maxsize=10_000, ttl=max(ttl, 1e-9)), ttl
-        return _cache
+            _cache = TTLCache(maxsize=10_000, ttl=max(ttl, 1e-9))
+            _fallback = TTLCache(maxsize=10_000, ttl=max(grace, 1e-9))
+            _cache_settings = (ttl, grace)
+        return _cache, _fallback
 
 
 def token_cache_clear() -> None:
     with _lock:
-        if _cache is not None:
-            _cache.clear()
+        for cache in (_cache, _fallback):
+            if cache is not None:
+                cache.clear()
 
 
 def token_cache_forget(digest: str) -> None:
     """Drop one token from this process's cache (others forget it within ``MDS_TOKEN_CACHE_TTL``)."""
-    cache = token_cache()
+    caches = _caches()
     with _lock:
-        cache.pop(digest, None)
+        for cache in caches:
+            cache.pop(digest, None)
 
 
 class TokenAuthentication(BaseAuthentication):
@@ -82,16 +98,20 @@ class TokenAuthentication(BaseAuthentication):
             digest = hash_token(token.decode())
         except (UnicodeDecodeError, TypeError, binascii.Error) as exc:
             raise AuthenticationFailed("Invalid token.") from exc
-        cache = token_cache()
+        cache, fallback = _caches()
         with _lock:
             auth_token = cache.get(digest)
         if auth_token is None:
-            auth_token = _lookup(digest)
+            auth_token = _lookup(digest, fallback)
             if auth_token is None:
+                with _lock:
+                    fallback.pop(digest, None)
                 raise AuthenticationFailed("Invalid token.")
             if settings.MDS_TOKEN_CACHE_TTL > 0:
                 with _lock:
                     cache[digest] = auth_token
+                    if settings.MDS_TOKEN_OUTAGE_GRACE > 0:
+                        fallback[digest] = auth_token
         if auth_token.expiry is not None and auth_token.expiry <= timezone.now():
             raise AuthenticationFailed(
                 "Token expired: ask for a new one (python manage.py issue_token, POST /tokens)."
@@ -101,7 +121,21 @@ class TokenAuthentication(BaseAuthentication):
         return auth_token.user, auth_token
 
 
-def _lookup(digest: str):
+def _lookup(digest: str, fallback: "TTLCache[str, Any]"):
+    try:
+        return _query(digest)
+    except (OperationalError, InterfaceError) as exc:
+        # The database is down: a token this process checked lately is still trusted, so that a loaded version
+        # keeps serving through a short outage; any other gets the 503.
+        with _lock:
+            known = fallback.get(digest)
+        if known is None:
+            raise
+        logger.warning("Token check without the database (%s): trusting this process's check from before", exc)
+        return known
+
+
+def _query(digest: str):
     from knox.models import get_token_model
 
     def query():

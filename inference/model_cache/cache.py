@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from core.contract import VersionRef
-from core.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, DatabaseUnavailable, NotFound
+from core.faults import unavailable
 from registry_mirror import gateway, selectors
 
 from ..metrics import CACHE_EVICTIONS, CACHE_HITS, CACHE_LOAD_SECONDS, CACHE_LOADS
@@ -236,8 +237,16 @@ class ModelCache:
         with self._lock:
             if time.monotonic() < self._served_numbers.get(key, 0.0):
                 return number
-        # Not cached when refused: a version adopted meanwhile serves at once.
-        number = self.resolver(name=name, reference=VersionRef(number=number))
+            known = key in self._served_numbers
+        try:
+            # Not cached when refused: a version adopted meanwhile serves at once.
+            number = self.resolver(name=name, reference=VersionRef(number=number))
+        except Exception as exc:
+            # The database is down for a moment: a version known to be served keeps serving, asked again after
+            # the next TTL (as an alias is); one never checked gets the 503.
+            if not known or not isinstance(unavailable(exc), DatabaseUnavailable):
+                raise
+            logger.warning("Could not re-check version %s of %s: %s", number, name, exc)
         with self._lock:
             self._served_numbers[key] = time.monotonic() + self.alias_ttl
         return number

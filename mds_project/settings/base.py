@@ -391,6 +391,10 @@ MDS_EXPLAIN_MAX_ROWS = env.int("MDS_EXPLAIN_MAX_ROWS", default=1000)
 # works that long there (a token's expiry is checked on every request). 5 s keeps one token lookup per token
 # and process every 5 s on the prediction path; 0 looks the token up on every request.
 MDS_TOKEN_CACHE_TTL = env.float("MDS_TOKEN_CACHE_TTL", default=5.0)
+# Seconds a token checked by a process is still trusted there while the database cannot be reached (a revoked
+# token too, if revoked in that window and the outage follows): loaded versions keep serving through an outage.
+# 0: every request needs the database once MDS_TOKEN_CACHE_TTL has passed.
+MDS_TOKEN_OUTAGE_GRACE = env.float("MDS_TOKEN_OUTAGE_GRACE", default=300.0)
 # Days a new API token works (issue_token, POST /tokens, the admin); 0 or empty: until revoked.
 MDS_TOKEN_TTL_DAYS = float(env.str("MDS_TOKEN_TTL_DAYS", default="30").strip() or 0)
 # https://jazzband.github.io/django-rest-knox/settings/ — the header stays `Authorization: Token <key>`.

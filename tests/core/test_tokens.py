@@ -222,3 +222,49 @@ def test_plain_tokens_of_before_are_carried_over_hashed_and_their_table_dropped(
     stored = AuthToken.objects.get(user=user)
     assert stored.digest == hash_token(key) and stored.created.year == 2026 and stored.expiry is not None
     assert "authtoken_token" not in connection.introspection.table_names()
+
+
+def database_down(monkeypatch):
+    """Every token lookup fails as a lookup does when PostgreSQL is gone (both the first try and the retry)."""
+    from django.db import OperationalError
+
+    def refused(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+    monkeypatch.setattr("knox.models.AuthToken.objects.select_related", refused)
+
+
+@pytest.mark.parametrize("grace", [300, 0])
+def test_a_token_checked_lately_is_still_trusted_while_the_database_is_down(client, db, monkeypatch, settings, grace):
+    # given: one token checked (its cache TTL then passed), another never checked
+    settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE = 3600, grace
+    user = UserFactory(role="trainer")
+    checked, unchecked = api_token(user), api_token(user)
+    assert client.get("/train", **authorization(checked)).status_code == 200
+    token_cache().expire(time.monotonic() + 3600.01)
+
+    # when
+    database_down(monkeypatch)
+    answers = [client.get("/train", **authorization(token)) for token in (checked, unchecked)]
+
+    # then: inside the grace the checked one is trusted, the other is the database's 503; without it, both 503
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == ([200, 503] if grace else [503, 503])
+    assert answers[1].json()["code"] == "database_unavailable"
+
+
+def test_a_token_deleted_is_forgotten_for_outages_too(client, db, monkeypatch, settings):
+    # given: a checked token, deleted by another process, seen as refused once its cache TTL passed
+    settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE = 3600, 300
+    token = api_token(UserFactory(role="trainer"))
+    assert client.get("/train", **authorization(token)).status_code == 200
+    AuthToken.objects.filter(digest=hash_token(token)).delete()
+    token_cache().expire(time.monotonic() + 3600.01)
+    assert client.get("/train", **authorization(token)).status_code == 401
+
+    # when: the database goes down
+    database_down(monkeypatch)
+    answer = client.get("/train", **authorization(token))
+
+    # then
+    assert answer.status_code == 503

@@ -276,3 +276,29 @@ def test_a_closed_onnx_session_of_an_evicted_version_asks_for_a_retry_instead_of
     # when / then: a request that still holds the version gets a 503 to retry with
     with pytest.raises(MlflowUnavailable, match="evicted"):
         loaded.onnx.session()
+
+
+def test_a_version_number_known_to_be_served_keeps_serving_while_the_database_is_down():
+    # given: version 3 checked once against MDS's record, which then cannot be read (re-checked on every request)
+    from django.db import OperationalError
+
+    class Record:
+        down = False
+
+        def __call__(self, *, name, reference):
+            if self.down:
+                raise OperationalError("server closed the connection unexpectedly")
+            return reference.number
+
+    record = Record()
+    cache = ModelCache(max_entries=8, max_bytes=10**12, alias_ttl=0.0, source=CountingSource(), resolver=record)
+    assert cache.resolve("weather", VersionRef.parse("3")) == 3
+    record.down = True
+
+    # when
+    known = cache.resolve("weather", VersionRef.parse("3"))
+    with pytest.raises(OperationalError):
+        cache.resolve("weather", VersionRef.parse("4"))
+
+    # then: the checked version serves; one never checked is the database's 503
+    assert known == 3
