@@ -136,14 +136,16 @@ def _join_groups(sized: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
     together reach 5 MiB (or end the file), uploaded as one part."""
     groups: list[list[tuple[str, int]]] = []
     run: list[tuple[str, int]] = []
+    run_bytes = 0
     for name, length in sized:
         if not run and length >= S3_MIN_PART_BYTES:
             groups.append([(name, length)])
             continue
         run.append((name, length))
-        if sum(part for _, part in run) >= S3_MIN_PART_BYTES:
+        run_bytes += length
+        if run_bytes >= S3_MIN_PART_BYTES:
             groups.append(run)
-            run = []
+            run, run_bytes = [], 0
     if run:
         groups.append(run)
     return groups

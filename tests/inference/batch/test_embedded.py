@@ -55,3 +55,32 @@ def test_the_first_pass_takes_up_the_jobs_a_stopped_process_held(
         rows = rows_of(b"".join(api_client.get(f"/batch/{job_id}/result").streaming_content))
         assert [int(row["id"]) for row in rows] == list(range(120))
     assert BatchChunk.objects.get(pk=chunks[0]).attempts == 2
+
+
+def test_an_upload_naming_its_version_sends_the_load_hint_before_its_body_is_read(
+    api_client, batch, version, model_name, settings, monkeypatch
+):
+    # given: embedded mode's background thread, whose work is recorded (not run), and when the body is read
+    from inference.batch import apis, embedded
+
+    settings.MDS_EMBEDDED_BACKGROUND_TRAINING = True
+    events: list = []
+    monkeypatch.setattr(embedded, "submit", lambda fn, *args: events.append((fn.__name__, args)))
+    parse = apis.RawBodyParser.parse
+
+    def parse_recorded(self, stream, media_type=None, parser_context=None):
+        events.append(("body read", ()))
+        return parse(self, stream, media_type, parser_context)
+
+    monkeypatch.setattr(apis.RawBodyParser, "parse", parse_recorded)
+
+    # when
+    accepted = batch(csv_bytes(weather_frame(30, seed=9)), version=version)
+    unknown = batch(csv_bytes(weather_frame(30, seed=9)), version=version + 1)
+
+    # then: the known version's load was asked for first, then its body read; an unknown one reads the body and
+    # is refused as usual, with no hint
+    assert accepted.status_code == 202, accepted.json()
+    assert events[:2] == [("model_warm", (model_name, version, "auto")), ("body read", ())]
+    assert unknown.status_code == 404, unknown.json()
+    assert ("model_warm", (model_name, version + 1, "auto")) not in events
