@@ -102,16 +102,9 @@ class TokenAuthentication(BaseAuthentication):
         with _lock:
             auth_token = cache.get(digest)
         if auth_token is None:
-            auth_token = _lookup(digest, fallback)
+            auth_token = _lookup(digest, cache, fallback)
             if auth_token is None:
-                with _lock:
-                    fallback.pop(digest, None)
                 raise AuthenticationFailed("Invalid token.")
-            if settings.MDS_TOKEN_CACHE_TTL > 0:
-                with _lock:
-                    cache[digest] = auth_token
-                    if settings.MDS_TOKEN_OUTAGE_GRACE > 0:
-                        fallback[digest] = auth_token
         if auth_token.expiry is not None and auth_token.expiry <= timezone.now():
             raise AuthenticationFailed(
                 "Token expired: ask for a new one (python manage.py issue_token, POST /tokens)."
@@ -121,18 +114,31 @@ class TokenAuthentication(BaseAuthentication):
         return auth_token.user, auth_token
 
 
-def _lookup(digest: str, fallback: "TTLCache[str, Any]"):
+def _lookup(digest: str, cache: "TTLCache[str, Any]", fallback: "TTLCache[str, Any]"):
+    """The token whose digest is ``digest`` (``None``: there is none), read from the database and remembered; while
+    the database cannot be reached, this process's check of it from the last ``MDS_TOKEN_OUTAGE_GRACE`` seconds."""
     try:
-        return _query(digest)
+        auth_token = _query(digest)
     except (OperationalError, InterfaceError) as exc:
         # The database is down: a token this process checked lately is still trusted, so that a loaded version
-        # keeps serving through a short outage; any other gets the 503.
+        # keeps serving through a short outage; any other gets the 503. Asked again after the cache's TTL, not on
+        # every request (a database that times out would hold each one that long).
         with _lock:
             known = fallback.get(digest)
+            if known is not None:
+                cache[digest] = known
         if known is None:
             raise
         logger.warning("Token check without the database (%s): trusting this process's check from before", exc)
         return known
+    with _lock:
+        if auth_token is None:
+            fallback.pop(digest, None)
+        elif settings.MDS_TOKEN_CACHE_TTL > 0:
+            cache[digest] = auth_token
+            if settings.MDS_TOKEN_OUTAGE_GRACE > 0:
+                fallback[digest] = auth_token
+    return auth_token
 
 
 def _query(digest: str):
