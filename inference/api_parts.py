@@ -5,6 +5,9 @@ Tokens are checked by ``core.auth.TokenAuthentication``, which remembers a check
 ``MDS_TOKEN_CACHE_TTL`` seconds: the hot path skips the database.
 """
 
+import functools
+from types import SimpleNamespace
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from rest_framework.exceptions import ParseError
@@ -173,21 +176,36 @@ class QualityNegotiation(DefaultContentNegotiation):
         return super().select_parser(request, parsers)
 
     def select_renderer(self, request, renderers, format_suffix=None):
-        # DRF's parse of the header, which caps its length and number of media ranges.
-        by_precedence = order_parsed_by_precedence(self._get_parsed_accept_list(request))  # type: ignore[attr-defined]
-
-        def preference(renderer) -> tuple[float, int]:
-            media_type = _MediaType(renderer.media_type)
-            for media_ranges in by_precedence:
-                matching = [media_range for media_range in media_ranges if media_type.match(media_range)]
-                if matching:
-                    return max(_quality(media_range) for media_range in matching), matching[0].precedence
-            return 0.0, 0
-
-        best = max(renderers, key=preference)
-        if preference(best)[0] == 0:
-            best = renderers[0]
+        # Read from META: request.headers builds a mapping of every header.
+        accept = request.META.get("HTTP_ACCEPT", "*/*")
+        choose = _preferred if len(accept) <= ACCEPT_REMEMBERED_CHARS else _preferred.__wrapped__
+        best = renderers[choose(accept, tuple(renderer.media_type for renderer in renderers))]
         return best, best.media_type
+
+
+# Longer Accept headers are parsed on every request rather than kept.
+ACCEPT_REMEMBERED_CHARS = 512
+
+
+@functools.lru_cache(maxsize=256)
+def _preferred(accept: str, media_types: tuple[str, ...]) -> int:
+    """The index of the media type ``accept`` prefers (the first when it accepts none). Remembered per header, as
+    clients send the same one again and again (a bounded cache)."""
+    # DRF's parse of the header, which caps its length and number of media ranges.
+    request = SimpleNamespace(headers={"accept": accept})
+    parsed = QualityNegotiation()._get_parsed_accept_list(request)  # type: ignore[attr-defined]
+    by_precedence = order_parsed_by_precedence(parsed)
+
+    def preference(index: int) -> tuple[float, int]:
+        media_type = _MediaType(media_types[index])
+        for media_ranges in by_precedence:
+            matching = [media_range for media_range in media_ranges if media_type.match(media_range)]
+            if matching:
+                return max(_quality(media_range) for media_range in matching), matching[0].precedence
+        return 0.0, 0
+
+    best = max(range(len(media_types)), key=preference)
+    return best if preference(best)[0] > 0 else 0
 
 
 def _quality(media_range: _MediaType) -> float:

@@ -39,7 +39,7 @@ from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
 from .model_cache import model_cache
 from .parsing import write_csv
 from .prediction_log import prediction_log_answer
-from .serializers import PredictionRequestSerializer, PredictionSerializer
+from .serializers import PredictionSerializer, prediction_options
 from .services import FORMATS, Prediction, prediction_create
 from .trials.routing import ShadowJob, shadow_scorer, trial_answer, trial_routing
 
@@ -106,9 +106,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     @PREDICT_SCHEMA
     def create(self, request):
         body, body_format, form = _request_body(request)
-        params = PredictionRequestSerializer(data=self.request_options(request, form))
-        params.is_valid(raise_exception=True)
-        options = params.validated_data
+        options = prediction_options(self.request_options(request, form))
         model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
         request.asked = (model_name, options["version"], options["format"])
 

@@ -52,3 +52,17 @@ def negotiated(accept: str | None) -> str:
 )
 def test_the_accept_header_picks_the_answer_format(accept, expected):
     assert negotiated(accept) == expected
+
+
+def test_a_header_is_answered_alike_whether_remembered_or_too_long_to_be():
+    # given: a short header, asked twice (the second answer remembered), and one too long to keep
+    from inference.api_parts import ACCEPT_REMEMBERED_CHARS
+
+    long = "text/csv;q=0.9, " + ", ".join(f"application/x-{i}" for i in range(60)) + ", application/json;q=0.1"
+    assert len(long) > ACCEPT_REMEMBERED_CHARS
+
+    # when
+    answers = [negotiated("text/csv;q=0.9, application/json;q=0.1") for _ in range(2)] + [negotiated(long)]
+
+    # then
+    assert answers == [CSV, CSV, CSV]
