@@ -9,6 +9,7 @@ beside it (at most ``CLIENT_REQUEST_ID_MAX`` printable characters), logged with 
 
 import time
 import uuid
+from collections.abc import Mapping
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -39,7 +40,7 @@ from .metrics import PREDICTED_ROWS, PREDICTION_SECONDS, PREDICTIONS
 from .model_cache import model_cache
 from .parsing import write_csv
 from .prediction_log import prediction_log_answer
-from .serializers import PredictionSerializer, prediction_options
+from .serializers import prediction_answer, prediction_options, query_options
 from .services import FORMATS, Prediction, prediction_create
 from .trials.routing import ShadowJob, shadow_scorer, trial_answer, trial_routing
 
@@ -86,7 +87,6 @@ PREDICT_SCHEMA = extend_schema(
 
 
 class PredictionViewSet(viewsets.GenericViewSet):
-    serializer_class = PredictionSerializer
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     # The user (and so its permissions) is cached with its token for MDS_TOKEN_CACHE_TTL seconds.
     permission_classes = [requires("registry_mirror.predict")]
@@ -106,7 +106,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     @PREDICT_SCHEMA
     def create(self, request):
         body, body_format, form = _request_body(request)
-        options = prediction_options(self.request_options(request, form))
+        options = self.request_options(request, form)
         model_name = options.get("model_name") or settings.MDS_DEFAULT_MODEL_NAME
         request.asked = (model_name, options["version"], options["format"])
 
@@ -161,15 +161,17 @@ class PredictionViewSet(viewsets.GenericViewSet):
             return Response(
                 write_csv(prediction.table, prediction.values, more=_csv_columns(prediction)), headers=headers
             )
-        data = self.get_serializer(prediction).data
+        data = prediction_answer(prediction)
         data["request_id"] = str(request.request_id)
         if request.client_request_id:
             data["client_request_id"] = request.client_request_id
         return Response(data, headers=headers)
 
-    def request_options(self, request, form: dict) -> dict:
-        """Which model answers, and how: the query string's options, and an upload's form fields."""
-        return {**request.query_params.dict(), **form}
+    def request_options(self, request, form: dict) -> Mapping:
+        """Which model answers, and how: the query string's options, and an upload's form fields, validated."""
+        if form:
+            return prediction_options({**request.query_params.dict(), **form})
+        return query_options(request.META.get("QUERY_STRING", ""))
 
     def finalize_response(self, request, response, *args, **kwargs):
         if response.status_code >= 400:

@@ -16,6 +16,7 @@ client is) is answered by the pinned model only, throttled per address (``MDS_TH
 """
 
 import re
+from collections.abc import Mapping
 from importlib import metadata
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from core.throttles import SettingRateThrottle
 
 from .api_parts import CSVBodyParser, FastJSONRenderer, JSONBodyParser
 from .apis import PredictionViewSet
+from .serializers import prediction_options
 
 # MLflow's error codes (mlflow.exceptions.ERROR_CODE_TO_HTTP_STATUS) for MDS's statuses; any other 4xx is
 # BAD_REQUEST, any other 5xx INTERNAL_ERROR.
@@ -124,7 +126,7 @@ class InvocationsViewSet(PredictionViewSet):
         response.data = {"predictions": response.data["predictions"]}
         return response
 
-    def request_options(self, request, form: dict) -> dict:
+    def request_options(self, request, form: dict) -> Mapping:
         query = request.query_params
         asked = {key: query[key] for key in QUERY_OPTIONS if key in query}
         if not request.user.is_authenticated and asked.keys() - {"format"}:
@@ -132,7 +134,7 @@ class InvocationsViewSet(PredictionViewSet):
         options = served_model()
         if "model_name" in asked:
             options.pop("version", None)
-        return {**options, **asked}
+        return prediction_options({**options, **asked})
 
     def finalize_response(self, request, response, *args, **kwargs):
         if response.status_code >= 400 and isinstance(response.data, dict) and "message" in response.data:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from django.conf import settings
+from django.http import QueryDict
 from rest_framework import serializers
 
 from core.contract import ALIAS_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN, VersionRef
@@ -83,6 +84,24 @@ def prediction_options(data: dict) -> Mapping:
     return _options_validated(items, settings.MDS_SERVING_ALIAS)
 
 
+def query_options(query_string: str) -> Mapping:
+    """The options of a request whose only options are its query string (``QUERY_STRING`` as WSGI gives it),
+    validated, read-only: what ``prediction_options(request.GET.dict())`` answers, without parsing the query string
+    again for a client that sends the same one again and again (a bounded cache, as ``prediction_options``).
+
+    Raises:
+        ValidationError: as ``PredictionRequestSerializer``.
+    """
+    return _query_validated(query_string, settings.MDS_SERVING_ALIAS)
+
+
+@functools.lru_cache(maxsize=512)
+def _query_validated(query_string: str, serving_alias: str) -> Mapping:
+    # As Django's request.GET reads the query string: its bytes (WSGI strings are latin-1), decoded as the request.
+    query = QueryDict(query_string.encode("iso-8859-1"), encoding=settings.DEFAULT_CHARSET)
+    return _options_validated.__wrapped__(tuple(query.dict().items()), serving_alias)
+
+
 @functools.lru_cache(maxsize=512)
 def _options_validated(items: tuple, serving_alias: str) -> Mapping:
     # serving_alias: part of the key, as the default version is read from it.
@@ -91,44 +110,26 @@ def _options_validated(items: tuple, serving_alias: str) -> Mapping:
     return MappingProxyType(dict(params.validated_data))
 
 
-class FloatListField(serializers.Field):
-    """A float array as a JSON list, without a per-element field call (10k-row batches are common)."""
-
-    def to_representation(self, value) -> list[float]:
-        return value.tolist()
-
-
-class PredictionSerializer(serializers.Serializer):
-    # Copied per answer, as in PredictionRequestSerializer.
-    PROTOTYPES = {"predictions": FloatListField(source="values"), "model": serializers.SerializerMethodField()}
-    ON_REQUEST = {
-        "intervals": serializers.SerializerMethodField(),
-        "contributions": serializers.SerializerMethodField(),
+def prediction_answer(prediction) -> dict:
+    """``/predict``'s JSON answer (without its request ids), built by hand: a DRF serializer bound its fields anew for
+    every answer."""
+    answer = {
+        "predictions": prediction.values.tolist(),
+        "model": {"name": prediction.name, "version": prediction.version, "format": prediction.model_format},
     }
-
-    def get_fields(self) -> dict:
-        fields = {name: copy.copy(field) for name, field in self.PROTOTYPES.items()}
-        for name, field in self.ON_REQUEST.items():
-            if getattr(self.instance, name, None) is not None:
-                fields[name] = copy.copy(field)
-        return fields
-
-    def get_model(self, prediction) -> dict:
-        return {"name": prediction.name, "version": prediction.version, "format": prediction.model_format}
-
-    def get_intervals(self, prediction) -> dict:
-        intervals = prediction.intervals
-        return {
+    intervals = prediction.intervals
+    if intervals is not None:
+        answer["intervals"] = {
             "level": intervals.level,
             "method": intervals.method,
             "lower": intervals.lower.tolist(),
             "upper": intervals.upper.tolist(),
         }
-
-    def get_contributions(self, prediction) -> dict:
-        contributions = prediction.contributions
-        return {
+    contributions = prediction.contributions
+    if contributions is not None:
+        answer["contributions"] = {
             "base": [contributions.base] * len(contributions.values),
             "features": contributions.features,
             "values": contributions.values.tolist(),
         }
+    return answer
