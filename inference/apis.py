@@ -8,7 +8,6 @@ beside it (at most ``CLIENT_REQUEST_ID_MAX`` printable characters), logged with 
 """
 
 import time
-import uuid
 from collections.abc import Mapping
 
 from django.conf import settings
@@ -23,6 +22,7 @@ from rest_framework.response import Response
 from core.auth import TokenAuthentication
 from core.contract import VersionRef
 from core.permissions import requires
+from core.request_ids import request_id
 from core.tabular import TableError
 
 from .api_parts import (
@@ -98,7 +98,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     def initial(self, request, *args, **kwargs):
         # Before authentication, so a refused request is timed and carries its id too.
         request.started = time.perf_counter()
-        request.request_id = uuid.uuid4()
+        request.request_id = request_id()
         request.client_request_id = client_request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.served, request.rows = None, 0
         super().initial(request, *args, **kwargs)

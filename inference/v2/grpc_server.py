@@ -14,7 +14,6 @@ or typed ``contents`` (a calendar version's ``BYTES`` timestamp: ``bytes_content
 import logging
 import threading
 import time
-import uuid
 from concurrent import futures
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +23,8 @@ import numpy as np
 from django.conf import settings
 from django.db import close_old_connections
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied, Throttled
+
+from core.request_ids import request_id
 
 from ..api_parts import PredictThrottle
 from ..apis import _count as count_answer
@@ -104,7 +105,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             served=None,
             rows=0,
             asked=None,
-            request_id=uuid.uuid4(),
+            request_id=request_id(),
             status=200,
         )
         try:

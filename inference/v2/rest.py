@@ -10,7 +10,6 @@ same way, its size in its ``binary_data_size``.
 """
 
 import time
-import uuid
 import zlib
 from typing import Any
 
@@ -24,6 +23,7 @@ from rest_framework.views import APIView
 from core.auth import TokenAuthentication
 from core.errors import TooLarge, quoted
 from core.permissions import requires
+from core.request_ids import request_id
 from core.tabular import TableError
 
 from ..api_parts import PredictThrottle, body_too_large
@@ -117,7 +117,7 @@ class InferView(ProtocolView):
     def initial(self, request, *args, **kwargs):
         # Before authentication, so a refused request is timed, counted and carries its id too.
         request.started = time.perf_counter()
-        request.request_id = uuid.uuid4()
+        request.request_id = request_id()
         request.protocol = "v2-rest"
         request.served, request.rows = None, 0
         super().initial(request, *args, **kwargs)
