@@ -2,8 +2,8 @@
 
 Every prediction takes one, and ``uuid.uuid4()`` makes a system call for each, which lets go of the GIL: a thread
 answering a 1-row request then waits to take it back behind the other threads of a busy server. Here one call in 256
-reads the system's generator, and each thread keeps its own page (none of two threads' ids come from the same
-bytes); a forked child starts on a page of its own.
+reads the system's generator, and each thread keeps its own page (no two threads draw ids from the same bytes);
+a forked child starts on a page of its own.
 """
 
 import os
