@@ -1,8 +1,10 @@
 """/predict's options (query string and form fields): validated once per distinct set, or per query string, and
 refused every time."""
 
+import io
+
 import pytest
-from django.http import QueryDict
+from django.core.handlers.wsgi import WSGIRequest
 from rest_framework.exceptions import ValidationError
 
 from core.contract import VersionRef
@@ -58,14 +60,17 @@ def test_the_default_version_follows_the_serving_alias_setting(settings):
         "model_name=weather&version=3",
         "version=1&version=%40champion&format=onnx",  # the last value of a name, as request.GET.dict()
         "alias=%40staging&interval=0.9&explain=true",
-        "model_name=m%C3%A9t%C3%A9o",  # percent-encoded UTF-8
-        "model_name=m\xc3\xa9t\xc3\xa9o",  # raw UTF-8 bytes, as a WSGI server hands them: latin-1 characters
+        # Refused, the value quoted: a wrong decoding would quote another value.
+        "format=m%C3%A9t%C3%A9o",  # percent-encoded UTF-8
+        "format=m\xc3\xa9t\xc3\xa9o",  # raw UTF-8 bytes, as a WSGI server hands them: latin-1 characters
         "",
     ],
 )
 def test_a_query_string_gives_the_options_its_parse_gives(query_string):
     # given: what Django's request.GET holds for this QUERY_STRING
-    parsed = QueryDict(query_string.encode("iso-8859-1")).dict()
+    parsed = WSGIRequest(
+        {"REQUEST_METHOD": "GET", "QUERY_STRING": query_string, "wsgi.input": io.BytesIO()}
+    ).GET.dict()
 
     # when / then: the same options, or the same refusal
     assert _outcome(query_options, query_string) == _outcome(prediction_options, parsed)
