@@ -145,7 +145,12 @@ def _query(digest: str):
     from knox.models import get_token_model
 
     def query():
-        return get_token_model().objects.select_related("user").filter(digest=digest).first()
+        auth_token = get_token_model().objects.select_related("user").filter(digest=digest).first()
+        if auth_token is not None:
+            # The user's permissions are read with the token, so that a connection lost between the two is retried
+            # (or an outage met) as one; Django's backend keeps them on the user the cache holds.
+            auth_token.user.get_all_permissions()
+        return auth_token
 
     try:
         return query()

@@ -275,3 +275,57 @@ def test_a_token_deleted_is_forgotten_for_outages_too(client, db, monkeypatch, s
 
     # then
     assert answer.status_code == 503
+
+
+class ConnectionLostOnce:
+    """An execute wrapper: the first query on a table named ``table`` fails as one does on a connection the
+    database (or a proxy) closed."""
+
+    def __init__(self, table: str):
+        self.table, self.failed = table, 0
+
+    def __call__(self, execute, sql, params, many, context):
+        from django.db import OperationalError
+
+        if self.table in sql and not self.failed:
+            self.failed += 1
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+
+@pytest.mark.parametrize("grace", [300, 0])
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_between_the_token_and_its_permissions_is_retried(client, settings, grace):
+    # given: a token checked once, its cache TTL passed; so the next request reads it and its user's permissions
+    settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE = 3600, grace
+    token = api_token(UserFactory(role="trainer"))
+    assert client.get("/train", **authorization(token)).status_code == 200
+    token_cache().expire(time.monotonic() + 3600.01)
+
+    # when: the connection is lost after the token was read, on the permissions' query
+    lost = ConnectionLostOnce("auth_permission")
+    with connection.execute_wrapper(lost):
+        answer = client.get("/train", **authorization(token))
+
+    # then: read again on a fresh connection, not the database's 503
+    assert lost.failed == 1
+    assert answer.status_code == 200, answer.content
+
+
+def test_a_connection_lost_on_the_permissions_inside_a_transaction_falls_back_on_the_check_before(
+    client, db, settings
+):
+    # given: as above, but inside a transaction, where a fresh connection cannot be taken
+    settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE = 3600, 300
+    token = api_token(UserFactory(role="trainer"))
+    assert client.get("/train", **authorization(token)).status_code == 200
+    token_cache().expire(time.monotonic() + 3600.01)
+
+    # when
+    lost = ConnectionLostOnce("auth_permission")
+    with connection.execute_wrapper(lost):
+        answer = client.get("/train", **authorization(token))
+
+    # then: the outage grace covers the permissions as it covers the token
+    assert lost.failed == 1
+    assert answer.status_code == 200, answer.content
