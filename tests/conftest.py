@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from inference.model_cache import model_cache
 from inference.prediction_log import prediction_log_writer
+from mds_project.celery import app as celery_app
 
 from .factories import UserFactory, api_token, weather_csv
 
@@ -96,19 +97,45 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def s3_down(settings, closed_port):
-    """Datasets on an S3 server that is not running."""
-    settings.STORAGES = {
-        **settings.STORAGES,
+def storages_on_a_closed_port(storages: dict, port: int) -> dict:
+    """``storages`` with datasets on an S3 server at ``port`` of this machine, where nothing listens."""
+    return {
+        **storages,
         "default": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
                 "bucket_name": "datasets",
-                "endpoint_url": f"http://127.0.0.1:{closed_port}",
+                "endpoint_url": f"http://127.0.0.1:{port}",
                 "access_key": "k",
                 "secret_key": "s",
                 "client_config": Config(retries={"max_attempts": 1}, connect_timeout=1),
             },
         },
     }
+
+
+@pytest.fixture
+def s3_down(settings, closed_port):
+    """Datasets on an S3 server that is not running."""
+    settings.STORAGES = storages_on_a_closed_port(settings.STORAGES, closed_port)
+
+
+@pytest.fixture
+def broker_down():
+    """The Celery app publishing to a Redis port nothing listens on: every send is refused for real."""
+    conf = celery_app.conf
+    saved = conf.task_always_eager, conf.broker_url
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conf.task_always_eager, conf.broker_url = False, f"redis://127.0.0.1:{port}/0"
+    _connection_pools_reset()
+    yield
+    conf.task_always_eager, conf.broker_url = saved
+    _connection_pools_reset()
+
+
+def _connection_pools_reset() -> None:
+    # The app keeps its connection and producer pools for the broker URL it first saw.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None

@@ -191,3 +191,21 @@ class SeriesSegment(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.series.model_name} segment {self.position} (dataset {self.dataset_id})"
+
+
+class RetrainRequest(BaseModel):
+    """A policy's trigger not yet acted on (``training.services.series``).
+
+    Written in the transaction that fired it and deleted once a retraining started from it (or one already under
+    way made it moot), so a trigger outlives a broker that was down or a process killed before its task ran: the
+    schedule's beat task starts what is left.
+    """
+
+    model_name = models.CharField(max_length=256, db_index=True)
+    trigger = models.CharField(max_length=16, choices=TrainingJob.Trigger.choices)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} retraining asked by {self.trigger}"

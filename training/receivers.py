@@ -5,7 +5,6 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from core import events
 from registry_mirror import selectors as mirror_selectors
@@ -35,8 +34,8 @@ def payload_model(payload: dict[str, Any]) -> tuple[str | None, int | None]:
 
 
 def on_event(sender=None, *, event: str, payload: dict[str, Any], **kwargs) -> None:
-    """Queue a retraining once the event's transaction commits, if the model's policy asks for it and the event is
-    about the version the model serves (a challenger on trial does not retrain the model)."""
+    """Keep a retraining request in the event's transaction (queued once it commits), if the model's policy asks
+    for it and the event is about the version the model serves (a challenger on trial does not retrain the model)."""
     trigger = TRIGGERS.get(event)
     if trigger is None:
         return
@@ -57,7 +56,7 @@ def on_event(sender=None, *, event: str, payload: dict[str, Any], **kwargs) -> N
         return
     from .services.series import retrain_later
 
-    transaction.on_commit(lambda: retrain_later(name=name, trigger=trigger))
+    retrain_later(name=name, trigger=trigger)
 
 
 def receivers_connect() -> None:

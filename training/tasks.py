@@ -54,11 +54,14 @@ def training_jobs_dispatch_task() -> None:
 
 
 @shared_task(ignore_result=True)
-def retrain_start_task(model_name: str, trigger: str) -> None:
-    """Start the retraining a policy's trigger asked for (skipped while one of the model's is under way)."""
-    from .services.series import retrain_trigger
+def retrain_start_task(model_name: str, trigger: str = "") -> None:
+    """Start the retraining a policy's kept triggers ask for (skipped while one of the model's is under way)."""
+    from .services.series import retrain_requested_start, retrain_trigger
 
-    retrain_trigger(name=model_name, trigger=trigger)
+    if trigger:  # a message queued before triggers were kept (RetrainRequest) names its trigger
+        retrain_trigger(name=model_name, trigger=trigger)
+    else:
+        retrain_requested_start(name=model_name)
 
 
 @shared_task(ignore_result=True)

@@ -67,27 +67,6 @@ def dead_pid() -> int:
     return process.pid
 
 
-@pytest.fixture
-def broker_down():
-    """The Celery app publishing to a Redis port nothing listens on: every send is refused for real."""
-    conf = celery_app.conf
-    saved = conf.task_always_eager, conf.broker_url
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conf.task_always_eager, conf.broker_url = False, f"redis://127.0.0.1:{port}/0"
-    _connection_pools_reset()
-    yield
-    conf.task_always_eager, conf.broker_url = saved
-    _connection_pools_reset()
-
-
-def _connection_pools_reset() -> None:
-    # The app keeps its connection and producer pools for the broker URL it first saw.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
 # --- Accepted means kept ------------------------------------------------------------------------------------------
 
 

@@ -10,11 +10,14 @@ from django.utils import timezone
 
 from core import events
 from core.contract import VersionRef
+from mds_project.celery import app as celery_app
 from registry_mirror import gateway
 from registry_mirror.models import AliasMove, RetrainPolicy, ServedAlias
-from training.models import SeriesSegment, TrainingJob
+from training.models import RetrainRequest, SeriesSegment, TrainingJob
 from training.services.series import retrain_schedule_run
+from training.tasks import retrain_start_task
 
+from ..conftest import storages_on_a_closed_port
 from ..factories import csv_bytes, weather_frame
 
 # 200 days of the sample weather: the first 120 train version 1, the next 80 are appended.
@@ -340,3 +343,89 @@ def test_schedule_retrains_when_due_and_not_before(model_name, trained, django_c
     assert job.trigger == "schedule"
     assert RetrainPolicy.objects.get(model_name=model_name).last_scheduled_at == start + timedelta(hours=7)
     assert served(model_name)["champion"] == 1
+
+
+def requests_kept(name: str) -> list[str]:
+    return list(RetrainRequest.objects.filter(model_name=name).values_list("trigger", flat=True))
+
+
+def test_new_data_while_the_broker_is_down_retrains_at_the_next_schedule_check(
+    model_name, trained, append, broker_down, django_capture_on_commit_callbacks
+):
+    # given
+    policy(model_name, on_new_data=True)
+
+    # when: the data is appended while its retraining cannot be queued
+    answer = append(csv_bytes(NEXT))
+
+    # then: the append is stored, the trigger kept, nothing started
+    assert answer.status_code == 201, answer.json()
+    assert (requests_kept(model_name), retrainings(model_name)) == (["new_data"], [])
+
+    # when: the broker is back (tasks run in-process here) and beat checks the schedules, twice
+    celery_app.conf.task_always_eager = True
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second = retrain_schedule_run(), retrain_schedule_run()
+
+    # then: one retraining, by the trigger kept, and the trigger forgotten
+    (job,) = retrainings(model_name)
+    assert (first, second) == ([job], [])
+    assert (job.trigger, job.status) == ("new_data", "success")
+    assert requests_kept(model_name) == []
+
+
+def test_a_trigger_whose_start_meets_s3_down_is_kept_until_it_can_start(
+    model_name, trained, append, broker_down, settings, closed_port, django_capture_on_commit_callbacks
+):
+    # given: a trigger kept (the broker was down), and the datasets' storage down when beat starts it
+    policy(model_name, on_new_data=True)
+    append(csv_bytes(NEXT))
+    celery_app.conf.task_always_eager = True
+    storages = settings.STORAGES
+    settings.STORAGES = storages_on_a_closed_port(storages, closed_port)
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        during = retrain_schedule_run()
+
+    # then: nothing started, the trigger still kept
+    assert (during, retrainings(model_name), requests_kept(model_name)) == ([], [], ["new_data"])
+
+    # when: the storage is back
+    settings.STORAGES = storages
+    with django_capture_on_commit_callbacks(execute=True):
+        after = retrain_schedule_run()
+
+    # then
+    (job,) = retrainings(model_name)
+    assert after == [job]
+    assert (job.trigger, job.status, requests_kept(model_name)) == ("new_data", "success", [])
+
+
+def test_a_trigger_kept_for_a_policy_disabled_since_is_dropped(model_name, trained, append, broker_down):
+    # given
+    policy(model_name, on_new_data=True)
+    append(csv_bytes(NEXT))
+    celery_app.conf.task_always_eager = True
+
+    # when
+    policy(model_name, enabled=False)
+    started = retrain_schedule_run()
+
+    # then
+    assert (started, retrainings(model_name), requests_kept(model_name)) == ([], [], [])
+
+
+def test_a_retraining_message_queued_with_its_trigger_still_starts(
+    model_name, trained, django_capture_on_commit_callbacks
+):
+    # given: a message as queued before triggers were kept: it names its trigger, and nothing is kept for it
+    policy(model_name, on_drift=True)
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        retrain_start_task.delay(model_name=model_name, trigger="drift")
+
+    # then
+    (job,) = retrainings(model_name)
+    assert (job.trigger, job.status) == ("drift", "success")

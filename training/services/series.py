@@ -11,6 +11,10 @@ registration, retries and leases are the training's own. The job records why it 
 rows of which datasets it trained on (``lineage``, also a tag of the MLflow run and version); its version becomes
 the challenger (``registry_mirror.services.model_challenger_set``), never the champion. One retraining per model
 at a time: while one is queued or running, another is refused (409) or, started by a policy, skipped.
+
+A policy's trigger is kept as a ``RetrainRequest`` in the transaction that fired it, then queued: the task, or
+failing that the schedule's beat task, starts the retraining and deletes the request in one transaction, so a
+trigger survives a broker that was down, a process killed before its task ran and a dependency down at the start.
 """
 
 import json
@@ -24,13 +28,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.durations import duration_parse
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound, Unavailable
 from registry_mirror import selectors as mirror_selectors
 from registry_mirror.models import RegisteredModel
 from registry_mirror.services import model_training_check, retrain_policy_schedule_claim
 
 from .. import ml
-from ..models import DatasetSeries, SeriesSegment, TrainingJob
+from ..models import DatasetSeries, RetrainRequest, SeriesSegment, TrainingJob
 from ..series_io import segment_scan, segments_join
 from ..uploads import StagedUpload, upload_stage
 from .bounds import training_params_bound
@@ -160,7 +164,7 @@ def series_append(
                 raise
             policy = mirror_selectors.retrain_policy_of(name=name)
             if policy is not None and policy.on_new_data:
-                transaction.on_commit(lambda: retrain_later(name=name, trigger=TrainingJob.Trigger.NEW_DATA))
+                retrain_later(name=name, trigger=TrainingJob.Trigger.NEW_DATA)
     finally:
         staged.close()
     logger.info("Appended dataset %s (%s rows) to the series of %r", dataset.pk, scan.n_rows, name)
@@ -309,6 +313,7 @@ def _retrain_params(base: TrainingJob, overrides: dict[str, Any]) -> ml.Training
 
 def retrain_trigger(*, name: str, trigger: str) -> TrainingJob | None:
     """Start the retraining a policy asks for; ``None`` (logged) if one is already under way or it cannot start.
+    A dependency that is down (``Unavailable``, or the database's and S3's own errors) is raised: try again later.
 
     It runs as the model's owner (else as whoever trained its last version), so the ownership checks of any
     training apply.
@@ -321,6 +326,8 @@ def retrain_trigger(*, name: str, trigger: str) -> TrainingJob | None:
     except Conflict as exc:
         logger.info("Not retraining %r (%s): %s", name, trigger, exc.message)
         return None
+    except Unavailable:
+        raise
     except ApplicationError as exc:
         logger.warning("Could not retrain %r (%s): %s", name, trigger, exc.message)
         return None
@@ -329,24 +336,53 @@ def retrain_trigger(*, name: str, trigger: str) -> TrainingJob | None:
 
 
 def retrain_later(*, name: str, trigger: str) -> None:
-    """Queue ``retrain_trigger`` on a worker (the join reads the whole series: not in a request or a receiver)."""
+    """Keep ``trigger`` for ``name`` in the current transaction and, once it commits, queue its start on a worker
+    (the join reads the whole series: not in a request or a receiver)."""
+    RetrainRequest.objects.create(model_name=name, trigger=trigger)
+    transaction.on_commit(lambda: _retrain_queue(name))
+
+
+def _retrain_queue(name: str) -> None:
     from ..tasks import retrain_start_task
 
     try:
-        retrain_start_task.delay(model_name=name, trigger=trigger)
-    except Exception as exc:  # the broker is down: the trigger is lost, the next one (or the schedule) retrains
-        logger.warning("Could not queue the retraining of %r (%s): %s", name, trigger, exc)
+        retrain_start_task.delay(model_name=name)
+    except Exception as exc:  # the broker is down: the request is kept, the schedule's beat task starts it
+        logger.warning("Could not queue the retraining of %r, kept for the next schedule check: %s", name, exc)
+
+
+def retrain_requested_start(*, name: str) -> TrainingJob | None:
+    """Start the retraining ``name``'s kept triggers ask for, and forget them; ``None`` if there were none (another
+    process holds or took them), a retraining is already under way, the policy was disabled meanwhile or it cannot
+    start. A dependency that is down raises and keeps them."""
+    with transaction.atomic():
+        requests = list(RetrainRequest.objects.select_for_update(skip_locked=True).filter(model_name=name))
+        if not requests:
+            return None
+        job = None
+        if mirror_selectors.retrain_policy_of(name=name) is not None:
+            job = retrain_trigger(name=name, trigger=requests[0].trigger)
+        RetrainRequest.objects.filter(pk__in=[request.pk for request in requests]).delete()
+    return job
 
 
 def retrain_schedule_run(*, now: datetime | None = None) -> list[TrainingJob]:
-    """Start the retrainings whose policy's schedule is due at ``now`` (what beat runs); the jobs started."""
+    """Keep a trigger for each policy whose schedule is due at ``now``, then start every kept trigger (what beat
+    runs); the jobs started. A model whose start meets a dependency down keeps its trigger for the next run."""
     now = now or timezone.now()
-    started = []
     for name in mirror_selectors.retrain_policies_scheduled():
-        if retrain_policy_schedule_claim(name=name, now=now):
-            job = retrain_trigger(name=name, trigger=TrainingJob.Trigger.SCHEDULE)
-            if job is not None:
-                started.append(job)
+        with transaction.atomic():
+            if retrain_policy_schedule_claim(name=name, now=now):
+                RetrainRequest.objects.create(model_name=name, trigger=TrainingJob.Trigger.SCHEDULE)
+    started = []
+    for name in RetrainRequest.objects.values_list("model_name", flat=True).distinct().order_by("model_name"):
+        try:
+            job = retrain_requested_start(name=name)
+        except Exception as exc:
+            logger.warning("Could not retrain %r now, kept for the next schedule check: %s", name, exc)
+            continue
+        if job is not None:
+            started.append(job)
     return started
 
 
