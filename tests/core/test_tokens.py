@@ -293,39 +293,35 @@ class ConnectionLostOnce:
         return execute(sql, params, many, context)
 
 
-@pytest.mark.parametrize("grace", [300, 0])
-@pytest.mark.django_db(transaction=True)
-def test_a_connection_lost_between_the_token_and_its_permissions_is_retried(client, settings, grace):
-    # given: a token checked once, its cache TTL passed; so the next request reads it and its user's permissions
+def request_with_the_permissions_query_lost_once(client, settings, grace: float):
+    """A request whose token was checked once and whose cache TTL then passed, so that it reads the token and its
+    user's permissions again, the connection lost on the permissions' query; its answer."""
     settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE = 3600, grace
     token = api_token(UserFactory(role="trainer"))
     assert client.get("/train", **authorization(token)).status_code == 200
     token_cache().expire(time.monotonic() + 3600.01)
-
-    # when: the connection is lost after the token was read, on the permissions' query
     lost = ConnectionLostOnce("auth_permission")
     with connection.execute_wrapper(lost):
         answer = client.get("/train", **authorization(token))
+    assert lost.failed == 1
+    return answer
+
+
+@pytest.mark.parametrize("grace", [300, 0])
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_between_the_token_and_its_permissions_is_retried(client, settings, grace):
+    # when
+    answer = request_with_the_permissions_query_lost_once(client, settings, grace)
 
     # then: read again on a fresh connection, not the database's 503
-    assert lost.failed == 1
     assert answer.status_code == 200, answer.content
 
 
 def test_a_connection_lost_on_the_permissions_inside_a_transaction_falls_back_on_the_check_before(
     client, db, settings
 ):
-    # given: as above, but inside a transaction, where a fresh connection cannot be taken
-    settings.MDS_TOKEN_CACHE_TTL, settings.MDS_TOKEN_OUTAGE_GRACE = 3600, 300
-    token = api_token(UserFactory(role="trainer"))
-    assert client.get("/train", **authorization(token)).status_code == 200
-    token_cache().expire(time.monotonic() + 3600.01)
-
-    # when
-    lost = ConnectionLostOnce("auth_permission")
-    with connection.execute_wrapper(lost):
-        answer = client.get("/train", **authorization(token))
+    # when: as above, but inside a transaction, where a fresh connection cannot be taken
+    answer = request_with_the_permissions_query_lost_once(client, settings, grace=300)
 
     # then: the outage grace covers the permissions as it covers the token
-    assert lost.failed == 1
     assert answer.status_code == 200, answer.content
