@@ -27,6 +27,7 @@ from django.db.models import F
 
 from core.contract import VersionRef
 from core.errors import ApplicationError, TooLarge
+from core.request_ids import request_id
 from core.tabular import TableError
 
 from ..model_cache import model_cache
@@ -281,7 +282,7 @@ class ShadowScorer:
             return
         self.count(trial.trial_id, routing.other_arm, ok=True)
         prediction_log_submit(
-            request_id=uuid.uuid4(),
+            request_id=request_id(),
             model_name=prediction.name,
             model_version=prediction.version,
             engine=prediction.model_format,
