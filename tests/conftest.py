@@ -121,14 +121,11 @@ def s3_down(settings, closed_port):
 
 
 @pytest.fixture
-def broker_down():
+def broker_down(closed_port):
     """The Celery app publishing to a Redis port nothing listens on: every send is refused for real."""
     conf = celery_app.conf
     saved = conf.task_always_eager, conf.broker_url
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conf.task_always_eager, conf.broker_url = False, f"redis://127.0.0.1:{port}/0"
+    conf.task_always_eager, conf.broker_url = False, f"redis://127.0.0.1:{closed_port}/0"
     _connection_pools_reset()
     yield
     conf.task_always_eager, conf.broker_url = saved
