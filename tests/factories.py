@@ -44,6 +44,7 @@ def role_group(name: str) -> Group:
             "core.migrations.0002_webhooks",
             "training.migrations.0010_maintainers_see_series",
             "inference.migrations.0005_maintainers_see_trials",
+            "training.migrations.0012_retrain_request_attempts",
         ):
             for operation in importlib.import_module(granting).Migration.operations:
                 if isinstance(operation, RunPython):

@@ -17,7 +17,7 @@ from registry_mirror.panels import Panel
 from registry_mirror.services import model_training_check
 
 from . import ml
-from .models import Dataset, DatasetSeries, SeriesSegment, TrainingJob
+from .models import Dataset, DatasetSeries, RetrainRequest, SeriesSegment, TrainingJob
 from .selectors import training_job_links, visible_to
 from .services import dataset_inspect, training_job_cancel, training_job_start
 from .uploads import upload_stage
@@ -538,6 +538,24 @@ class DatasetSeriesAdmin(admin.ModelAdmin):
             )
             or "-"
         )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RetrainRequest)
+class RetrainRequestAdmin(admin.ModelAdmin):
+    """Policy triggers not yet acted on (a broker or a dependency was down, or their start keeps failing): beat's
+    schedule check starts them. A maintainer may drop one."""
+
+    list_display = ["model_name", "trigger", "created_at", "attempts", "last_error"]
+    list_filter = ["trigger"]
+    search_fields = ["=model_name"]
+    readonly_fields = ["model_name", "trigger", "created_at", "attempts", "last_error"]
+    fields = tuple(readonly_fields)
 
     def has_add_permission(self, request):
         return False

@@ -198,11 +198,14 @@ class RetrainRequest(BaseModel):
 
     Written in the transaction that fired it and deleted once a retraining started from it (or one already under
     way made it moot), so a trigger outlives a broker that was down or a process killed before its task ran: the
-    schedule's beat task starts what is left.
+    schedule's beat task starts what is left. A start that fails with no dependency down counts an attempt; after
+    ``RETRAIN_START_ATTEMPTS`` the trigger is dropped.
     """
 
     model_name = models.CharField(max_length=256, db_index=True)
     trigger = models.CharField(max_length=16, choices=TrainingJob.Trigger.choices)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Starts that failed with no dependency down.")
+    last_error = models.CharField(max_length=1000, blank=True)
 
     class Meta:
         ordering = ["pk"]

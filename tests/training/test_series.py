@@ -14,11 +14,12 @@ from mds_project.celery import app as celery_app
 from registry_mirror import gateway
 from registry_mirror.models import AliasMove, RetrainPolicy, ServedAlias
 from training.models import RetrainRequest, SeriesSegment, TrainingJob
-from training.services.series import retrain_schedule_run
+from training.services import series
+from training.services.series import RETRAIN_START_ATTEMPTS, retrain_schedule_run
 from training.tasks import retrain_start_task
 
 from ..conftest import storages_on_a_closed_port
-from ..factories import csv_bytes, weather_frame
+from ..factories import UserFactory, csv_bytes, weather_frame
 
 # 200 days of the sample weather: the first 120 train version 1, the next 80 are appended.
 FRAME = weather_frame(200)
@@ -388,8 +389,9 @@ def test_a_trigger_whose_start_meets_s3_down_is_kept_until_it_can_start(
     with django_capture_on_commit_callbacks(execute=True):
         during = retrain_schedule_run()
 
-    # then: nothing started, the trigger still kept
+    # then: nothing started, the trigger still kept (an outage is no failed attempt)
     assert (during, retrainings(model_name), requests_kept(model_name)) == ([], [], ["new_data"])
+    assert RetrainRequest.objects.get(model_name=model_name).attempts == 0
 
     # when: the storage is back
     settings.STORAGES = storages
@@ -400,6 +402,61 @@ def test_a_trigger_whose_start_meets_s3_down_is_kept_until_it_can_start(
     (job,) = retrainings(model_name)
     assert after == [job]
     assert (job.trigger, job.status, requests_kept(model_name)) == ("new_data", "success", [])
+
+
+def test_a_trigger_whose_start_keeps_failing_is_dropped_after_its_attempts(
+    model_name, trained, append, broker_down, monkeypatch, caplog
+):
+    # given: a trigger kept, and its start failing with a fault of MDS's own, no dependency down
+    policy(model_name, on_new_data=True)
+    append(csv_bytes(NEXT))
+    celery_app.conf.task_always_eager = True
+
+    def mislaid(**kwargs):
+        raise KeyError("mislaid")
+
+    monkeypatch.setattr(series, "retrain_start", mislaid)
+
+    # when: beat checks one time fewer than the attempts a trigger has
+    for _ in range(RETRAIN_START_ATTEMPTS - 1):
+        assert retrain_schedule_run() == []
+
+    # then: still kept, with its failed attempts and the last error
+    (kept,) = RetrainRequest.objects.filter(model_name=model_name)
+    assert (kept.trigger, kept.attempts, kept.last_error) == (
+        "new_data",
+        RETRAIN_START_ATTEMPTS - 1,
+        "KeyError: 'mislaid'",
+    )
+
+    # when: once more
+    with caplog.at_level("ERROR", logger="training.services.series"):
+        assert retrain_schedule_run() == []
+
+    # then: dropped, and said so
+    assert (retrainings(model_name), requests_kept(model_name)) == ([], [])
+    assert f"Dropped the retraining of {model_name!r}: its start failed {RETRAIN_START_ATTEMPTS} times" in caplog.text
+
+
+def test_maintainers_see_kept_triggers_in_the_admin_and_may_drop_one(model_name, trained, append, broker_down, client):
+    # given: a trigger kept while the broker is down
+    policy(model_name, on_new_data=True)
+    append(csv_bytes(NEXT))
+    (kept,) = RetrainRequest.objects.filter(model_name=model_name)
+
+    # when
+    client.force_login(UserFactory(role="trainer", is_staff=True))
+    refused = client.get("/admin/training/retrainrequest/")
+    client.force_login(UserFactory(role="maintainer", is_staff=True))
+    listed = client.get("/admin/training/retrainrequest/")
+    page = client.get(f"/admin/training/retrainrequest/{kept.pk}/change/")
+    dropped = client.post(f"/admin/training/retrainrequest/{kept.pk}/delete/", {"post": "yes"})
+
+    # then
+    assert refused.status_code == 403
+    assert [row.pk for row in listed.context["cl"].result_list] == [kept.pk]
+    assert page.status_code == 200 and "New data appended to the series" in page.content.decode()
+    assert dropped.status_code == 302 and requests_kept(model_name) == []
 
 
 def test_a_trigger_kept_for_a_policy_disabled_since_is_dropped(model_name, trained, append, broker_down):

@@ -25,10 +25,12 @@ from typing import IO, Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from core.durations import duration_parse
 from core.errors import ApplicationError, Conflict, NotFound, Unavailable
+from core.faults import unavailable
 from registry_mirror import selectors as mirror_selectors
 from registry_mirror.models import RegisteredModel
 from registry_mirror.services import model_training_check, retrain_policy_schedule_claim
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 ACTIVE = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
 # Longest lineage tag written to MLflow (its tag values are capped); the job keeps the whole lineage.
 LINEAGE_TAG_MAX_CHARS = 4000
+# Starts of a kept trigger that may fail with no dependency down (a fault of MDS's own) before it is dropped.
+RETRAIN_START_ATTEMPTS = 5
 
 
 def series_get(*, name: str) -> DatasetSeries | None:
@@ -354,16 +358,38 @@ def _retrain_queue(name: str) -> None:
 def retrain_requested_start(*, name: str) -> TrainingJob | None:
     """Start the retraining ``name``'s kept triggers ask for, and forget them; ``None`` if there were none (another
     process holds or took them), a retraining is already under way, the policy was disabled meanwhile or it cannot
-    start. A dependency that is down raises and keeps them."""
-    with transaction.atomic():
-        requests = list(RetrainRequest.objects.select_for_update(skip_locked=True).filter(model_name=name))
-        if not requests:
-            return None
-        job = None
-        if mirror_selectors.retrain_policy_of(name=name) is not None:
-            job = retrain_trigger(name=name, trigger=requests[0].trigger)
-        RetrainRequest.objects.filter(pk__in=[request.pk for request in requests]).delete()
+    start. A dependency that is down raises and keeps them; any other failure raises too, and counts an attempt
+    (``retrain_start_failed``)."""
+    try:
+        with transaction.atomic():
+            requests = list(RetrainRequest.objects.select_for_update(skip_locked=True).filter(model_name=name))
+            if not requests:
+                return None
+            job = None
+            if mirror_selectors.retrain_policy_of(name=name) is not None:
+                job = retrain_trigger(name=name, trigger=requests[0].trigger)
+            RetrainRequest.objects.filter(pk__in=[request.pk for request in requests]).delete()
+    except Exception as exc:
+        if unavailable(exc) is None:
+            retrain_start_failed(name=name, error=exc)
+        raise
     return job
+
+
+def retrain_start_failed(*, name: str, error: Exception) -> None:
+    """Count a failed start against ``name``'s kept triggers; drop them after ``RETRAIN_START_ATTEMPTS``. A start
+    that meets a dependency down never counts: an outage may last longer than any number of checks."""
+    requests = RetrainRequest.objects.filter(model_name=name)
+    try:
+        requests.update(attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:1000])
+        spent = requests.filter(attempts__gte=RETRAIN_START_ATTEMPTS)
+        if spent.exists():
+            spent.delete()
+            logger.error(
+                "Dropped the retraining of %r: its start failed %d times: %s", name, RETRAIN_START_ATTEMPTS, error
+            )
+    except Exception as exc:  # the triggers stay as they were, tried again at the next check
+        logger.warning("Could not count the failed start of %r's retraining: %s", name, exc)
 
 
 def retrain_schedule_run(*, now: datetime | None = None) -> list[TrainingJob]:
@@ -379,7 +405,7 @@ def retrain_schedule_run(*, now: datetime | None = None) -> list[TrainingJob]:
         try:
             job = retrain_requested_start(name=name)
         except Exception as exc:
-            logger.warning("Could not retrain %r now, kept for the next schedule check: %s", name, exc)
+            logger.warning("Could not retrain %r now: %s", name, exc, exc_info=unavailable(exc) is None)
             continue
         if job is not None:
             started.append(job)
