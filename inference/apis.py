@@ -42,7 +42,7 @@ from .parsing import write_csv
 from .prediction_log import prediction_log_answer
 from .serializers import prediction_answer, prediction_options, query_options
 from .services import FORMATS, Prediction, prediction_create
-from .trials.routing import ShadowJob, shadow_scorer, trial_answer, trial_routing
+from .trials.routing import shadow_submit, trial_routed
 
 # PredictionLog.client_request_id's max_length.
 CLIENT_REQUEST_ID_MAX = 128
@@ -122,13 +122,10 @@ class PredictionViewSet(viewsets.GenericViewSet):
             )
 
         # One cached lookup when no trial runs; see inference.trials.routing.
-        routing = trial_routing(model_name=model_name, reference=options["version"], routing_key=routing_key(request))
-        trial, shadow = None, None
-        if routing is None:
-            prediction = predict(options["version"])
-        else:
-            prediction, shadow, latency_ms = trial_answer(routing, lambda number: predict(VersionRef(number=number)))
-            trial = {"trial_id": routing.trial.trial_id, "pair_id": request.request_id, "latency_ms": latency_ms}
+        routed = trial_routed(
+            model_name=model_name, reference=options["version"], routing_key=routing_key(request), predict=predict
+        )
+        prediction = routed.prediction
         request.served, request.rows = (
             (prediction.name, str(prediction.version), prediction.model_format),
             len(prediction.values),
@@ -138,24 +135,19 @@ class PredictionViewSet(viewsets.GenericViewSet):
             request_id=request.request_id,
             caller_id=request.user.pk,
             client_request_id=request.client_request_id,
-            trial=trial,
+            trial=routed.log_fields(request.request_id),
         )
-        if shadow is not None:
-            shadow_scorer().submit(
-                ShadowJob(
-                    routing=shadow,
-                    features=prediction.features,
-                    feature_names=prediction.feature_names,
-                    interval=options.get("interval"),
-                    request_id=request.request_id,
-                    caller_id=request.user.pk,
-                    client_request_id=request.client_request_id,
-                )
-            )
+        shadow_submit(
+            routed,
+            interval=options.get("interval"),
+            request_id=request.request_id,
+            caller_id=request.user.pk,
+            client_request_id=request.client_request_id,
+        )
         # The engine that ran, also for CSV answers (which have no `model` object): the default picks per request.
         headers = {"X-Model-Version": str(prediction.version), "X-Model-Format": prediction.model_format}
-        if routing is not None:
-            headers["X-Trial"] = str(routing.trial.trial_id)
+        if routed.routing is not None:
+            headers["X-Trial"] = str(routed.routing.trial.trial_id)
         if request.accepted_renderer.format == "csv":
             assert prediction.table is not None  # prediction_create keeps the rows it parsed
             return Response(
@@ -189,12 +181,19 @@ class PredictionViewSet(viewsets.GenericViewSet):
 
 def routing_key(request) -> str:
     """What keeps a caller on one side of a canary: ``X-Routing-Key``, else the caller, else the client's address."""
-    key = request.META.get("HTTP_X_ROUTING_KEY", "").strip()
+    return routing_key_of(
+        request.META.get("HTTP_X_ROUTING_KEY", ""), request.user, request.META.get("REMOTE_ADDR", "")
+    )
+
+
+def routing_key_of(key: str, user, address: str) -> str:
+    """The routing key of a request that names ``key`` (any protocol's), sent by ``user`` from ``address``."""
+    key = key.strip()
     if key:
         return "key:" + key[:256]
-    if request.user is not None and request.user.is_authenticated:
-        return f"user:{request.user.pk}"
-    return "ip:" + request.META.get("REMOTE_ADDR", "")
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return "ip:" + address
 
 
 def client_request_id(incoming: str | None) -> str:

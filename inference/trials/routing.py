@@ -164,6 +164,54 @@ def trial_answer(routing: Routing, predict: Callable[[int], Any]) -> tuple[Any, 
     return prediction, routing, elapsed
 
 
+@dataclass(frozen=True)
+class Routed:
+    """A request's prediction, and what a running trial made of it (``routing`` is ``None`` when none took it)."""
+
+    prediction: Any
+    routing: Routing | None = None
+    shadow: Routing | None = None  # what scores the same rows off the request path, if anything
+    latency_ms: float | None = None
+
+    def log_fields(self, request_id: uuid.UUID) -> dict | None:
+        """The trial's fields of the answer's prediction log row."""
+        if self.routing is None:
+            return None
+        return {"trial_id": self.routing.trial.trial_id, "pair_id": request_id, "latency_ms": self.latency_ms}
+
+
+def trial_routed(
+    *, model_name: str, reference: VersionRef, routing_key: str, predict: Callable[[VersionRef], Any]
+) -> Routed:
+    """``predict(reference)``, or, when a running trial takes the request, ``predict`` of the version it routes to
+    (``trial_routing``, ``trial_answer``): what every protocol's inference runs."""
+    routing = trial_routing(model_name=model_name, reference=reference, routing_key=routing_key)
+    if routing is None:
+        return Routed(predict(reference))
+    prediction, shadow, latency_ms = trial_answer(routing, lambda number: predict(VersionRef(number=number)))
+    return Routed(prediction, routing, shadow, latency_ms)
+
+
+def shadow_submit(
+    routed: Routed, *, interval: float | None, request_id: uuid.UUID, caller_id: int | None, client_request_id: str
+) -> None:
+    """Queue the shadow scoring of ``routed``'s rows by the version that did not answer, if a trial asks for it."""
+    if routed.shadow is None:
+        return
+    prediction = routed.prediction
+    shadow_scorer().submit(
+        ShadowJob(
+            routing=routed.shadow,
+            features=prediction.features,
+            feature_names=prediction.feature_names,
+            interval=interval,
+            request_id=request_id,
+            caller_id=caller_id,
+            client_request_id=client_request_id,
+        )
+    )
+
+
 @dataclass
 class ShadowJob:
     """The rows an answer was given for, to be scored by the version that did not answer."""

@@ -28,7 +28,7 @@ from core.request_ids import request_id
 
 from ..api_parts import PredictThrottle
 from ..apis import _count as count_answer
-from ..apis import client_request_id
+from ..apis import client_request_id, routing_key_of
 from . import service
 from .errors import protocol_error
 from .proto import open_inference_pb2 as pb
@@ -109,7 +109,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             status=200,
         )
         try:
-            return self._answer(context, lambda user: self._infer(request, user, asked), asked)
+            return self._answer(context, lambda user: self._infer(request, context, user, asked), asked)
         finally:
             count_answer(asked, asked.status)
 
@@ -155,7 +155,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensor(**entry) for entry in metadata["outputs"]],
         )
 
-    def _infer(self, request, user, asked):
+    def _infer(self, request, context, user, asked):
         parameters = _parameters(request.parameters)
         asked.asked = (
             request.model_name,
@@ -171,6 +171,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             request_id=asked.request_id,
             caller_id=user.pk,
             client_request_id=client_request_id(request.id),
+            # As /predict's X-Routing-Key: what keeps a caller on one side of a canary trial.
+            routing_key=routing_key_of(
+                str(dict(context.invocation_metadata()).get("x-routing-key", "")), user, context.peer()
+            ),
         )
         prediction = answer.prediction
         asked.served = (prediction.name, str(prediction.version), prediction.model_format)

@@ -28,7 +28,7 @@ from core.tabular import TableError
 
 from ..api_parts import PredictThrottle, body_too_large
 from ..apis import _count as count_answer
-from ..apis import client_request_id
+from ..apis import client_request_id, routing_key
 from . import service
 from .errors import protocol_error
 from .tensors import InputTensor, OutputTensor
@@ -141,6 +141,7 @@ class InferView(ProtocolView):
             request_id=request.request_id,
             caller_id=request.user.pk,
             client_request_id=client_id,
+            routing_key=routing_key(request),
         )
         prediction = answer.prediction
         request.served = (prediction.name, str(prediction.version), prediction.model_format)

@@ -17,6 +17,7 @@ from core.tabular import TableError
 from ..model_cache import LoadedVersion
 from ..prediction_log import prediction_log_answer
 from ..services import FORMATS, Prediction, loaded_version, prediction_from_features
+from ..trials.routing import shadow_submit, trial_routed
 from .tensors import LOWER, OUTPUT_DATATYPE, PREDICTIONS, UPPER, InputTensor, OutputTensor, feature_matrix
 from .tensors import output_tensors as make_outputs
 from .timestamps import calendar_feature_matrix, metadata_inputs
@@ -79,12 +80,14 @@ def infer(
     request_id: uuid.UUID,
     caller_id: int | None,
     client_request_id: str,
+    routing_key: str,
 ) -> InferAnswer:
     """Predict the rows the ``inputs`` give with ``name`` at ``version``, log the answer and shape its outputs.
 
     ``parameters`` may hold ``interval`` (a level in (0, 1): adds the ``lower`` and ``upper`` outputs) and
     ``format`` (``onnx``, ``sklearn`` or ``auto``, the default: the engine, as ``/predict``'s). ``requested`` names
-    the outputs to answer (all when ``None``).
+    the outputs to answer (all when ``None``). ``routing_key`` keeps a caller on one side of a canary trial
+    (``inference.trials.routing``); a routed answer's parameters name the trial.
 
     A ``calendar=true`` version takes its timestamp tensor instead of the calendar features (``timestamps``).
 
@@ -107,16 +110,33 @@ def infer(
                 code="invalid_output",
                 extra={"output": output, "outputs": available},
             )
-    loaded = model_loaded(name, version)
-    max_rows = settings.MDS_PREDICT_MAX_ROWS
-    if loaded.calendar_from is not None:
-        X = calendar_feature_matrix(
-            inputs, loaded.feature_names, calendar_from=loaded.calendar_from, max_rows=max_rows
-        )
-    else:
-        X = feature_matrix(inputs, loaded.feature_names, max_rows=max_rows)
-    prediction = prediction_from_features(loaded=loaded, X=X, model_format=model_format, interval=interval)
-    prediction_log_answer(prediction, request_id=request_id, caller_id=caller_id, client_request_id=client_request_id)
+
+    def predict(reference: VersionRef) -> Prediction:
+        loaded = loaded_version(model_name=name, version=reference)
+        max_rows = settings.MDS_PREDICT_MAX_ROWS
+        if loaded.calendar_from is not None:
+            X = calendar_feature_matrix(
+                inputs, loaded.feature_names, calendar_from=loaded.calendar_from, max_rows=max_rows
+            )
+        else:
+            X = feature_matrix(inputs, loaded.feature_names, max_rows=max_rows)
+        return prediction_from_features(loaded=loaded, X=X, model_format=model_format, interval=interval)
+
+    # As /predict: a running trial may route a request for the serving alias, and score its rows in the shadow.
+    routed = trial_routed(
+        model_name=name, reference=version_reference(version), routing_key=routing_key, predict=predict
+    )
+    prediction = routed.prediction
+    prediction_log_answer(
+        prediction,
+        request_id=request_id,
+        caller_id=caller_id,
+        client_request_id=client_request_id,
+        trial=routed.log_fields(request_id),
+    )
+    shadow_submit(
+        routed, interval=interval, request_id=request_id, caller_id=caller_id, client_request_id=client_request_id
+    )
     intervals = prediction.intervals
     outputs = make_outputs(
         prediction.values,
@@ -130,6 +150,8 @@ def infer(
         answer_parameters["client_request_id"] = client_request_id
     if intervals is not None:
         answer_parameters["interval_method"] = intervals.method
+    if routed.routing is not None:
+        answer_parameters["trial"] = routed.routing.trial.trial_id
     return InferAnswer(prediction=prediction, request_id=request_id, outputs=outputs, parameters=answer_parameters)
 
 

@@ -1,6 +1,8 @@
 """Live trials: routing (canary share, stickiness, explicit versions), shadow scoring paired by request id, the
 evidence (paired bootstrap), decisions by policy through the promotion gate, guards, roles and errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -209,6 +211,31 @@ def test_shadow_scoring_is_logged_paired_and_fed_back_for_both_versions(
     status = maintainer.get(f"/models/{model_name}/trial").json()
     assert status["trial"]["figures"]["paired_rows"] == 5
     assert status["trial"]["figures"]["scorings"] == {"champion": 1, "challenger": 1}
+
+
+def test_v2_requests_are_routed_and_scored_in_the_shadow_as_predict_requests_are(
+    pair, maintainer, api_client, model_name
+):
+    # given
+    champion, challenger = pair
+    trial = start(maintainer, model_name, mode="shadow", policy="manual").json()
+    trial_routes().forget()
+    frame = weather_frame(4)
+    values = frame[list(frame.columns[1:-1])].to_numpy()
+    body = {"inputs": [{"name": "input", "shape": list(values.shape), "datatype": "FP64", "data": values.tolist()}]}
+
+    # when: the champion answers over the Open Inference Protocol; the challenger scores the same rows
+    answer = api_client.generic(
+        "POST", f"/v2/models/{model_name}/infer", json.dumps(body), content_type="application/json"
+    ).json()
+    trial_shadow_flush()
+    prediction_log_flush()
+
+    # then
+    assert (answer["model_version"], answer["parameters"]["trial"]) == (str(champion), trial["id"])
+    rows = {row.shadow: row for row in PredictionLog.objects.filter(pair_id=answer["id"])}
+    assert (rows[False].model_version, rows[True].model_version) == (champion, challenger)
+    assert str(rows[False].request_id) == answer["id"] and rows[True].trial_id == trial["id"]
 
 
 # --- Decisions -------------------------------------------------------------------------------------------------

@@ -18,11 +18,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from inference.trials.routing import routing_bucket
 from tests.mds_project.test_inference_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "rf_v2"
 CALENDAR_MODEL = "rf_v2_calendar"
+TRIAL_MODEL = "rf_v2_trial"
 FEATURES = [
     "temperature_c",
     "humidity_pct",
@@ -53,16 +55,27 @@ SETUP = textwrap.dedent(
         timestamp="timestamp", params=ml.TrainingParams(n_estimators=10, max_depth=6, backtest=0, calendar=True))
     calendar = services.training_job_wait(job_id=calendar.pk, timeout=600)
     assert calendar.registered_version, (calendar.status, calendar.error_message)
+    # A model on trial: its champion against a challenger trained on other rows, half the routing keys to each.
+    from inference.trials.services import trial_start
+    from registry_mirror.services import model_challenger_set
+    versions = []
+    for rows in (frame.iloc[:200], frame.iloc[200:]):
+        trained = services.training_job_start(file=io.BytesIO(rows.to_csv(index=False).encode()), file_name="w.csv",
+            user=user, model_name=os.environ["V2_TRIAL_MODEL"], target="target", timestamp="timestamp",
+            params=ml.TrainingParams(n_estimators=5, max_depth=4, backtest=0))
+        versions.append(services.training_job_wait(job_id=trained.pk, timeout=600).registered_version)
+    model_challenger_set(name=os.environ["V2_TRIAL_MODEL"], version=versions[1], user=user)
+    trial = trial_start(model_name=os.environ["V2_TRIAL_MODEL"], user=user, mode="canary", share=0.5, policy="manual")
     nobody, _ = get_user_model().objects.get_or_create(username="v2-no-role")
-    print(job.registered_version, token_create(user=nobody)[1], calendar.registered_version)
+    print(job.registered_version, token_create(user=nobody)[1], calendar.registered_version, trial.pk, *versions)
     """
 )
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """An inference server (HTTP and gRPC) on an embedded store holding one trained version of ``MODEL`` and one
-    of ``CALENDAR_MODEL`` (``calendar=true``)."""
+    """An inference server (HTTP and gRPC) on an embedded store holding one trained version of ``MODEL``, one of
+    ``CALENDAR_MODEL`` (``calendar=true``) and two of ``TRIAL_MODEL``, in a canary trial."""
     data_dir = tmp_path_factory.mktemp("v2")
     (data_dir / "tmp").mkdir()
     env = {key: value for key, value in os.environ.items() if key not in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_URL")}
@@ -75,6 +88,7 @@ def server(tmp_path_factory):
         PYTHONPATH=str(ROOT),
         V2_MODEL=MODEL,
         V2_CALENDAR_MODEL=CALENDAR_MODEL,
+        V2_TRIAL_MODEL=TRIAL_MODEL,
     )
     env.pop("MLFLOW_TRACKING_URI", None)
     manage = [sys.executable, "manage.py"]
@@ -82,7 +96,9 @@ def server(tmp_path_factory):
     setup = subprocess.run(
         [*manage, "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
-    version, no_role_token, calendar_version = setup.stdout.strip().splitlines()[-1].split()
+    version, no_role_token, calendar_version, trial, champion, challenger = (
+        setup.stdout.strip().splitlines()[-1].split()
+    )
     token = subprocess.run(
         [*manage, "issue_token", "v2-client", "--role", "predictor"],
         cwd=ROOT,
@@ -110,6 +126,7 @@ def server(tmp_path_factory):
             "grpc": f"127.0.0.1:{grpc_port}",
             "version": version,
             "calendar_version": calendar_version,
+            "trial": {"id": int(trial), "champion": champion, "challenger": challenger},
             "token": token,
             "no_role_token": no_role_token,
             "log": log,
@@ -203,6 +220,38 @@ def test_http_client_gets_interval_bounds_as_binary_outputs(server, expected):
     lower, upper = answer.as_numpy("lower"), answer.as_numpy("upper")
     assert lower.dtype == np.float64 and lower.shape == (5,)
     assert (lower < answer.as_numpy("predictions")).all() and (answer.as_numpy("predictions") < upper).all()
+
+
+def test_a_canary_trial_routes_both_protocols_by_their_routing_key(server):
+    # given: a routing key the trial sends to each version
+    trial = server["trial"]
+    keys = {routing_bucket(trial["id"], f"key:k{index}") < 0.5: f"k{index}" for index in range(40)}
+    http, grpc = httpclient.InferenceServerClient(server["http"]), grpcclient.InferenceServerClient(server["grpc"])
+    X = rows()
+
+    def over_http(key, version=""):
+        matrix = httpclient.InferInput("input", list(X.shape), "FP32")
+        matrix.set_data_from_numpy(X)
+        headers = {**auth(server), "x-routing-key": key}
+        answer = http.infer(TRIAL_MODEL, [matrix], model_version=version, headers=headers).get_response()
+        return answer["model_version"], answer["parameters"].get("trial")
+
+    def over_grpc(key, version=""):
+        matrix = grpcclient.InferInput("input", list(X.shape), "FP32")
+        matrix.set_data_from_numpy(X)
+        headers = {**auth(server), "x-routing-key": key}
+        answer = grpc.infer(TRIAL_MODEL, [matrix], model_version=version, headers=headers).get_response()
+        return answer.model_version, answer.parameters["trial"].int64_param if "trial" in answer.parameters else None
+
+    # when
+    answers = {
+        infer.__name__: [infer(keys[True]), infer(keys[True]), infer(keys[False]), infer(keys[True], "1")]
+        for infer in (over_http, over_grpc)
+    }
+
+    # then: each key stays on its side; a request naming a version is never routed
+    on_trial = [(trial["challenger"], trial["id"])] * 2 + [(trial["champion"], trial["id"])]
+    assert answers == {protocol: [*on_trial, ("1", None)] for protocol in ("over_http", "over_grpc")}
 
 
 def test_http_client_errors_name_the_problem(server):
