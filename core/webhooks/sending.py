@@ -27,6 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..background import periodic_on_first_request
+from .destinations import destination_refusal
 from .models import WebhookDelivery
 from .signing import sign
 
@@ -93,6 +94,9 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
         "MDS-Delivery": str(delivery.event_id),
         "MDS-Signature": sign(delivery.subscription.secret, body),
     }
+    refusal = destination_refusal(delivery.subscription.url)
+    if refusal:
+        return None, f"Refused: {refusal}"[:ERROR_CHARS]
     try:
         with requests.post(
             delivery.subscription.url,

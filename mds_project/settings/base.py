@@ -323,6 +323,9 @@ MDS_WEBHOOK_TIMEOUT = env.float("MDS_WEBHOOK_TIMEOUT", default=5.0)
 # thread of the web process in embedded mode) and also sends the retries that are due.
 MDS_WEBHOOK_LEASE = env.float("MDS_WEBHOOK_LEASE", default=60.0)
 MDS_WEBHOOK_SWEEP_INTERVAL = env.float("MDS_WEBHOOK_SWEEP_INTERVAL", default=10.0)
+# Webhooks go to public addresses only (core/webhooks/destinations.py): not to loopback, private or link-local ones
+# such as a cloud's metadata service, which a subscription's URL would otherwise let reach. local.py allows them.
+MDS_WEBHOOK_ALLOW_PRIVATE = env.bool("MDS_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Embedded mode (no broker) sends on a thread of the web process when this is on (local.py turns it on); off, a
 # delivery is sent inside the request that committed it, after the commit (the tests).
 MDS_WEBHOOK_BACKGROUND = False

@@ -36,6 +36,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "memory://"
 MDS_EMBEDDED_BACKGROUND_TRAINING = env.bool("MDS_EMBEDDED_BACKGROUND_TRAINING", default=True)
 # Webhooks are sent by a thread of the web process, after the commit, off the request.
 MDS_WEBHOOK_BACKGROUND = env.bool("MDS_WEBHOOK_BACKGROUND", default=True)
+# On a developer's machine the receiver is usually on it too.
+MDS_WEBHOOK_ALLOW_PRIVATE = env.bool("MDS_WEBHOOK_ALLOW_PRIVATE", default=True)
 
 # WhiteNoise serves static files straight from the apps (also under gunicorn and with DEBUG off), rescanning
 # them on every request while debugging. https://whitenoise.readthedocs.io/en/stable/django.html

@@ -241,6 +241,60 @@ def test_bad_subscriptions_are_a_400_naming_the_field(maintainer, body, field, c
     assert not WebhookSubscription.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "inner"),
+    [
+        ("http://127.0.0.1:9/hooks", "127.0.0.1"),
+        ("http://localhost/hooks", "127.0.0.1"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("https://10.1.2.3/hooks", "10.1.2.3"),
+        ("http://[::1]:8000/hooks", "::1"),
+        ("http://[::ffff:192.168.0.9]/hooks", "::ffff:192.168.0.9"),
+    ],
+)
+def test_a_subscription_to_an_inner_address_is_a_400_naming_it(maintainer, settings, url, inner):
+    # given: production's default
+    settings.MDS_WEBHOOK_ALLOW_PRIVATE = False
+
+    # when
+    response = maintainer.post("/webhooks", {"url": url}, format="json")
+
+    # then
+    assert response.status_code == 400
+    answer = response.json()
+    assert "url" in answer["extra"]["fields"]
+    assert f"resolves to {inner}" in json.dumps(answer) and "not a public address" in json.dumps(answer)
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_a_public_address_is_accepted_and_inner_ones_where_allowed(maintainer, settings):
+    # when: a public address; then an inner one, allowed
+    settings.MDS_WEBHOOK_ALLOW_PRIVATE = False
+    public = maintainer.post("/webhooks", {"url": "https://93.184.216.34/hooks"}, format="json")
+    settings.MDS_WEBHOOK_ALLOW_PRIVATE = True
+    inner = maintainer.post("/webhooks", {"url": "http://127.0.0.1:9/hooks"}, format="json")
+
+    # then
+    assert (public.status_code, inner.status_code) == (201, 201)
+
+
+def test_each_attempt_checks_the_address_again_and_refuses_an_inner_one_unsent(
+    subscribe, receiver, settings, django_capture_on_commit_callbacks
+):
+    # given: the receiver on loopback, subscribed while inner addresses were allowed, then no longer
+    subscribe(events=[events.JOB_FAILED])
+    settings.MDS_WEBHOOK_ALLOW_PRIVATE = False
+
+    # when
+    emit_committed(django_capture_on_commit_callbacks, events.JOB_FAILED, {"job_id": 7})
+
+    # then: nothing reached the receiver; the attempt failed, saying why
+    assert receiver.requests == []
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, None)
+    assert delivery.last_error.startswith("Refused: 127.0.0.1 resolves to 127.0.0.1, not a public address")
+
+
 @pytest.mark.parametrize("role", ["predictor", "trainer"])
 def test_only_maintainers_manage_webhooks(role_client, role):
     # given
