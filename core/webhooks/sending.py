@@ -86,6 +86,9 @@ def retry_delay(attempts: int) -> float:
 
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
     """The answer's status code (``None``: no answer) and the error (``""``: delivered)."""
+    refusal = destination_refusal(delivery.subscription.url)
+    if refusal:
+        return None, f"Refused: {refusal}"[:ERROR_CHARS]
     body = delivery_body(delivery)
     headers = {
         "Content-Type": "application/json",
@@ -94,9 +97,6 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
         "MDS-Delivery": str(delivery.event_id),
         "MDS-Signature": sign(delivery.subscription.secret, body),
     }
-    refusal = destination_refusal(delivery.subscription.url)
-    if refusal:
-        return None, f"Refused: {refusal}"[:ERROR_CHARS]
     try:
         with requests.post(
             delivery.subscription.url,
