@@ -2,15 +2,36 @@
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
+from .destinations import destination_refusal
 from .models import WebhookDelivery, WebhookSubscription
 from .services import delivery_redeliver
 
 
+class WebhookSubscriptionForm(forms.ModelForm):
+    # Django's default for a URL typed without its scheme, said explicitly (its default changes in Django 6).
+    url = forms.URLField(max_length=2000, assume_scheme="http")
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ("url", "events", "active", "description")
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        # As the API: a new URL must lead to a public address; an unchanged one is left alone.
+        refusal = destination_refusal(url) if "url" in self.changed_data else ""
+        if refusal:
+            raise ValidationError(refusal, code="webhook_url_not_public")
+        return url
+
+
 @admin.register(WebhookSubscription)
 class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    form = WebhookSubscriptionForm
     list_display = ["url", "events", "active", "description", "created_by", "created_at"]
     list_filter = ["active", "created_at"]
     search_fields = ["url", "description"]

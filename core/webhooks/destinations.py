@@ -2,9 +2,10 @@
 
 A subscription's URL is sent to by MDS's own servers, inside its network: one naming a loopback, private,
 link-local (a cloud's metadata service, 169.254.169.254) or other non-public address would let whoever sets it
-reach what only MDS should. The URL is checked when it is set (a name that does not resolve yet is accepted) and
-again before each attempt, so a name later pointed at an inner address is refused too; the few milliseconds between
-that check and the connection remain.
+reach what only MDS should. The URL is checked when it is set or changed (a name that does not resolve yet is
+accepted; a subscription whose name was pointed inward since can still be changed otherwise, deactivated say) and
+again before each attempt, so such a name's deliveries are refused; the few milliseconds between that check and
+the connection remain.
 """
 
 import ipaddress
@@ -50,8 +51,12 @@ def destination_refusal(url: str) -> str:
     )
 
 
-def public_destination_validator(url: str) -> None:
-    """A subscription's URL field validator (the API's and the admin's ``400``)."""
+def destination_check(url: str) -> None:
+    """Refuse ``url`` as a subscription's new URL if it may not be sent to (the API's ``400`` naming the field).
+
+    Raises:
+        ValidationError: ``{"url": ...}``, as the field's own validators give it.
+    """
     refusal = destination_refusal(url)
     if refusal:
-        raise ValidationError(refusal, code="webhook_url_not_public")
+        raise ValidationError({"url": ValidationError(refusal, code="webhook_url_not_public")})

@@ -19,6 +19,7 @@ from django.utils import timezone
 from core.errors import ApplicationError, NotFound
 from core.events import EVENTS
 
+from .destinations import destination_check
 from .models import ALL_EVENTS, WebhookDelivery, WebhookSubscription
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def subscription_create(
     *, url: str, events: list[str] | None = None, description: str = "", active: bool = True, user=None
 ) -> WebhookSubscription:
     """A new subscription with a secret made here (``whsec_…``), which the caller shows once."""
+    destination_check(url)
     subscription = WebhookSubscription(
         url=url,
         events=events_clean(events),
@@ -103,6 +105,8 @@ def subscription_create(
 def subscription_update(*, subscription_id: int, **changes: Any) -> WebhookSubscription:
     """Change ``url``, ``events``, ``description`` or ``active``; the secret never changes."""
     subscription = subscription_get(subscription_id=subscription_id, for_update=True)
+    if "url" in changes and changes["url"] != subscription.url:
+        destination_check(changes["url"])
     if "events" in changes:
         changes["events"] = events_clean(changes["events"])
     for name in ("url", "events", "description", "active"):

@@ -19,7 +19,7 @@ from inference.monitoring import monitoring_reports_record
 from inference.prediction_log import prediction_log_flush
 from registry_mirror.services import registry_mirror_sync
 from sample_data.make_weather import make_weather
-from tests.factories import csv_bytes, weather_csv
+from tests.factories import StaffUserFactory, csv_bytes, weather_csv
 from training import ml
 from training.models import TrainingJob
 from training.services import dataset_create, training_job_fail
@@ -276,6 +276,30 @@ def test_a_public_address_is_accepted_and_inner_ones_where_allowed(maintainer, s
 
     # then
     assert (public.status_code, inner.status_code) == (201, 201)
+
+
+def test_a_subscription_leading_inward_since_can_still_be_changed_but_not_to_another_inner_url(
+    subscribe, maintainer, client, settings
+):
+    # given: the receiver on loopback, subscribed while inner addresses were allowed, then no longer
+    webhook = subscribe()
+    settings.MDS_WEBHOOK_ALLOW_PRIVATE = False
+    client.force_login(StaffUserFactory())
+    page = f"/admin/core/webhooksubscription/{webhook['id']}/change/"
+    form = {"url": webhook["url"], "events": '["*"]', "description": "ops"}
+
+    # when: its other fields change, through the API and the admin; then its URL, to another inner address
+    deactivated = maintainer.patch(f"/webhooks/{webhook['id']}", {"active": False}, format="json")
+    described = client.post(page, form)
+    moved = maintainer.patch(f"/webhooks/{webhook['id']}", {"url": "http://10.1.2.3/hooks"}, format="json")
+    moved_in_admin = client.post(page, {**form, "url": "http://10.1.2.3/hooks"})
+
+    # then
+    assert (deactivated.status_code, described.status_code) == (200, 302)
+    assert moved.status_code == 400 and "resolves to 10.1.2.3" in moved.json()["extra"]["fields"]["url"][0]
+    assert moved_in_admin.status_code == 200 and "resolves to 10.1.2.3" in moved_in_admin.content.decode()
+    subscription = WebhookSubscription.objects.get()
+    assert (subscription.url, subscription.active, subscription.description) == (webhook["url"], False, "ops")
 
 
 def test_each_attempt_checks_the_address_again_and_refuses_an_inner_one_unsent(
