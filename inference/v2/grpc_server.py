@@ -92,10 +92,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerMetadataResponse(**service.server_metadata())
 
     def ModelReady(self, request, context):
-        return self._answer(context, lambda user: self._ready(request))
+        return self._answer(context, lambda user, metadata: self._ready(request))
 
     def ModelMetadata(self, request, context):
-        return self._answer(context, lambda user: self._metadata(request))
+        return self._answer(context, lambda user, metadata: self._metadata(request))
 
     def ModelInfer(self, request, context):
         # What _count reads (as on a REST request), and the answer's status as HTTP would give it.
@@ -109,14 +109,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             status=200,
         )
         try:
-            return self._answer(context, lambda user: self._infer(request, context, user, asked), asked)
+            return self._answer(
+                context, lambda user, metadata: self._infer(request, context, user, metadata, asked), asked
+            )
         finally:
             count_answer(asked, asked.status)
 
     def _answer(self, context, handler, asked=None):
-        """``handler(user)`` for an authenticated, permitted, throttled caller; an error as its gRPC status."""
+        """``handler(user, metadata)`` for an authenticated, permitted, throttled caller (the call's metadata read
+        once); an error as its gRPC status."""
         try:
-            return handler(self._caller(context))
+            metadata = dict(context.invocation_metadata())
+            return handler(self._caller(metadata), metadata)
         except Exception as exc:
             error = protocol_error(exc)
             if asked is not None:
@@ -127,8 +131,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             # Django closes a request's connection when it ends; a gRPC thread has no request to end.
             close_old_connections()
 
-    def _caller(self, context):
-        header = dict(context.invocation_metadata()).get("authorization", "")
+    def _caller(self, metadata: dict):
+        header = metadata.get("authorization", "")
         scheme, _, key = str(header).strip().partition(" ")
         if scheme.lower() not in ("token", "bearer") or not key.strip():
             raise NotAuthenticated()
@@ -155,7 +159,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensor(**entry) for entry in metadata["outputs"]],
         )
 
-    def _infer(self, request, context, user, asked):
+    def _infer(self, request, context, user, metadata, asked):
         parameters = _parameters(request.parameters)
         asked.asked = (
             request.model_name,
@@ -172,9 +176,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             caller_id=user.pk,
             client_request_id=client_request_id(request.id),
             # As /predict's X-Routing-Key: what keeps a caller on one side of a canary trial.
-            routing_key=routing_key_of(
-                str(dict(context.invocation_metadata()).get("x-routing-key", "")), user, context.peer()
-            ),
+            routing_key=routing_key_of(str(metadata.get("x-routing-key", "")), user, context.peer()),
         )
         prediction = answer.prediction
         asked.served = (prediction.name, str(prediction.version), prediction.model_format)
